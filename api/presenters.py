@@ -1,0 +1,46 @@
+"""Turning Lore's internal records into the JSON both interfaces emit."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from ingest.pipeline import IngestResult
+from rag.types import Answer, Citation, DocumentInfo, Passage
+
+
+def citation_json(citation: Citation) -> dict[str, Any]:
+    return asdict(citation)
+
+
+def answer_json(answer: Answer, collection: str) -> dict[str, Any]:
+    return {
+        "question": answer.question,
+        "collection": collection,
+        "answer": answer.text,
+        "declined": answer.declined,
+        "citations": [citation_json(c) for c in answer.citations],
+        "sources": [citation_json(c) for c in answer.sources],
+    }
+
+
+def passage_json(rank: int, passage: Passage) -> dict[str, Any]:
+    chunk = passage.chunk
+    return {
+        "rank": rank,
+        "score": round(passage.score, 4),
+        "chunk_id": chunk.id,
+        "doc_id": chunk.doc_id,
+        "source": chunk.source,
+        "title": chunk.title,
+        "page": chunk.page,
+        "text": chunk.text,
+    }
+
+
+def document_json(document: DocumentInfo) -> dict[str, Any]:
+    return asdict(document)
+
+
+def ingest_json(result: IngestResult) -> dict[str, Any]:
+    return asdict(result)

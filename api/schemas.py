@@ -1,0 +1,87 @@
+"""HTTP request and response bodies. Every field is bounded; unknown fields are refused."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+COLLECTION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{1,510}[A-Za-z0-9]$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class QueryRequest(Strict):
+    question: str = Field(min_length=1, max_length=8000, examples=["What port does Lore use?"])
+    collection: str | None = Field(default=None, pattern=COLLECTION_PATTERN)
+    top_k: int | None = Field(default=None, ge=1, le=50)
+    stream: bool = False
+
+
+class SearchRequest(Strict):
+    question: str = Field(min_length=1, max_length=8000)
+    collection: str | None = Field(default=None, pattern=COLLECTION_PATTERN)
+    top_k: int = Field(default=5, ge=1, le=50)
+
+
+class CitationOut(BaseModel):
+    number: int
+    chunk_id: str
+    doc_id: str
+    source: str
+    title: str
+    page: int | None
+    text: str
+    score: float
+
+
+class QueryResponse(BaseModel):
+    question: str
+    collection: str
+    answer: str
+    declined: bool
+    citations: list[CitationOut]
+    sources: list[CitationOut]
+
+
+class PassageOut(BaseModel):
+    rank: int
+    score: float
+    chunk_id: str
+    doc_id: str
+    source: str
+    title: str
+    page: int | None
+    text: str
+
+
+class DocumentOut(BaseModel):
+    doc_id: str
+    source: str
+    title: str
+    content_hash: str
+    chunks: int
+
+
+class IngestOut(BaseModel):
+    source: str
+    doc_id: str
+    status: str
+    chunks: int
+    error_code: str | None
+    error: str | None
+
+
+class DeleteOut(BaseModel):
+    doc_id: str
+    deleted_chunks: int
+
+
+class ErrorOut(BaseModel):
+    code: str
+    message: str
+    request_id: str
+
+
+class Health(BaseModel):
+    status: str

@@ -1,0 +1,145 @@
+"""One typed settings object, read from `lore.yaml` and overridden by `LORE_*` variables.
+
+Precedence, highest first: values passed in code, `LORE_*` environment variables,
+the YAML file (`$LORE_CONFIG`, else `./lore.yaml` when it exists), then the defaults
+below. A misspelled key is an error, not a silent default.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+# Chroma's rule for collection names: 3-512 characters, [a-zA-Z0-9._-], alphanumeric at both ends.
+_COLLECTION_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{1,510})[A-Za-z0-9]$")
+
+
+def default_data_dir() -> Path:
+    """Where Lore keeps its data when nothing says otherwise: `$XDG_DATA_HOME/lore`."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "lore"
+
+
+def config_file() -> Path | None:
+    """The YAML file settings are read from, if any."""
+    explicit = os.environ.get("LORE_CONFIG")
+    if explicit:
+        return Path(explicit)
+    local = Path("lore.yaml")
+    return local if local.is_file() else None
+
+
+def validate_collection_name(name: str) -> str:
+    """Return `name` if it is a valid collection name, else raise ValueError."""
+    if not _COLLECTION_RE.match(name) or ".." in name:
+        raise ValueError(
+            "collection names are 3-512 characters of letters, digits, '.', '_' or '-', "
+            "starting and ending with a letter or digit"
+        )
+    return name
+
+
+class Settings(BaseSettings):
+    """Everything Lore can be configured with. See `lore.example.yaml` for each field."""
+
+    model_config = SettingsConfigDict(env_prefix="LORE_", extra="forbid", frozen=True)
+
+    # Storage
+    data_dir: Path = Field(default_factory=default_data_dir)
+    models_dir: Path | None = None
+    collection: str = "default"
+    chroma_host: str | None = None
+    chroma_port: int = Field(default=8000, ge=1, le=65535)
+    chroma_ssl: bool = False
+
+    # Embedding
+    embedding_model: str = "embeddinggemma-300m"
+    embedding_model_path: Path | None = None
+    embedding_batch_size: int = Field(default=16, ge=1, le=1024)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    # Generation
+    llm_backend: Literal["llama_cpp", "openai"] = "llama_cpp"
+    chat_model: str = "qwen2.5-coder-0.5b-instruct"
+    chat_model_path: Path | None = None
+    llm_base_url: str | None = None
+    llm_api_key: SecretStr | None = None
+    llm_model_name: str | None = None
+    n_ctx: int = Field(default=4096, ge=512, le=131072)
+    gpu_layers: int = Field(default=-1, ge=-1)
+    threads: int | None = Field(default=None, ge=1)
+    max_tokens: int = Field(default=384, ge=1, le=8192)
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+
+    # Chunking and retrieval
+    chunk_size: int = Field(default=600, ge=50, le=20000)
+    chunk_overlap: int = Field(default=80, ge=0)
+    top_k: int = Field(default=4, ge=1, le=100)
+    min_score: float | None = Field(default=None, ge=-1.0, le=1.0)
+    context_tokens: int = Field(default=1200, ge=64)
+
+    # Serving
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    max_upload_mb: int = Field(default=50, ge=1, le=4096)
+    max_question_chars: int = Field(default=2000, ge=1)
+
+    @field_validator("collection")
+    @classmethod
+    def _check_collection(cls, value: str) -> str:
+        return validate_collection_name(value)
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Settings:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError("chunk_overlap must be smaller than chunk_size")
+        if self.llm_backend == "openai" and not self.llm_base_url:
+            raise ValueError("llm_backend 'openai' needs llm_base_url")
+        return self
+
+    @property
+    def resolved_models_dir(self) -> Path:
+        return self.models_dir or self.data_dir / "models"
+
+    @property
+    def chroma_dir(self) -> Path:
+        return self.data_dir / "chroma"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = config_file()
+        if path is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+        return tuple(sources)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the file and environment; `overrides` win over both."""
+    path = config_file()
+    if path is not None and not path.is_file():
+        from rag.errors import ConfigError
+
+        raise ConfigError(f"LORE_CONFIG points to {path}, which does not exist.")
+    return Settings(**overrides)  # type: ignore[arg-type]

@@ -1,0 +1,108 @@
+"""The composition root: every component is built here, from settings, and nowhere else.
+
+Components are built on first use, so `lore search` never loads the chat model and
+`lore ingest` never loads either model it doesn't need. Tests pass their own
+components (fakes) to `Lore` directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from rag.answering import Answerer, AnswerLimits
+from rag.config import Settings
+from rag.embeddings import Embedder, SentenceTransformerEmbedder
+from rag.generation import Generator, LlamaCppGenerator
+from rag.models import get_spec, resolve_model_path
+from rag.offline import force_offline
+from rag.retrieval import Retriever
+from rag.store import ChromaStore, VectorStore
+
+
+def build_embedder(settings: Settings) -> Embedder:
+    path, _ = resolve_model_path(
+        settings.embedding_model, settings.embedding_model_path, settings.resolved_models_dir
+    )
+    return SentenceTransformerEmbedder(
+        settings.embedding_model,
+        path,
+        device=settings.device,
+        batch_size=settings.embedding_batch_size,
+    )
+
+
+def build_store(settings: Settings, embedder_name: str) -> VectorStore:
+    if settings.chroma_host:
+        return ChromaStore.server(
+            settings.chroma_host, settings.chroma_port, settings.chroma_ssl, embedder_name
+        )
+    return ChromaStore.embedded(settings.chroma_dir, embedder_name)
+
+
+def build_generator(settings: Settings) -> Generator:
+    path, _ = resolve_model_path(
+        settings.chat_model, settings.chat_model_path, settings.resolved_models_dir
+    )
+    return LlamaCppGenerator(
+        path,
+        n_ctx=settings.n_ctx,
+        gpu_layers=settings.gpu_layers,
+        threads=settings.threads,
+        temperature=settings.temperature,
+    )
+
+
+def min_score_for(settings: Settings) -> float:
+    """The relevance threshold: the configured one, else the embedder's calibrated default."""
+    if settings.min_score is not None:
+        return settings.min_score
+    spec = get_spec(settings.embedding_model) if settings.embedding_model_path is None else None
+    return spec.min_score if spec else 0.0
+
+
+@dataclass
+class Lore:
+    """Lore's components for one process; the `*_override` fields replace built ones."""
+
+    settings: Settings
+    embedder_override: Embedder | None = field(default=None, repr=False)
+    store_override: VectorStore | None = field(default=None, repr=False)
+    generator_override: Generator | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        force_offline()
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        return self.embedder_override or build_embedder(self.settings)
+
+    @cached_property
+    def store(self) -> VectorStore:
+        if self.store_override is not None:
+            return self.store_override
+        return build_store(self.settings, self.embedder_name)
+
+    @property
+    def embedder_name(self) -> str:
+        if self.embedder_override is not None:
+            return self.embedder_override.name
+        return self.settings.embedding_model
+
+    @cached_property
+    def generator(self) -> Generator:
+        return self.generator_override or build_generator(self.settings)
+
+    @cached_property
+    def retriever(self) -> Retriever:
+        return Retriever(self.embedder, self.store, min_score=min_score_for(self.settings))
+
+    @cached_property
+    def answerer(self) -> Answerer:
+        limits = AnswerLimits(
+            top_k=self.settings.top_k,
+            context_tokens=self.settings.context_tokens,
+            max_tokens=self.settings.max_tokens,
+            max_question_chars=self.settings.max_question_chars,
+        )
+        return Answerer(self.retriever, self.generator, limits)

@@ -1,0 +1,47 @@
+"""Domain errors. Interfaces (HTTP, CLI) map each one to a status and a stable code."""
+
+from __future__ import annotations
+
+
+class LoreError(Exception):
+    """Base class. `code` is stable and safe to show to a client; the message is a sentence."""
+
+    code = "lore_error"
+
+
+class ConfigError(LoreError):
+    code = "bad_config"
+
+
+class ModelMissing(LoreError):
+    """A model file is absent or fails its checksum. The message names the file and the fix."""
+
+    code = "model_missing"
+
+
+class ModelInstallError(LoreError):
+    code = "model_install_failed"
+
+
+class NotFound(LoreError):
+    code = "not_found"
+
+
+class InvalidInput(LoreError):
+    code = "invalid_input"
+
+
+class UnsupportedFile(LoreError):
+    code = "unsupported_file"
+
+
+class ParseError(LoreError):
+    code = "parse_failed"
+
+
+class LimitExceeded(LoreError):
+    code = "limit_exceeded"
+
+
+class StoreUnavailable(LoreError):
+    code = "store_unavailable"

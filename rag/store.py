@@ -1,0 +1,206 @@
+"""The vector store. `chromadb` is imported here and nowhere else.
+
+Chroma runs embedded (a local directory) by default, or as a server when a host is
+configured. Lore always passes its own embeddings: Chroma's default embedding
+function would download a model at run time, so it is never created.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from rag.errors import ConfigError, NotFound, StoreUnavailable
+from rag.types import Chunk, DocumentInfo, Passage
+
+# Chroma caps one add() call; keep batches well below it.
+_WRITE_BATCH = 1000
+
+
+class VectorStore(Protocol):
+    """Chunks and their vectors, grouped in named collections."""
+
+    def add(
+        self, collection: str, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]
+    ) -> None: ...
+
+    def query(self, collection: str, vector: Sequence[float], k: int) -> list[Passage]: ...
+
+    def document_chunks(self, collection: str, doc_id: str) -> list[Chunk]: ...
+
+    def delete_chunks(self, collection: str, chunk_ids: Sequence[str]) -> None: ...
+
+    def list_documents(self, collection: str) -> list[DocumentInfo]: ...
+
+    def list_collections(self) -> list[str]: ...
+
+
+def _metadata(chunk: Chunk) -> dict[str, str | int]:
+    meta: dict[str, str | int] = {
+        "doc_id": chunk.doc_id,
+        "source": chunk.source,
+        "title": chunk.title,
+        "chunk_index": chunk.chunk_index,
+        "content_hash": chunk.content_hash,
+    }
+    if chunk.page is not None:  # Chroma metadata values cannot be None.
+        meta["page"] = chunk.page
+    return meta
+
+
+def _chunk(chunk_id: str, text: str | None, meta: dict[str, Any]) -> Chunk:
+    page = meta.get("page")
+    return Chunk(
+        id=chunk_id,
+        doc_id=str(meta["doc_id"]),
+        text=text or "",
+        source=str(meta.get("source", "")),
+        title=str(meta.get("title", "")),
+        chunk_index=int(meta.get("chunk_index", 0)),
+        content_hash=str(meta.get("content_hash", "")),
+        page=int(page) if page is not None else None,
+    )
+
+
+class ChromaStore:
+    """A `VectorStore` on Chroma, embedded or client/server.
+
+    Each collection records the embedder it was built with. Querying or adding with
+    another embedder is refused, because vectors from two models don't compare.
+    """
+
+    def __init__(self, client: Any, embedder_name: str):
+        self._client = client
+        self._embedder_name = embedder_name
+
+    @classmethod
+    def embedded(cls, path: Path, embedder_name: str) -> ChromaStore:
+        import chromadb
+        from chromadb.config import Settings as ChromaSettings
+
+        path.mkdir(parents=True, exist_ok=True)
+        client = chromadb.PersistentClient(
+            path=str(path), settings=ChromaSettings(anonymized_telemetry=False)
+        )
+        return cls(client, embedder_name)
+
+    @classmethod
+    def server(cls, host: str, port: int, ssl: bool, embedder_name: str) -> ChromaStore:
+        import chromadb
+        from chromadb.config import Settings as ChromaSettings
+
+        try:
+            client = chromadb.HttpClient(
+                host=host, port=port, ssl=ssl, settings=ChromaSettings(anonymized_telemetry=False)
+            )
+            client.heartbeat()
+        except Exception as exc:
+            raise StoreUnavailable(f"Cannot reach the Chroma server at {host}:{port}.") from exc
+        return cls(client, embedder_name)
+
+    # -- collections --------------------------------------------------------
+
+    def _existing(self, name: str) -> Any:
+        from chromadb.errors import NotFoundError
+
+        try:
+            collection = self._client.get_collection(name, embedding_function=None)
+        except (NotFoundError, ValueError):
+            raise NotFound(f"Collection '{name}' does not exist.") from None
+        self._check_embedder(collection)
+        return collection
+
+    def _create_or_get(self, name: str) -> Any:
+        collection = self._client.get_or_create_collection(
+            name,
+            embedding_function=None,
+            metadata={"hnsw:space": "cosine", "lore_embedder": self._embedder_name},
+        )
+        self._check_embedder(collection)
+        return collection
+
+    def _check_embedder(self, collection: Any) -> None:
+        built_with = (collection.metadata or {}).get("lore_embedder")
+        if built_with and built_with != self._embedder_name:
+            raise ConfigError(
+                f"Collection '{collection.name}' was built with the embedder '{built_with}', "
+                f"but '{self._embedder_name}' is configured. Use that embedder, "
+                "or ingest into a new collection."
+            )
+
+    def list_collections(self) -> list[str]:
+        return sorted(c.name for c in self._client.list_collections())
+
+    # -- chunks -------------------------------------------------------------
+
+    def add(
+        self, collection: str, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]
+    ) -> None:
+        if len(chunks) != len(vectors):
+            raise ValueError("one vector per chunk")
+        target = self._create_or_get(collection)
+        for start in range(0, len(chunks), _WRITE_BATCH):
+            batch = chunks[start : start + _WRITE_BATCH]
+            target.upsert(
+                ids=[c.id for c in batch],
+                documents=[c.text for c in batch],
+                metadatas=[_metadata(c) for c in batch],
+                embeddings=[list(v) for v in vectors[start : start + _WRITE_BATCH]],
+            )
+
+    def query(self, collection: str, vector: Sequence[float], k: int) -> list[Passage]:
+        target = self._existing(collection)
+        result = target.query(
+            query_embeddings=[list(vector)],
+            n_results=k,
+            include=["documents", "metadatas", "distances"],
+        )
+        passages = []
+        for chunk_id, text, meta, distance in zip(
+            result["ids"][0],
+            result["documents"][0],
+            result["metadatas"][0],
+            result["distances"][0],
+            strict=True,
+        ):
+            # Cosine distance is 1 - cosine similarity.
+            passages.append(Passage(_chunk(chunk_id, text, meta), score=1.0 - float(distance)))
+        return passages
+
+    def document_chunks(self, collection: str, doc_id: str) -> list[Chunk]:
+        try:
+            target = self._existing(collection)
+        except NotFound:
+            return []
+        result = target.get(where={"doc_id": doc_id}, include=["documents", "metadatas"])
+        chunks = [
+            _chunk(i, text, meta)
+            for i, text, meta in zip(
+                result["ids"], result["documents"], result["metadatas"], strict=True
+            )
+        ]
+        return sorted(chunks, key=lambda c: c.chunk_index)
+
+    def delete_chunks(self, collection: str, chunk_ids: Sequence[str]) -> None:
+        if not chunk_ids:
+            return
+        target = self._existing(collection)
+        for start in range(0, len(chunk_ids), _WRITE_BATCH):
+            target.delete(ids=list(chunk_ids[start : start + _WRITE_BATCH]))
+
+    def list_documents(self, collection: str) -> list[DocumentInfo]:
+        target = self._existing(collection)
+        result = target.get(include=["metadatas"])
+        documents: dict[str, DocumentInfo] = {}
+        for meta in result["metadatas"]:
+            doc_id = str(meta["doc_id"])
+            known = documents.get(doc_id)
+            documents[doc_id] = DocumentInfo(
+                doc_id=doc_id,
+                source=str(meta.get("source", "")),
+                title=str(meta.get("title", "")),
+                content_hash=str(meta.get("content_hash", "")),
+                chunks=(known.chunks if known else 0) + 1,
+            )
+        return sorted(documents.values(), key=lambda d: d.source)

@@ -1,0 +1,65 @@
+"""Small, honest fakes of Lore's model components, for tests and for trying the API without models.
+
+They obey the same interfaces as the real components (`Embedder`, `Generator`), so
+code under test cannot tell them apart by type, only by quality.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterator, Sequence
+
+
+class HashingEmbedder:
+    """Embeds text by hashing its character bigrams into a fixed-size unit vector.
+
+    Texts that share many bigrams (in any language) get a high cosine similarity,
+    which is enough for retrieval tests to find the obviously right passage.
+    """
+
+    def __init__(self, dimension: int = 256, name: str = "hashing-test"):
+        self._dimension = dimension
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def dimension(self) -> int:
+        return self._dimension
+
+    def _vector(self, text: str) -> list[float]:
+        squashed = "".join(text.lower().split())
+        vector = [0.0] * self._dimension
+        for i in range(max(len(squashed) - 1, 1)):
+            gram = squashed[i : i + 2]
+            slot = int.from_bytes(hashlib.blake2b(gram.encode(), digest_size=4).digest(), "big")
+            vector[slot % self._dimension] += 1.0
+        norm = math.sqrt(sum(x * x for x in vector)) or 1.0
+        return [x / norm for x in vector]
+
+    def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        return [self._vector(t) for t in texts]
+
+    def embed_query(self, text: str) -> list[float]:
+        return self._vector(text)
+
+
+class ScriptedGenerator:
+    """Replies with a fixed script, split into word-sized tokens, and records every prompt."""
+
+    def __init__(self, reply: str = "Lore answers from sources [1]."):
+        self.reply = reply
+        self.prompts: list[list[dict[str, str]]] = []
+
+    def count_tokens(self, text: str) -> int:
+        # About one token per 4 characters, as for English with a BPE vocabulary.
+        return max(1, len(text) // 4)
+
+    def stream(self, messages: list[dict[str, str]], max_tokens: int) -> Iterator[str]:
+        self.prompts.append(messages)
+        words = self.reply.split(" ")
+        for index, word in enumerate(words[:max_tokens]):
+            yield word if index == 0 else " " + word

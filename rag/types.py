@@ -1,0 +1,98 @@
+"""Plain data passed between the layers. Frozen, so nothing changes behind a caller's back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of a document as stored in the index.
+
+    `content_hash` is the sha256 of the whole source file's bytes, shared by all of its
+    chunks; it is how re-ingest tells an unchanged file from a changed one.
+    """
+
+    id: str
+    doc_id: str
+    text: str
+    source: str
+    title: str
+    chunk_index: int
+    content_hash: str
+    page: int | None = None
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A chunk found for a query, with its cosine similarity to the query (higher is closer)."""
+
+    chunk: Chunk
+    score: float
+
+
+@dataclass(frozen=True)
+class Citation:
+    """A source the answer was built from. `number` is the [n] marker used in the answer."""
+
+    number: int
+    chunk_id: str
+    doc_id: str
+    source: str
+    title: str
+    page: int | None
+    text: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A finished answer.
+
+    `citations` are the sources the answer's [n] markers point to; `sources` are all the
+    passages the model was shown, numbered as in the prompt. `declined` is true when
+    the documents did not contain the answer.
+    """
+
+    question: str
+    text: str
+    citations: tuple[Citation, ...]
+    sources: tuple[Citation, ...]
+    declined: bool
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    doc_id: str
+    source: str
+    title: str
+    content_hash: str
+    chunks: int
+
+
+@dataclass(frozen=True)
+class TokenEvent:
+    """A piece of answer text, as the model produced it."""
+
+    text: str
+    kind: Literal["token"] = "token"
+
+
+@dataclass(frozen=True)
+class SourcesEvent:
+    """The passages the model is about to read, sent before the first token."""
+
+    sources: tuple[Citation, ...] = field(default_factory=tuple)
+    kind: Literal["sources"] = "sources"
+
+
+@dataclass(frozen=True)
+class DoneEvent:
+    """The finished answer; always the last event of a stream."""
+
+    answer: Answer
+    kind: Literal["done"] = "done"
+
+
+AnswerEvent = TokenEvent | SourcesEvent | DoneEvent

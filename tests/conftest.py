@@ -1,0 +1,53 @@
+"""Shared fixtures. Every test runs offline; see the Makefile for the network namespace."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rag.config import Settings
+from rag.container import Lore
+from rag.offline import force_offline
+from rag.store import ChromaStore
+from rag.testing import HashingEmbedder, ScriptedGenerator
+
+force_offline()
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", models_dir=tmp_path / "models", min_score=0.05)
+
+
+@pytest.fixture
+def generator() -> ScriptedGenerator:
+    return ScriptedGenerator()
+
+
+@pytest.fixture
+def lore(settings: Settings, generator: ScriptedGenerator) -> Lore:
+    embedder = HashingEmbedder()
+    store = ChromaStore.embedded(settings.chroma_dir, embedder.name)
+    return Lore(
+        settings, embedder_override=embedder, store_override=store, generator_override=generator
+    )
+
+
+@pytest.fixture
+def docs(tmp_path: Path) -> Path:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "ports.md").write_text(
+        "# Ports\n\nThe Lore server listens on port 8000 by default.\n\n"
+        "## Backups\n\nTo back up Lore, copy the data directory while the server is stopped.\n",
+        encoding="utf-8",
+    )
+    (folder / "zh.txt").write_text(
+        "长城是中国古代的军事防御工程。长城的总长度超过两万公里。\n\n"
+        "故宫位于北京，是明清两代的皇家宫殿。",
+        encoding="utf-8",
+    )
+    return folder

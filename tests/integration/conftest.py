@@ -1,0 +1,94 @@
+"""Fixtures that use the real default models, a real Chroma directory and a real uvicorn."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from rag.config import Settings, default_data_dir
+from rag.models import get_spec, verify
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def installed_models_dir() -> Path:
+    """Where `make test` installed the default models (shared with `make run`)."""
+    explicit = os.environ.get("LORE_MODELS_DIR")
+    return Path(explicit) if explicit else default_data_dir() / "models"
+
+
+@pytest.fixture(scope="session")
+def models_dir() -> Path:
+    folder = installed_models_dir()
+    defaults = Settings(models_dir=folder)
+    for name in (defaults.chat_model, defaults.embedding_model):
+        verify(get_spec(name), folder)  # raises ModelMissing naming the fix
+    return folder
+
+
+def lore_env(data_dir: Path, models_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LORE_")}
+    env.update(
+        {"LORE_DATA_DIR": str(data_dir), "LORE_MODELS_DIR": str(models_dir), "LORE_CONFIG": ""}
+    )
+    env.pop("LORE_CONFIG")
+    return env
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Server:
+    url: str
+    data_dir: Path
+    log: Path
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[Server]:
+    """`lore serve` in its own process, on a free loopback port, with an empty data dir."""
+    data_dir = tmp_path_factory.mktemp("server-data")
+    port = _free_port()
+    log = data_dir / "server.log"
+    with log.open("w") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "api.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=REPO,
+            env=lore_env(data_dir, models_dir),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 180
+        try:
+            while True:
+                if process.poll() is not None:
+                    pytest.fail(f"lore serve exited early:\n{log.read_text()[-3000:]}")
+                try:
+                    if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    pytest.fail(f"lore serve did not start in time:\n{log.read_text()[-3000:]}")
+                time.sleep(0.5)
+            yield Server(url, data_dir, log)
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()

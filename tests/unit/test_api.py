@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from rag.container import Lore
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def client(lore: Lore) -> Iterator[TestClient]:
+    with TestClient(create_app(lore=lore)) as test_client:
+        yield test_client
+
+
+def _upload(client: TestClient, path: Path, collection: str = "default") -> dict:  # type: ignore[type-arg]
+    with path.open("rb") as handle:
+        response = client.post(
+            "/v1/documents", files={"file": (path.name, handle)}, data={"collection": collection}
+        )
+    assert response.status_code == 201, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def test_upload_list_query_delete_round_trip(client: TestClient, docs: Path) -> None:
+    uploaded = _upload(client, docs / "ports.md")
+    assert uploaded["status"] == "added"
+    listed = client.get("/v1/documents").json()
+    assert [d["doc_id"] for d in listed] == [uploaded["doc_id"]]
+
+    answer = client.post("/v1/query", json={"question": "Which port does Lore use?"}).json()
+    assert answer["citations"][0]["doc_id"] == uploaded["doc_id"]
+    assert answer["declined"] is False
+
+    deleted = client.delete(f"/v1/documents/{uploaded['doc_id']}")
+    assert deleted.json()["deleted_chunks"] == uploaded["chunks"]
+    assert client.get("/v1/documents").json() == []
+    assert client.delete(f"/v1/documents/{uploaded['doc_id']}").status_code == 404
+
+
+def test_reuploading_same_name_replaces_document(
+    client: TestClient, docs: Path, tmp_path: Path
+) -> None:
+    first = _upload(client, docs / "ports.md")
+    changed = tmp_path / "ports.md"
+    changed.write_text("# Ports\n\nLore now listens on port 9000.\n")
+    second = _upload(client, changed)
+    assert second["doc_id"] == first["doc_id"]
+    assert second["status"] == "updated"
+    assert len(client.get("/v1/documents").json()) == 1
+
+
+def test_streamed_query_sends_sources_tokens_done(client: TestClient, docs: Path) -> None:
+    _upload(client, docs / "zh.txt")
+    events = []
+    with client.stream(
+        "POST", "/v1/query", json={"question": "长城有多长？", "stream": True}
+    ) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        event = None
+        for line in response.iter_lines():
+            if line.startswith("event:"):
+                event = line.split(":", 1)[1].strip()
+            elif line.startswith("data:"):
+                events.append((event, json.loads(line.split(":", 1)[1])))
+    kinds = [e for e, _ in events]
+    assert kinds[0] == "sources"
+    assert kinds[-1] == "done"
+    assert "token" in kinds
+    assert events[-1][1]["sources"][0]["source"].endswith("zh.txt")
+
+
+def test_errors_are_json_with_code_and_request_id(client: TestClient, tmp_path: Path) -> None:
+    missing = client.post("/v1/query", json={"question": "hi", "collection": "no-such-collection"})
+    assert missing.status_code == 404
+    body = missing.json()
+    assert body["code"] == "not_found"
+    assert body["request_id"] == missing.headers["x-request-id"]
+
+    assert client.post("/v1/query", json={"question": ""}).status_code == 422
+    assert client.post("/v1/query", json={"question": "hi", "extra": 1}).status_code == 422
+    assert client.post("/v1/query", json={"question": "hi", "top_k": 1000}).status_code == 422
+
+    binary = tmp_path / "thing.exe"
+    binary.write_bytes(b"MZ")
+    with binary.open("rb") as handle:
+        refused = client.post("/v1/documents", files={"file": ("thing.exe", handle)})
+    assert refused.status_code == 415
+    assert refused.json()["code"] == "unsupported_file"
+
+
+def test_upload_over_limit_is_413_and_leaves_no_file(lore: Lore, tmp_path: Path) -> None:
+    small = Lore(
+        lore.settings.model_copy(update={"max_upload_mb": 1}),
+        embedder_override=lore.embedder,
+        store_override=lore.store,
+        generator_override=lore.generator,
+    )
+    big = tmp_path / "big.txt"
+    big.write_text("a" * (1024 * 1024 + 10))
+    with TestClient(create_app(lore=small)) as client, big.open("rb") as handle:
+        response = client.post("/v1/documents", files={"file": ("big.txt", handle)})
+    assert response.status_code == 413
+    uploads = small.settings.uploads_dir
+    assert not uploads.exists() or not any(p.is_file() for p in uploads.rglob("*"))
+
+
+def test_hostile_file_name_stays_inside_uploads(client: TestClient, lore: Lore, docs: Path) -> None:
+    with (docs / "ports.md").open("rb") as handle:
+        response = client.post("/v1/documents", files={"file": ("../../../evil.md", handle)})
+    assert response.status_code == 201
+    source = Path(response.json()["source"])
+    assert source.is_relative_to(lore.settings.uploads_dir.resolve())
+
+
+def test_health_and_page(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    page = client.get("/")
+    assert page.status_code == 200
+    assert "<textarea" in page.text
+    assert client.get("/web/app.js").status_code == 200

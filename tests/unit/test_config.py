@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from rag.config import Settings, load_settings
+
+pytestmark = pytest.mark.unit
+
+
+def test_environment_overrides_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "lore.yaml"
+    config.write_text("top_k: 7\nchunk_size: 500\n")
+    monkeypatch.setenv("LORE_CONFIG", str(config))
+    monkeypatch.setenv("LORE_TOP_K", "3")
+    settings = load_settings()
+    assert settings.top_k == 3
+    assert settings.chunk_size == 500
+
+
+def test_data_dir_moves_everything(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LORE_MODELS_DIR", raising=False)
+    monkeypatch.setenv("LORE_DATA_DIR", str(tmp_path))
+    settings = Settings()
+    for path in (settings.chroma_dir, settings.resolved_models_dir, settings.uploads_dir):
+        assert path.is_relative_to(tmp_path)
+
+
+def test_misspelled_yaml_key_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "lore.yaml"
+    config.write_text("top_kk: 7\n")
+    monkeypatch.setenv("LORE_CONFIG", str(config))
+    with pytest.raises(ValidationError, match="top_kk"):
+        load_settings()
+
+
+@pytest.mark.parametrize("name", ["ab", "-bad", "has space", "a..b", "x" * 600])
+def test_invalid_collection_names_are_refused(name: str) -> None:
+    with pytest.raises(ValidationError):
+        Settings(collection=name)
+
+
+def test_overlap_must_be_smaller_than_chunk() -> None:
+    with pytest.raises(ValidationError, match="chunk_overlap"):
+        Settings(chunk_size=100, chunk_overlap=100)

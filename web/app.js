@@ -1,0 +1,99 @@
+// A minimal client of Lore's public HTTP API: ask, stream the answer, show the sources.
+
+const form = document.getElementById("ask-form");
+const answerBox = document.getElementById("answer");
+const statusLine = document.getElementById("status");
+const sourceList = document.getElementById("sources");
+const askButton = document.getElementById("ask");
+
+function setStatus(text, isError = false) {
+  statusLine.textContent = text;
+  statusLine.classList.toggle("error", isError);
+}
+
+function showSources(sources, cited = []) {
+  sourceList.replaceChildren();
+  const citedNumbers = new Set(cited.map((c) => c.number));
+  for (const source of sources) {
+    const item = document.createElement("li");
+    item.id = `source-${source.number}`;
+    if (citedNumbers.has(source.number)) item.classList.add("cited");
+    const where = document.createElement("div");
+    where.className = "where";
+    const name = source.source.split("/").pop();
+    where.textContent = `[${source.number}] ${source.title || name} — ${name}` +
+      (source.page != null ? `, page ${source.page}` : "");
+    const text = document.createElement("div");
+    text.className = "text";
+    text.textContent = source.text;
+    item.append(where, text);
+    sourceList.append(item);
+  }
+}
+
+// Parses a text/event-stream body into {event, data} objects.
+async function* readEvents(response) {
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value.replace(/\r\n/g, "\n");
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      let event = "message";
+      const data = [];
+      for (const line of block.split("\n")) {
+        if (line.startsWith("event:")) event = line.slice(6).trim();
+        else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+      }
+      if (data.length) yield { event, data: JSON.parse(data.join("\n")) };
+    }
+  }
+}
+
+async function ask(question, collection) {
+  answerBox.textContent = "";
+  sourceList.replaceChildren();
+  setStatus("Searching the documents…");
+  const response = await fetch("/v1/query", {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
+    body: JSON.stringify({ question, collection, stream: true }),
+  });
+  if (!response.ok) {
+    const error = await response.json().catch(() => ({ message: response.statusText }));
+    setStatus(`Error ${response.status}: ${error.message}`, true);
+    return;
+  }
+  for await (const { event, data } of readEvents(response)) {
+    if (event === "sources") {
+      showSources(data);
+      setStatus(data.length ? "Writing the answer…" : "");
+    } else if (event === "token") {
+      answerBox.textContent += data.text;
+    } else if (event === "done") {
+      answerBox.textContent = data.answer;
+      showSources(data.sources, data.citations);
+      setStatus(data.declined ? "The documents do not answer this." : "");
+    } else if (event === "error") {
+      setStatus(`Error: ${data.message}`, true);
+    }
+  }
+}
+
+form.addEventListener("submit", async (submitted) => {
+  submitted.preventDefault();
+  const question = form.question.value.trim();
+  if (!question) return;
+  askButton.disabled = true;
+  try {
+    await ask(question, form.collection.value.trim() || "default");
+  } catch (failure) {
+    setStatus(`Could not reach Lore: ${failure.message}`, true);
+  } finally {
+    askButton.disabled = false;
+  }
+});
