@@ -43,6 +43,7 @@ from rag.config import Settings, load_settings
 from rag.container import Lore
 from rag.errors import (
     ConfigError,
+    GenerationFailed,
     InvalidInput,
     LimitExceeded,
     LoreError,
@@ -66,6 +67,7 @@ _STATUS: dict[type[LoreError], int] = {
     LimitExceeded: 413,
     ModelMissing: 503,
     StoreUnavailable: 503,
+    GenerationFailed: 502,
     ConfigError: 500,
 }
 

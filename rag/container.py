@@ -13,7 +13,8 @@ from functools import cached_property
 from rag.answering import Answerer, AnswerLimits
 from rag.config import Settings
 from rag.embeddings import Embedder, SentenceTransformerEmbedder
-from rag.generation import Generator, LlamaCppGenerator
+from rag.errors import ConfigError
+from rag.generation import Generator, LlamaCppGenerator, OpenAICompatibleGenerator
 from rag.models import get_spec, resolve_model_path
 from rag.offline import force_offline
 from rag.retrieval import Retriever
@@ -41,6 +42,15 @@ def build_store(settings: Settings, embedder_name: str) -> VectorStore:
 
 
 def build_generator(settings: Settings) -> Generator:
+    if settings.llm_backend == "openai":
+        if settings.llm_base_url is None:  # the settings validator already refuses this
+            raise ConfigError("llm_backend 'openai' needs llm_base_url")
+        return OpenAICompatibleGenerator(
+            settings.llm_base_url,
+            model=settings.llm_model_name or settings.chat_model,
+            api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
+            temperature=settings.temperature,
+        )
     path, _ = resolve_model_path(
         settings.chat_model, settings.chat_model_path, settings.resolved_models_dir
     )

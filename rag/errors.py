@@ -45,3 +45,9 @@ class LimitExceeded(LoreError):
 
 class StoreUnavailable(LoreError):
     code = "store_unavailable"
+
+
+class GenerationFailed(LoreError):
+    """The chat model could not produce an answer (for example, its server is down)."""
+
+    code = "generation_failed"

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +45,7 @@ def lore_env(data_dir: Path, models_dir: Path) -> dict[str, str]:
     return env
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
@@ -57,38 +58,42 @@ class Server:
     log: Path
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[Server]:
-    """`lore serve` in its own process, on a free loopback port, with an empty data dir."""
-    data_dir = tmp_path_factory.mktemp("server-data")
-    port = _free_port()
-    log = data_dir / "server.log"
+@contextmanager
+def running(command: list[str], ready_url: str, log: Path, env: dict[str, str]) -> Iterator[None]:
+    """Run a server process until the block ends; wait until `ready_url` answers 200."""
     with log.open("w") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=REPO,
-            env=lore_env(data_dir, models_dir),
-            stdout=sink,
-            stderr=subprocess.STDOUT,
+            command, cwd=REPO, env=env, stdout=sink, stderr=subprocess.STDOUT
         )
-        url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 180
         try:
             while True:
                 if process.poll() is not None:
-                    pytest.fail(f"lore serve exited early:\n{log.read_text()[-3000:]}")
+                    pytest.fail(f"{command[0:3]} exited early:\n{log.read_text()[-3000:]}")
                 try:
-                    if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                    if httpx.get(ready_url, timeout=2).status_code == 200:
                         break
                 except httpx.TransportError:
                     pass
                 if time.monotonic() > deadline:
-                    pytest.fail(f"lore serve did not start in time:\n{log.read_text()[-3000:]}")
+                    pytest.fail(f"{command[0:3]} did not start in time:\n{log.read_text()[-3000:]}")
                 time.sleep(0.5)
-            yield Server(url, data_dir, log)
+            yield
         finally:
             process.terminate()
             try:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[Server]:
+    """`lore serve` in its own process, on a free loopback port, with an empty data dir."""
+    data_dir = tmp_path_factory.mktemp("server-data")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = data_dir / "server.log"
+    command = [sys.executable, "-m", "api.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    with running(command, f"{url}/healthz", log, lore_env(data_dir, models_dir)):
+        yield Server(url, data_dir, log)
