@@ -107,7 +107,9 @@ class ChromaStore:
         try:
             collection = self._client.get_collection(name, embedding_function=None)
         except (NotFoundError, ValueError):
-            raise NotFound(f"Collection '{name}' does not exist.") from None
+            raise NotFound(
+                f"Collection '{name}' does not exist; ingest documents into it first."
+            ) from None
         self._check_embedder(collection)
         return collection
 

@@ -85,37 +85,27 @@ def test_streamed_answer_arrives_in_pieces(server: Server, indexed: dict[str, st
     assert kinds[-1] == "done"
 
 
+def _lore_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """Run `lore ARGS...` as a user would, in its own process."""
+    return subprocess.run(
+        [sys.executable, "-m", "api.cli", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
 def test_cli_ingest_and_ask_json(tmp_path: Path, models_dir: Path) -> None:
     env = lore_env(tmp_path / "cli-data", models_dir)
-    ingest = subprocess.run(
-        [sys.executable, "-m", "api.cli", "ingest", str(DEMO), "--collection", "demo"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    ingest = _lore_cli(env, "ingest", str(DEMO), "--collection", "demo")
     assert ingest.returncode == 0, ingest.stderr
     assert "4 added" in ingest.stdout
-    asked = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "api.cli",
-            "ask",
-            "Lore 适合哪些单位？",
-            "--collection",
-            "demo",
-            "--json",
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    again = _lore_cli(env, "ingest", str(DEMO), "--collection", "demo")
+    assert "4 unchanged" in again.stdout
+    asked = _lore_cli(env, "ask", "Lore 适合哪些单位？", "--collection", "demo", "--json")
     assert asked.returncode == 0, asked.stderr
     answer = json.loads(asked.stdout)
     assert "医院" in answer["answer"] or "银行" in answer["answer"], answer["answer"]
@@ -124,14 +114,7 @@ def test_cli_ingest_and_ask_json(tmp_path: Path, models_dir: Path) -> None:
 
 def test_cli_reports_missing_model_with_fix(tmp_path: Path) -> None:
     env = lore_env(tmp_path / "data", tmp_path / "no-models")
-    asked = subprocess.run(
-        [sys.executable, "-m", "api.cli", "search", "anything"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    asked = _lore_cli(env, "search", "anything")
     assert asked.returncode == 1
     assert "lore models install embeddinggemma-300m" in asked.stderr
+    assert "Traceback" not in asked.stderr
