@@ -125,3 +125,16 @@ def test_health_and_page(client: TestClient) -> None:
     assert page.status_code == 200
     assert "<textarea" in page.text
     assert client.get("/web/app.js").status_code == 200
+
+
+def test_openapi_operation_ids_are_stable(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    ids = {op["operationId"] for path in schema["paths"].values() for op in path.values()}
+    assert {
+        "query-query",
+        "query-search",
+        "documents-upload_document",
+        "documents-list_documents",
+        "documents-remove_document",
+        "health-healthz",
+    } <= ids
