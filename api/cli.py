@@ -174,13 +174,16 @@ def serve(
         str | None, typer.Option(help="Address to bind (default: settings.host).")
     ] = None,
     port: Annotated[int | None, typer.Option(help="Port (default: settings.port).")] = None,
+    collection: CollectionOption = None,
 ) -> None:
-    """Serve the HTTP API and the web page."""
+    """Serve the HTTP API and the web page; `--collection` is the one requests get by default."""
     import uvicorn
 
     from api.app import create_app
 
     settings = _settings()
+    if collection is not None:
+        settings = settings.model_copy(update={"collection": collection})
     uvicorn.run(
         create_app(settings),
         host=host or settings.host,

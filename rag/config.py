@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=default_data_dir)
     models_dir: Path | None = None
     collection: str = "default"
+    chroma_path: Path | None = None
     chroma_host: str | None = None
     chroma_port: int = Field(default=8000, ge=1, le=65535)
     chroma_ssl: bool = False
@@ -113,7 +114,7 @@ class Settings(BaseSettings):
 
     @property
     def chroma_dir(self) -> Path:
-        return self.data_dir / "chroma"
+        return self.chroma_path or self.data_dir / "chroma"
 
     @property
     def uploads_dir(self) -> Path:

@@ -45,3 +45,8 @@ def test_invalid_collection_names_are_refused(name: str) -> None:
 def test_overlap_must_be_smaller_than_chunk() -> None:
     with pytest.raises(ValidationError, match="chunk_overlap"):
         Settings(chunk_size=100, chunk_overlap=100)
+
+
+def test_chroma_path_can_live_outside_data_dir(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", chroma_path=tmp_path / "index")
+    assert settings.chroma_dir == tmp_path / "index"
