@@ -53,6 +53,7 @@ from rag.errors import (
     StoreUnavailable,
     UnsupportedFile,
 )
+from rag.manifest import DocumentRecord
 from rag.types import DoneEvent, SourcesEvent, TokenEvent
 
 log = logging.getLogger("lore.api")
@@ -201,18 +202,17 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
         name = _safe_filename(file.filename)
         check_supported(Path(name))
         saved = await run_in_threadpool(_save_upload, file.file, lore.settings, target, name)
-        try:
-            result = await run_in_threadpool(ingest_file, lore, saved, target)
-        except LoreError:
+        result = await run_in_threadpool(ingest_file, lore, saved, target)
+        if result.status == "failed":
             await run_in_threadpool(saved.unlink, missing_ok=True)
-            raise
+            raise ParseError(result.error or f"{name} could not be read.")
         return presenters.ingest_json(result)
 
     @app.get("/v1/documents", tags=["documents"], response_model=list[DocumentOut])
     async def list_documents(lore: LoreDep, collection: CollectionQuery = None) -> Any:
         """The documents in a collection, with their chunk counts."""
         target = collection or lore.settings.collection
-        documents = await run_in_threadpool(lore.store.list_documents, target)
+        documents = await run_in_threadpool(_list_documents, lore, target)
         return [presenters.document_json(d) for d in documents]
 
     @app.delete(
@@ -226,8 +226,8 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
     ) -> Any:
         """Delete a document and all of its chunks (and its uploaded file, if it was uploaded)."""
         target = collection or lore.settings.collection
-        removed = await run_in_threadpool(_remove_document, lore, target, doc_id)
-        return DeleteOut(doc_id=doc_id, deleted_chunks=removed)
+        removed, sources = await run_in_threadpool(_remove_document, lore, target, doc_id)
+        return DeleteOut(doc_id=doc_id, deleted_chunks=removed, sources=sources)
 
     if WEB_DIR.is_dir():
         app.mount("/web", StaticFiles(directory=WEB_DIR), name="web")
@@ -239,16 +239,21 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
     return app
 
 
-def _remove_document(lore: Lore, collection: str, doc_id: str) -> int:
-    """Delete the document's chunks, then its uploaded copy if Lore holds one."""
-    sources = {c.source for c in lore.store.document_chunks(collection, doc_id)}
-    removed = delete_document(lore, collection, doc_id)
+def _list_documents(lore: Lore, collection: str) -> list[DocumentRecord]:
+    if collection not in lore.store.list_collections():
+        raise NotFound(f"Collection '{collection}' does not exist; ingest documents into it first.")
+    return lore.manifest.documents(collection)
+
+
+def _remove_document(lore: Lore, collection: str, doc_id: str) -> tuple[int, list[str]]:
+    """Delete the document's chunks, then the uploaded copies Lore holds of it."""
+    removed, sources = delete_document(lore, collection, doc_id)
     uploads = lore.settings.uploads_dir.resolve()
     for source in sources:
         path = Path(source)
         if path.is_relative_to(uploads):
             path.unlink(missing_ok=True)
-    return removed
+    return removed, sources
 
 
 def _save_upload(upload: BinaryIO, settings: Settings, collection: str, name: str) -> Path:

@@ -72,6 +72,9 @@ def ingest(
         list[Path], typer.Argument(help="Files or directories to index.", exists=True)
     ],
     collection: CollectionOption = None,
+    sync: Annotated[
+        bool, typer.Option("--sync", help="Also remove documents whose files are gone from DIRs.")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Index files and directory trees. Unchanged files are skipped; changed files are replaced."""
@@ -91,7 +94,7 @@ def ingest(
                 typer.echo(f"\nfailed: {result.source}: {result.error}", err=True)
             bar.update(1)
 
-        results = ingest_paths(lore, files, target, on_result=report)
+        results = ingest_paths(lore, paths, target, sync=sync, on_result=report)
     if as_json:
         _print_json([ingest_json(r) for r in results])
     else:
@@ -261,17 +264,43 @@ def models_list(
 
 @docs_app.command("list")
 def docs_list(collection: CollectionOption = None, as_json: JsonOption = False) -> None:
-    """List the documents in a collection."""
+    """List the documents in a collection, with their status and chunk counts."""
     from api.presenters import document_json
 
     settings = _settings()
     target = collection or settings.collection
-    documents = _lore(settings).store.list_documents(target)
+    documents = _lore(settings).manifest.documents(target)
     if as_json:
         _print_json([document_json(d) for d in documents])
         return
     for doc in documents:
-        typer.echo(f"{doc.doc_id}  {doc.chunks:5d} chunks  {doc.source}")
+        where = doc.sources[0] if doc.sources else "(no source)"
+        more = f" (+{len(doc.sources) - 1} more)" if len(doc.sources) > 1 else ""
+        problem = f"  {doc.error_code}: {doc.error}" if doc.error else ""
+        typer.echo(f"{doc.doc_id}  {doc.status:8s} {doc.chunks:5d} chunks  {where}{more}{problem}")
+
+
+@docs_app.command("show")
+def docs_show(
+    doc_id: Annotated[str, typer.Argument(help="The document id, as `lore docs list` shows it.")],
+    collection: CollectionOption = None,
+) -> None:
+    """Show one document's record and its chunks, as JSON."""
+    from api.presenters import document_json
+    from rag.errors import NotFound
+
+    settings = _settings()
+    target = collection or settings.collection
+    lore = _lore(settings)
+    record = lore.manifest.document(target, doc_id)
+    if record is None:
+        raise NotFound(f"Document '{doc_id}' is not in collection '{target}'.")
+    data = document_json(record)
+    data["chunk_texts"] = [
+        {"id": c.id, "page": c.page, "text": c.text}
+        for c in lore.store.document_chunks(target, doc_id)
+    ]
+    _print_json(data)
 
 
 @docs_app.command("delete")
@@ -284,7 +313,7 @@ def docs_delete(
 
     settings = _settings()
     target = collection or settings.collection
-    removed = delete_document(_lore(settings), target, doc_id)
+    removed, _ = delete_document(_lore(settings), target, doc_id)
     typer.echo(f"Deleted {doc_id}: {removed} chunks.")
 
 

@@ -6,7 +6,8 @@ from dataclasses import asdict
 from typing import Any
 
 from ingest.pipeline import IngestResult
-from rag.types import Answer, Citation, DocumentInfo, Passage
+from rag.manifest import DocumentRecord
+from rag.types import Answer, Citation, Passage
 
 
 def citation_json(citation: Citation) -> dict[str, Any]:
@@ -38,8 +39,11 @@ def passage_json(rank: int, passage: Passage) -> dict[str, Any]:
     }
 
 
-def document_json(document: DocumentInfo) -> dict[str, Any]:
-    return asdict(document)
+def document_json(document: DocumentRecord) -> dict[str, Any]:
+    data = asdict(document)
+    data["sources"] = list(document.sources)
+    del data["collection"], data["pipeline"]
+    return data
 
 
 def ingest_json(result: IngestResult) -> dict[str, Any]:

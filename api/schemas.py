@@ -57,10 +57,15 @@ class PassageOut(BaseModel):
 
 class DocumentOut(BaseModel):
     doc_id: str
-    source: str
+    sha256: str
+    status: str
     title: str
-    content_hash: str
     chunks: int
+    error_code: str | None
+    error: str | None
+    created_at: float
+    updated_at: float
+    sources: list[str]
 
 
 class IngestOut(BaseModel):
@@ -75,6 +80,7 @@ class IngestOut(BaseModel):
 class DeleteOut(BaseModel):
     doc_id: str
     deleted_chunks: int
+    sources: list[str]
 
 
 class ErrorOut(BaseModel):

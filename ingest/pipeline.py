@@ -1,10 +1,15 @@
-"""Ingesting files into a collection: parse, chunk, embed, write. Idempotent per file.
+"""Ingesting files into a collection: parse, chunk, embed, write, then make visible.
 
-A document's id comes from its source path, and each chunk's id from the document id,
-the file's sha256 and the chunk's position, so ids are deterministic. Re-ingesting an
-unchanged file touches nothing. A changed file gets its new chunks written first and
-its old chunks deleted after, so a crash in between leaves extra chunks, never a
-document with no chunks; re-running removes them.
+The manifest (`rag/manifest.py`) decides what queries see. For each file:
+1. Unchanged (same size and mtime, or same sha256) and already handled: nothing to do.
+2. Same bytes already indexed under another name: the new name points at them.
+3. Otherwise the document is recorded `pending`, its chunks are written, and one
+   manifest transaction makes it visible and retires the version it replaces,
+   whose chunks are deleted last.
+
+A crash anywhere leaves at most invisible leftovers, which `recover` removes; running
+the same ingest again converges without duplicates (the LangChain indexing API's
+"write first, record after" rule).
 """
 
 from __future__ import annotations
@@ -16,12 +21,13 @@ from pathlib import Path
 from typing import Literal
 
 from ingest.chunking import Chunker
-from ingest.parsing import SUPPORTED_SUFFIXES, check_supported, parse
+from ingest.parsing import PARSER_VERSION, SUPPORTED_SUFFIXES, check_supported, parse
 from rag.container import Lore
 from rag.errors import InvalidInput, LoreError, NotFound
+from rag.manifest import DocumentRecord
 from rag.types import Chunk
 
-Status = Literal["added", "updated", "unchanged", "failed"]
+Status = Literal["added", "updated", "unchanged", "duplicate", "failed", "removed"]
 
 
 @dataclass(frozen=True)
@@ -34,9 +40,9 @@ class IngestResult:
     error: str | None = None
 
 
-def document_id(source: str) -> str:
-    """The stable id of the document at `source` (a resolved path)."""
-    return hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
+def document_id(sha256: str) -> str:
+    """A document's id: the start of the sha256 of its bytes."""
+    return sha256[:32]
 
 
 def file_sha256(path: Path) -> str:
@@ -47,9 +53,19 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _chunks_for(
-    path: Path, source: str, doc_id: str, content_hash: str, chunker: Chunker
-) -> list[Chunk]:
+def pipeline_version(lore: Lore) -> str:
+    """What produced a document's chunks; a change means the document is indexed again."""
+    settings = lore.settings
+    return (
+        f"parser-{PARSER_VERSION}/chunks-{settings.chunk_size}-{settings.chunk_overlap}"
+        f"/{lore.embedder_name}"
+    )
+
+
+def build_chunks(
+    path: Path, doc_id: str, sha256: str, source: str, chunker: Chunker
+) -> tuple[str, list[Chunk]]:
+    """The title and chunks of the file at `path`. Raises LoreError subclasses for bad files."""
     parsed = parse(path)
     chunks: list[Chunk] = []
     for section in parsed.sections:
@@ -57,43 +73,110 @@ def _chunks_for(
             index = len(chunks)
             chunks.append(
                 Chunk(
-                    id=f"{doc_id}-{content_hash[:12]}-{index:05d}",
+                    id=f"{doc_id}-{index:05d}",
                     doc_id=doc_id,
                     text=text,
                     source=source,
                     title=parsed.title,
                     chunk_index=index,
-                    content_hash=content_hash,
+                    content_hash=sha256,
                     page=section.page,
                 )
             )
-    return chunks
+    return parsed.title, chunks
+
+
+def purge(lore: Lore, collection: str, doc_id: str | None) -> None:
+    """Delete a retired document's chunks, then its manifest row."""
+    if doc_id is None:
+        return
+    chunks = lore.store.document_chunks(collection, doc_id)
+    lore.store.delete_chunks(collection, [c.id for c in chunks])
+    lore.manifest.forget(collection, doc_id)
+
+
+def recover(lore: Lore, collection: str | None = None) -> int:
+    """Clean up after a crash: drop chunks of unfinished documents. Returns how many were fixed."""
+    fixed = 0
+    for record in lore.manifest.unfinished(collection):
+        chunks = lore.store.document_chunks(record.collection, record.doc_id)
+        lore.store.delete_chunks(record.collection, [c.id for c in chunks])
+        if record.status == "deleting" or not record.sources:
+            lore.manifest.forget(record.collection, record.doc_id)
+        fixed += 1
+    return fixed
+
+
+def _handled(record: DocumentRecord | None, pipeline: str) -> bool:
+    return (
+        record is not None
+        and record.pipeline == pipeline
+        and record.status in ("indexed", "failed")
+    )
+
+
+def _result_for(source: str, record: DocumentRecord, status: Status) -> IngestResult:
+    if record.status == "failed":
+        return IngestResult(source, record.doc_id, "failed", 0, record.error_code, record.error)
+    return IngestResult(source, record.doc_id, status, record.chunks)
 
 
 def ingest_file(
     lore: Lore, path: Path, collection: str, *, source: str | None = None
 ) -> IngestResult:
-    """Index one file into `collection`. Raises LoreError subclasses for unusable files."""
+    """Index one file into `collection`; a file Lore can't read is recorded as failed.
+
+    Raises InvalidInput when `path` is not a file and UnsupportedFile for unknown types.
+    """
     if not path.is_file():
         raise InvalidInput(f"{path} is not a file.")
     check_supported(path)
     source = source or str(path.resolve())
-    doc_id = document_id(source)
-    content_hash = file_sha256(path)
-    existing = lore.store.document_chunks(collection, doc_id)
-    if existing and all(c.content_hash == content_hash for c in existing):
-        return IngestResult(source, doc_id, "unchanged", len(existing))
+    manifest = lore.manifest
+    pipeline = pipeline_version(lore)
+    stat = path.stat()
 
-    settings = lore.settings
-    chunks = _chunks_for(
-        path, source, doc_id, content_hash, Chunker(settings.chunk_size, settings.chunk_overlap)
-    )
+    known = manifest.source(collection, source)
+    if known and (known.size, known.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
+        record = manifest.document(collection, known.doc_id)
+        if record is not None and _handled(record, pipeline):
+            return _result_for(source, record, "unchanged")
+
+    sha256 = file_sha256(path)
+    doc_id = document_id(sha256)
+    record = manifest.document(collection, doc_id)
+    if record is not None and _handled(record, pipeline):
+        purge(
+            lore,
+            collection,
+            manifest.attach(collection, source, doc_id, stat.st_size, stat.st_mtime_ns),
+        )
+        same_file = known is not None and known.doc_id == doc_id
+        return _result_for(source, record, "unchanged" if same_file else "duplicate")
+
+    manifest.begin(collection, doc_id, sha256, pipeline)
+    chunker = Chunker(lore.settings.chunk_size, lore.settings.chunk_overlap)
+    try:
+        title, chunks = build_chunks(path, doc_id, sha256, source, chunker)
+    except LoreError as exc:
+        retired = manifest.fail(
+            collection, doc_id, sha256, pipeline, source=source, size=stat.st_size,
+            mtime_ns=stat.st_mtime_ns, code=exc.code, error=str(exc),
+        )  # fmt: skip
+        purge(lore, collection, retired)
+        return IngestResult(source, doc_id, "failed", 0, exc.code, str(exc))
+
+    # Leftovers of an interrupted run or an older pipeline share these ids or this doc id.
+    stale = lore.store.document_chunks(collection, doc_id)
+    lore.store.delete_chunks(collection, [c.id for c in stale])
     vectors = lore.embedder.embed_documents([c.text for c in chunks])
     lore.store.add(collection, chunks, vectors)
-    new_ids = {c.id for c in chunks}
-    stale = [c.id for c in existing if c.id not in new_ids]
-    lore.store.delete_chunks(collection, stale)
-    return IngestResult(source, doc_id, "updated" if existing else "added", len(chunks))
+    retired = manifest.commit(
+        collection, doc_id, title=title, chunks=len(chunks), source=source,
+        size=stat.st_size, mtime_ns=stat.st_mtime_ns,
+    )  # fmt: skip
+    purge(lore, collection, retired)
+    return IngestResult(source, doc_id, "updated" if known else "added", len(chunks))
 
 
 def iter_files(paths: Iterable[Path]) -> Iterator[Path]:
@@ -110,33 +193,61 @@ def iter_files(paths: Iterable[Path]) -> Iterator[Path]:
             yield path
 
 
+def remove_missing(lore: Lore, collection: str, folder: Path, seen: set[str]) -> list[IngestResult]:
+    """Forget documents recorded under `folder` whose files are gone (`ingest --sync`)."""
+    results = []
+    for source in lore.manifest.sources_under(collection, str(folder.resolve())):
+        if source in seen or Path(source).is_file():
+            continue
+        record = lore.manifest.source(collection, source)
+        purge(lore, collection, lore.manifest.detach(collection, source))
+        results.append(IngestResult(source, record.doc_id if record else "", "removed"))
+    return results
+
+
 def ingest_paths(
     lore: Lore,
     paths: Iterable[Path],
     collection: str,
     *,
+    sync: bool = False,
     on_result: Callable[[IngestResult], None] | None = None,
 ) -> list[IngestResult]:
-    """Ingest files and directory trees. A file that fails is reported, and the rest go on."""
+    """Ingest files and directory trees. A file that fails is reported, and the rest go on.
+
+    With `sync`, documents recorded under the given directories whose files are gone
+    are removed as well.
+    """
+    paths = list(paths)
+    recover(lore, collection)
     results = []
+    seen: set[str] = set()
     for path in iter_files(paths):
+        source = str(path.resolve())
+        seen.add(source)
         try:
-            result = ingest_file(lore, path, collection)
+            result = ingest_file(lore, path, collection, source=source)
         except LoreError as exc:
-            source = str(path.resolve())
-            result = IngestResult(
-                source, document_id(source), "failed", error_code=exc.code, error=str(exc)
-            )
+            result = IngestResult(source, "", "failed", error_code=exc.code, error=str(exc))
         results.append(result)
         if on_result is not None:
             on_result(result)
+    if sync:
+        for folder in (p for p in paths if p.is_dir()):
+            for result in remove_missing(lore, collection, folder, seen):
+                results.append(result)
+                if on_result is not None:
+                    on_result(result)
     return results
 
 
-def delete_document(lore: Lore, collection: str, doc_id: str) -> int:
-    """Remove every chunk of a document; returns how many. NotFound if there were none."""
-    chunks = lore.store.document_chunks(collection, doc_id)
-    if not chunks:
+def delete_document(lore: Lore, collection: str, doc_id: str) -> tuple[int, list[str]]:
+    """Remove a document: hidden at once, then its chunks deleted. Returns (chunks, sources)."""
+    record = lore.manifest.document(collection, doc_id)
+    if record is None or record.status == "deleting":
         raise NotFound(f"Document '{doc_id}' is not in collection '{collection}'.")
+    sources = lore.manifest.retire(collection, doc_id)
+    chunks = lore.store.document_chunks(collection, doc_id)
     lore.store.delete_chunks(collection, [c.id for c in chunks])
-    return len(chunks)
+    lore.manifest.forget(collection, doc_id)
+    return len(chunks), sources

@@ -15,6 +15,7 @@ from rag.config import Settings
 from rag.embeddings import Embedder, SentenceTransformerEmbedder
 from rag.errors import ConfigError
 from rag.generation import Generator, LlamaCppGenerator, OpenAICompatibleGenerator
+from rag.manifest import Manifest
 from rag.models import get_spec, resolve_model_path
 from rag.offline import force_offline
 from rag.retrieval import Retriever
@@ -100,12 +101,18 @@ class Lore:
         return self.settings.embedding_model
 
     @cached_property
+    def manifest(self) -> Manifest:
+        return Manifest(self.settings.data_dir / "manifest.sqlite3")
+
+    @cached_property
     def generator(self) -> Generator:
         return self.generator_override or build_generator(self.settings)
 
     @cached_property
     def retriever(self) -> Retriever:
-        return Retriever(self.embedder, self.store, min_score=min_score_for(self.settings))
+        return Retriever(
+            self.embedder, self.store, self.manifest, min_score=min_score_for(self.settings)
+        )
 
     @cached_property
     def answerer(self) -> Answerer:

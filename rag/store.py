@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rag.errors import ConfigError, NotFound, StoreUnavailable
-from rag.types import Chunk, DocumentInfo, Passage
+from rag.types import Chunk, Passage
 
 # Chroma caps one add() call; keep batches well below it.
 _WRITE_BATCH = 1000
@@ -30,8 +30,6 @@ class VectorStore(Protocol):
     def document_chunks(self, collection: str, doc_id: str) -> list[Chunk]: ...
 
     def delete_chunks(self, collection: str, chunk_ids: Sequence[str]) -> None: ...
-
-    def list_documents(self, collection: str) -> list[DocumentInfo]: ...
 
     def list_collections(self) -> list[str]: ...
 
@@ -190,19 +188,3 @@ class ChromaStore:
         target = self._existing(collection)
         for start in range(0, len(chunk_ids), _WRITE_BATCH):
             target.delete(ids=list(chunk_ids[start : start + _WRITE_BATCH]))
-
-    def list_documents(self, collection: str) -> list[DocumentInfo]:
-        target = self._existing(collection)
-        result = target.get(include=["metadatas"])
-        documents: dict[str, DocumentInfo] = {}
-        for meta in result["metadatas"]:
-            doc_id = str(meta["doc_id"])
-            known = documents.get(doc_id)
-            documents[doc_id] = DocumentInfo(
-                doc_id=doc_id,
-                source=str(meta.get("source", "")),
-                title=str(meta.get("title", "")),
-                content_hash=str(meta.get("content_hash", "")),
-                chunks=(known.chunks if known else 0) + 1,
-            )
-        return sorted(documents.values(), key=lambda d: d.source)

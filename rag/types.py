@@ -63,15 +63,6 @@ class Answer:
 
 
 @dataclass(frozen=True)
-class DocumentInfo:
-    doc_id: str
-    source: str
-    title: str
-    content_hash: str
-    chunks: int
-
-
-@dataclass(frozen=True)
 class TokenEvent:
     """A piece of answer text, as the model produced it."""
 

@@ -58,12 +58,14 @@ def test_store_contract_ingest_update_delete(store: VectorStore, tmp_path: Path)
     hits = lore.retriever.search("长城有多长", collection, 1)
     assert hits[0].chunk.doc_id == first.doc_id
     doc.write_text("# Title\n\nThe archive now opens at ten.\n")
-    assert ingest_file(lore, doc, collection).status == "updated"
-    texts = [c.text for c in store.document_chunks(collection, first.doc_id)]
+    second = ingest_file(lore, doc, collection)
+    assert second.status == "updated"
+    assert store.document_chunks(collection, first.doc_id) == []
+    texts = [c.text for c in store.document_chunks(collection, second.doc_id)]
     assert texts
     assert all("nine" not in t for t in texts)
-    assert delete_document(lore, collection, first.doc_id) == len(texts)
-    assert store.list_documents(collection) == []
+    assert delete_document(lore, collection, second.doc_id)[0] == len(texts)
+    assert store.document_chunks(collection, second.doc_id) == []
 
 
 def test_answers_through_a_llama_cpp_server(tmp_path: Path, models_dir: Path) -> None:

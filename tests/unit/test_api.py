@@ -33,6 +33,7 @@ def test_upload_list_query_delete_round_trip(client: TestClient, docs: Path) -> 
     assert uploaded["status"] == "added"
     listed = client.get("/v1/documents").json()
     assert [d["doc_id"] for d in listed] == [uploaded["doc_id"]]
+    assert listed[0]["status"] == "indexed"
 
     answer = client.post("/v1/query", json={"question": "Which port does Lore use?"}).json()
     assert answer["citations"][0]["doc_id"] == uploaded["doc_id"]
@@ -51,7 +52,7 @@ def test_reuploading_same_name_replaces_document(
     changed = tmp_path / "ports.md"
     changed.write_text("# Ports\n\nLore now listens on port 9000.\n")
     second = _upload(client, changed)
-    assert second["doc_id"] == first["doc_id"]
+    assert second["doc_id"] != first["doc_id"]
     assert second["status"] == "updated"
     assert len(client.get("/v1/documents").json()) == 1
 

@@ -1,14 +1,27 @@
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
-from ingest.pipeline import delete_document, ingest_file, ingest_paths
+from ingest.chunking import Chunker
+from ingest.pipeline import (
+    build_chunks,
+    delete_document,
+    document_id,
+    file_sha256,
+    ingest_file,
+    ingest_paths,
+    pipeline_version,
+    recover,
+)
 from rag.container import Lore
 from rag.errors import NotFound, UnsupportedFile
 
 pytestmark = pytest.mark.unit
+
+SHARED = Path(__file__).resolve().parents[3] / "shared"
 
 
 def test_ingest_is_idempotent_for_unchanged_file(lore: Lore, docs: Path) -> None:
@@ -25,13 +38,24 @@ def test_changed_file_replaces_its_chunks(lore: Lore, docs: Path) -> None:
     path.write_text("# Ports\n\nLore now listens on port 9000.\n", encoding="utf-8")
     second = ingest_file(lore, path, "default")
     assert second.status == "updated"
-    assert second.doc_id == first.doc_id
-    texts = [c.text for c in lore.store.document_chunks("default", first.doc_id)]
+    assert lore.store.document_chunks("default", first.doc_id) == []
+    texts = [c.text for c in lore.store.document_chunks("default", second.doc_id)]
     assert any("9000" in t for t in texts)
-    assert not any("8000" in t for t in texts)
+    assert [d.doc_id for d in lore.manifest.documents("default")] == [second.doc_id]
 
 
-def test_chunk_ids_are_deterministic(lore: Lore, docs: Path, tmp_path: Path) -> None:
+def test_same_bytes_under_two_names_are_stored_once(lore: Lore, docs: Path) -> None:
+    shutil.copy(docs / "ports.md", docs / "ports-copy.md")
+    first = ingest_file(lore, docs / "ports.md", "default")
+    second = ingest_file(lore, docs / "ports-copy.md", "default")
+    assert second.status == "duplicate"
+    assert second.doc_id == first.doc_id
+    (record,) = lore.manifest.documents("default")
+    assert len(record.sources) == 2
+    assert len(lore.store.document_chunks("default", first.doc_id)) == first.chunks
+
+
+def test_chunk_ids_are_deterministic(lore: Lore, docs: Path) -> None:
     result = ingest_file(lore, docs / "zh.txt", "default")
     ids = [c.id for c in lore.store.document_chunks("default", result.doc_id)]
     delete_document(lore, "default", result.doc_id)
@@ -41,8 +65,11 @@ def test_chunk_ids_are_deterministic(lore: Lore, docs: Path, tmp_path: Path) -> 
 
 def test_delete_removes_every_chunk(lore: Lore, docs: Path) -> None:
     result = ingest_file(lore, docs / "ports.md", "default")
-    assert delete_document(lore, "default", result.doc_id) == result.chunks
+    removed, sources = delete_document(lore, "default", result.doc_id)
+    assert removed == result.chunks
+    assert sources == [str((docs / "ports.md").resolve())]
     assert lore.store.document_chunks("default", result.doc_id) == []
+    assert lore.manifest.documents("default") == []
     with pytest.raises(NotFound):
         delete_document(lore, "default", result.doc_id)
 
@@ -53,14 +80,11 @@ def test_chunks_keep_metadata(lore: Lore, docs: Path) -> None:
     assert [c.chunk_index for c in chunks] == list(range(len(chunks)))
     assert {c.title for c in chunks} == {"Ports"}
     assert {c.source for c in chunks} == {str((docs / "ports.md").resolve())}
-    assert all(len(c.content_hash) == 64 for c in chunks)
+    assert {c.content_hash for c in chunks} == {file_sha256(docs / "ports.md")}
 
 
 def test_pdf_pages_are_kept(lore: Lore) -> None:
-    pdf = (
-        Path(__file__).resolve().parents[2].parent
-        / "shared/corpus/formats/pdf/layout-parser-paper-fast.pdf"
-    )
+    pdf = SHARED / "corpus/formats/pdf/layout-parser-paper-fast.pdf"
     if not pdf.is_file():
         pytest.skip("shared corpus not present")
     result = ingest_file(lore, pdf, "default")
@@ -79,10 +103,45 @@ def test_unsupported_and_empty_files_fail_with_reasons(lore: Lore, tmp_path: Pat
     assert results[0].status == "failed"
     assert results[0].error_code == "parse_failed"
     assert "no text" in (results[0].error or "")
+    (record,) = lore.manifest.documents("default")
+    assert (record.status, record.error_code) == ("failed", "parse_failed")
+    again = ingest_paths(lore, [tmp_path / "empty.txt"], "default")
+    assert again[0].status == "failed", "an unchanged broken file keeps its recorded failure"
 
 
 def test_directory_walk_ingests_supported_files(lore: Lore, docs: Path) -> None:
     (docs / "notes.xyz").write_text("ignored")
     results = ingest_paths(lore, [docs], "default")
     assert sorted(Path(r.source).name for r in results) == ["ports.md", "zh.txt"]
-    assert {d.source for d in lore.store.list_documents("default")} == {r.source for r in results}
+    listed = {s for d in lore.manifest.documents("default") for s in d.sources}
+    assert listed == {r.source for r in results}
+
+
+def test_sync_removes_documents_whose_files_are_gone(lore: Lore, docs: Path) -> None:
+    ingest_paths(lore, [docs], "default")
+    (docs / "zh.txt").unlink()
+    results = ingest_paths(lore, [docs], "default", sync=True)
+    assert sorted((Path(r.source).name, r.status) for r in results) == [
+        ("ports.md", "unchanged"),
+        ("zh.txt", "removed"),
+    ]
+    assert [Path(s).name for d in lore.manifest.documents("default") for s in d.sources] == [
+        "ports.md"
+    ]
+
+
+def test_unfinished_document_is_invisible_and_recovered(lore: Lore, docs: Path) -> None:
+    """What a crash between writing chunks and committing leaves behind."""
+    path = docs / "zh.txt"
+    sha256 = file_sha256(path)
+    doc_id = document_id(sha256)
+    lore.manifest.begin("default", doc_id, sha256, pipeline_version(lore))
+    _, chunks = build_chunks(path, doc_id, sha256, str(path), Chunker(600, 80))
+    lore.store.add("default", chunks, lore.embedder.embed_documents([c.text for c in chunks]))
+
+    assert lore.retriever.search("长城的总长度", "default", 5) == []
+    assert recover(lore) == 1
+    assert lore.store.document_chunks("default", doc_id) == []
+    result = ingest_file(lore, path, "default")
+    assert result.status == "added"
+    assert lore.retriever.search("长城的总长度", "default", 5)[0].chunk.doc_id == doc_id
