@@ -121,17 +121,28 @@ def _result_for(source: str, record: DocumentRecord, status: Status) -> IngestRe
     return IngestResult(source, record.doc_id, status, record.chunks)
 
 
-def ingest_file(
-    lore: Lore, path: Path, collection: str, *, source: str | None = None
-) -> IngestResult:
-    """Index one file into `collection`; a file Lore can't read is recorded as failed.
+@dataclass(frozen=True)
+class Todo:
+    """A file that needs indexing, with what `plan` learned about it."""
 
-    Raises InvalidInput when `path` is not a file and UnsupportedFile for unknown types.
+    path: Path
+    source: str
+    sha256: str
+    doc_id: str
+    size: int
+    mtime_ns: int
+    replaces: bool
+
+
+def plan(lore: Lore, path: Path, collection: str, source: str) -> IngestResult | Todo:
+    """Decide what a file needs: a finished result when nothing does, else a `Todo`.
+
+    Unchanged files are recognised by size and mtime without reading them; a file whose
+    bytes are already indexed (another name, or touched but unchanged) is pointed at them.
     """
     if not path.is_file():
         raise InvalidInput(f"{path} is not a file.")
     check_supported(path)
-    source = source or str(path.resolve())
     manifest = lore.manifest
     pipeline = pipeline_version(lore)
     stat = path.stat()
@@ -153,30 +164,61 @@ def ingest_file(
         )
         same_file = known is not None and known.doc_id == doc_id
         return _result_for(source, record, "unchanged" if same_file else "duplicate")
+    return Todo(path, source, sha256, doc_id, stat.st_size, stat.st_mtime_ns, known is not None)
 
-    manifest.begin(collection, doc_id, sha256, pipeline)
-    chunker = Chunker(lore.settings.chunk_size, lore.settings.chunk_overlap)
-    try:
-        title, chunks = build_chunks(path, doc_id, sha256, source, chunker)
-    except LoreError as exc:
-        retired = manifest.fail(
-            collection, doc_id, sha256, pipeline, source=source, size=stat.st_size,
-            mtime_ns=stat.st_mtime_ns, code=exc.code, error=str(exc),
-        )  # fmt: skip
-        purge(lore, collection, retired)
-        return IngestResult(source, doc_id, "failed", 0, exc.code, str(exc))
 
-    # Leftovers of an interrupted run or an older pipeline share these ids or this doc id.
-    stale = lore.store.document_chunks(collection, doc_id)
-    lore.store.delete_chunks(collection, [c.id for c in stale])
-    vectors = lore.embedder.embed_documents([c.text for c in chunks])
-    lore.store.add(collection, chunks, vectors)
-    retired = manifest.commit(
-        collection, doc_id, title=title, chunks=len(chunks), source=source,
-        size=stat.st_size, mtime_ns=stat.st_mtime_ns,
+def record_failure(lore: Lore, collection: str, todo: Todo, code: str, error: str) -> IngestResult:
+    """Record that a planned file could not be read; its source then points at the failure."""
+    retired = lore.manifest.fail(
+        collection, todo.doc_id, todo.sha256, pipeline_version(lore), source=todo.source,
+        size=todo.size, mtime_ns=todo.mtime_ns, code=code, error=error,
     )  # fmt: skip
     purge(lore, collection, retired)
-    return IngestResult(source, doc_id, "updated" if known else "added", len(chunks))
+    return IngestResult(todo.source, todo.doc_id, "failed", 0, code, error)
+
+
+def write(
+    lore: Lore,
+    collection: str,
+    todo: Todo,
+    title: str,
+    chunks: list[Chunk],
+    vectors: list[list[float]],
+) -> IngestResult:
+    """Write a document's chunks invisibly, then make it visible and retire what it replaces."""
+    manifest = lore.manifest
+    manifest.begin(collection, todo.doc_id, todo.sha256, pipeline_version(lore))
+    # Leftovers of an interrupted run or an older pipeline share this doc id.
+    stale = lore.store.document_chunks(collection, todo.doc_id)
+    lore.store.delete_chunks(collection, [c.id for c in stale])
+    lore.store.add(collection, chunks, vectors)
+    retired = manifest.commit(
+        collection, todo.doc_id, title=title, chunks=len(chunks), source=todo.source,
+        size=todo.size, mtime_ns=todo.mtime_ns,
+    )  # fmt: skip
+    purge(lore, collection, retired)
+    return IngestResult(
+        todo.source, todo.doc_id, "updated" if todo.replaces else "added", len(chunks)
+    )
+
+
+def ingest_file(
+    lore: Lore, path: Path, collection: str, *, source: str | None = None
+) -> IngestResult:
+    """Index one file into `collection`; a file Lore can't read is recorded as failed.
+
+    Raises InvalidInput when `path` is not a file and UnsupportedFile for unknown types.
+    """
+    planned = plan(lore, path, collection, source or str(path.resolve()))
+    if isinstance(planned, IngestResult):
+        return planned
+    chunker = Chunker(lore.settings.chunk_size, lore.settings.chunk_overlap)
+    try:
+        title, chunks = build_chunks(path, planned.doc_id, planned.sha256, planned.source, chunker)
+    except LoreError as exc:
+        return record_failure(lore, collection, planned, exc.code, str(exc))
+    vectors = lore.embedder.embed_documents([c.text for c in chunks])
+    return write(lore, collection, planned, title, chunks, vectors)
 
 
 def iter_files(paths: Iterable[Path]) -> Iterator[Path]:

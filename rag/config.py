@@ -63,7 +63,9 @@ class Settings(BaseSettings):
     chroma_port: int = Field(default=8000, ge=1, le=65535)
     chroma_ssl: bool = False
 
-    # Embedding
+    # Embedding. The `hashing` backend is a model-free stand-in for tests and demos
+    # without weights; it finds passages by shared character pairs only.
+    embedding_backend: Literal["sentence_transformers", "hashing"] = "sentence_transformers"
     embedding_model: str = "embeddinggemma-300m"
     embedding_model_path: Path | None = None
     embedding_batch_size: int = Field(default=16, ge=1, le=1024)

@@ -20,9 +20,12 @@ from rag.models import get_spec, resolve_model_path
 from rag.offline import force_offline
 from rag.retrieval import Retriever
 from rag.store import ChromaStore, VectorStore
+from rag.testing import HashingEmbedder
 
 
 def build_embedder(settings: Settings) -> Embedder:
+    if settings.embedding_backend == "hashing":
+        return HashingEmbedder()
     path, _ = resolve_model_path(
         settings.embedding_model, settings.embedding_model_path, settings.resolved_models_dir
     )
@@ -68,6 +71,8 @@ def min_score_for(settings: Settings) -> float:
     """The relevance threshold: the configured one, else the embedder's calibrated default."""
     if settings.min_score is not None:
         return settings.min_score
+    if settings.embedding_backend == "hashing":
+        return 0.05
     spec = get_spec(settings.embedding_model) if settings.embedding_model_path is None else None
     return spec.min_score if spec else 0.0
 
@@ -98,6 +103,8 @@ class Lore:
     def embedder_name(self) -> str:
         if self.embedder_override is not None:
             return self.embedder_override.name
+        if self.settings.embedding_backend == "hashing":
+            return HashingEmbedder().name
         return self.settings.embedding_model
 
     @cached_property

@@ -31,6 +31,8 @@ class VectorStore(Protocol):
 
     def delete_chunks(self, collection: str, chunk_ids: Sequence[str]) -> None: ...
 
+    def chunk_counts(self, collection: str) -> dict[str, int]: ...
+
     def list_collections(self) -> list[str]: ...
 
 
@@ -188,3 +190,15 @@ class ChromaStore:
         target = self._existing(collection)
         for start in range(0, len(chunk_ids), _WRITE_BATCH):
             target.delete(ids=list(chunk_ids[start : start + _WRITE_BATCH]))
+
+    def chunk_counts(self, collection: str) -> dict[str, int]:
+        """Chunks per document id across the whole collection (a full scan, for checks)."""
+        target = self._existing(collection)
+        counts: dict[str, int] = {}
+        total = target.count()
+        for offset in range(0, total, _WRITE_BATCH):
+            page = target.get(include=["metadatas"], limit=_WRITE_BATCH, offset=offset)
+            for meta in page["metadatas"]:
+                doc_id = str(meta["doc_id"])
+                counts[doc_id] = counts.get(doc_id, 0) + 1
+        return counts

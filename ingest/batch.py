@@ -1,0 +1,271 @@
+"""Batch ingestion of directory trees: parsing in a process pool, embedding in batches.
+
+Files are planned (hashed, checked against the manifest) in this process, parsed in
+worker processes that each have a time limit per file and a memory cap, then
+embedded together in batches and written one document at a time. Each document
+becomes visible in its own manifest transaction, so an interrupted job (Ctrl-C,
+kill -9, power loss) keeps every file it finished, and the next run picks up the rest.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import resource
+import signal
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pebble import ProcessExpired, ProcessFuture, ProcessPool
+
+from ingest.chunking import Chunker
+from ingest.pipeline import (
+    IngestResult,
+    Todo,
+    build_chunks,
+    iter_files,
+    plan,
+    record_failure,
+    recover,
+    remove_missing,
+    write,
+)
+from rag.container import Lore
+from rag.errors import LoreError
+from rag.offline import force_offline
+from rag.types import Chunk
+
+
+def default_workers() -> int:
+    """Parsing processes: half the cores (the embedder uses the rest), at least one."""
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    workers: int = field(default_factory=default_workers)
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    timeout_s: float = 300.0
+    memory_mb: int = 3072
+    embed_batch: int = 64
+    sync: bool = False
+
+
+@dataclass
+class BatchReport:
+    """What a batch job did, for the summary line and `--report FILE`."""
+
+    collection: str
+    files: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    chunks: int = 0
+    failures: list[dict[str, str]] = field(default_factory=list)
+    seconds: dict[str, float] = field(
+        default_factory=lambda: {
+            "plan": 0.0,
+            "parse": 0.0,
+            "embed": 0.0,
+            "write": 0.0,
+            "total": 0.0,
+        }
+    )
+    interrupted: bool = False
+
+    def add(self, result: IngestResult) -> None:
+        self.counts[result.status] = self.counts.get(result.status, 0) + 1
+        if result.status in ("added", "updated"):
+            self.chunks += result.chunks
+        if result.status == "failed":
+            self.failures.append(
+                {
+                    "source": result.source,
+                    "code": result.error_code or "",
+                    "error": result.error or "",
+                }
+            )
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "collection": self.collection,
+            "files": self.files,
+            **{status: self.counts.get(status, 0) for status in _STATUSES},
+            "chunks": self.chunks,
+            "failures": self.failures,
+            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+            "interrupted": self.interrupted,
+        }
+
+
+_STATUSES = ("added", "updated", "unchanged", "duplicate", "failed", "removed")
+
+Progress = Callable[[int, int, IngestResult], None]
+
+
+def select_files(
+    paths: Iterable[Path], include: tuple[str, ...], exclude: tuple[str, ...]
+) -> list[Path]:
+    """Supported files under `paths`, filtered by globs on their path relative to the root."""
+    chosen = []
+    for root in paths:
+        for path in iter_files([root]):
+            relative = path.relative_to(root).as_posix() if root.is_dir() else path.name
+            if include and not any(fnmatch.fnmatch(relative, g) for g in include):
+                continue
+            if any(fnmatch.fnmatch(relative, g) for g in exclude):
+                continue
+            chosen.append(path)
+    return chosen
+
+
+def _worker_setup(memory_mb: int) -> None:
+    """Runs in each parsing process: offline, capped memory, and Ctrl-C left to the parent."""
+    force_offline()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    limit = memory_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+
+
+def parse_in_worker(
+    path: str, doc_id: str, sha256: str, source: str, chunk_size: int, overlap: int
+) -> tuple[str, list[Chunk], float]:
+    """Parse and chunk one file; returns title, chunks and the seconds it took."""
+    started = time.perf_counter()
+    title, chunks = build_chunks(Path(path), doc_id, sha256, source, Chunker(chunk_size, overlap))
+    return title, chunks, time.perf_counter() - started
+
+
+class _Batch:
+    """Parsed documents waiting to be embedded together."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[Todo, str, list[Chunk]]] = []
+
+    @property
+    def chunk_count(self) -> int:
+        return sum(len(chunks) for _, _, chunks in self.items)
+
+
+def run_batch(
+    lore: Lore,
+    paths: list[Path],
+    collection: str,
+    options: BatchOptions,
+    progress: Progress | None = None,
+) -> BatchReport:
+    """Ingest every selected file under `paths`. Failures are reported per file, never raised.
+
+    On KeyboardInterrupt the job stops cleanly: finished documents stay indexed, the
+    rest are picked up by the next run, and the report says `interrupted`.
+    """
+    started = time.perf_counter()
+    report = BatchReport(collection)
+    recover(lore, collection)
+    files = select_files(paths, options.include, options.exclude)
+    report.files = len(files)
+    done = 0
+    settings = lore.settings
+
+    def finish(result: IngestResult) -> None:
+        nonlocal done
+        done += 1
+        report.add(result)
+        if progress is not None:
+            progress(done, len(files), result)
+
+    def flush(batch: _Batch) -> None:
+        if not batch.items:
+            return
+        texts = [c.text for _, _, chunks in batch.items for c in chunks]
+        began = time.perf_counter()
+        vectors = lore.embedder.embed_documents(texts)
+        report.seconds["embed"] += time.perf_counter() - began
+        began = time.perf_counter()
+        offset = 0
+        for todo, title, chunks in batch.items:
+            mine = vectors[offset : offset + len(chunks)]
+            offset += len(chunks)
+            finish(write(lore, collection, todo, title, chunks, mine))
+        report.seconds["write"] += time.perf_counter() - began
+        batch.items.clear()
+
+    def settle(todo: Todo, future: ProcessFuture[Any], batch: _Batch) -> None:
+        try:
+            title, chunks, seconds = future.result()
+        except FutureTimeout:
+            message = f"{todo.path.name}: parsing took longer than {options.timeout_s:g} s."
+            finish(record_failure(lore, collection, todo, "timeout", message))
+            return
+        except MemoryError:
+            message = (
+                f"{todo.path.name}: parsing needed more than {options.memory_mb} MB of memory."
+            )
+            finish(record_failure(lore, collection, todo, "too_large", message))
+            return
+        except ProcessExpired:
+            message = f"{todo.path.name}: the parser crashed on this file."
+            finish(record_failure(lore, collection, todo, "parser_crashed", message))
+            return
+        except LoreError as exc:
+            finish(record_failure(lore, collection, todo, exc.code, str(exc)))
+            return
+        report.seconds["parse"] += seconds
+        batch.items.append((todo, title, chunks))
+        if batch.chunk_count >= options.embed_batch:
+            flush(batch)
+
+    batch = _Batch()
+    window: deque[tuple[Todo, ProcessFuture[Any]]] = deque()
+    seen: set[str] = set()
+    pool = ProcessPool(
+        max_workers=options.workers, initializer=_worker_setup, initargs=(options.memory_mb,)
+    )
+    try:
+        for path in files:
+            source = str(path.resolve())
+            seen.add(source)
+            began = time.perf_counter()
+            try:
+                planned = plan(lore, path, collection, source)
+            except LoreError as exc:
+                planned = IngestResult(source, "", "failed", 0, exc.code, str(exc))
+            report.seconds["plan"] += time.perf_counter() - began
+            if isinstance(planned, IngestResult):
+                finish(planned)
+                continue
+            future = pool.schedule(
+                parse_in_worker,
+                args=(
+                    str(path),
+                    planned.doc_id,
+                    planned.sha256,
+                    planned.source,
+                    settings.chunk_size,
+                    settings.chunk_overlap,
+                ),
+                timeout=options.timeout_s,
+            )
+            window.append((planned, future))
+            # A bounded window keeps memory flat however many files the tree holds.
+            while len(window) > 2 * options.workers:
+                settle(*window.popleft(), batch)
+        while window:
+            settle(*window.popleft(), batch)
+        flush(batch)
+        if options.sync:
+            for folder in (p for p in paths if p.is_dir()):
+                for result in remove_missing(lore, collection, folder, seen):
+                    finish(result)
+    except KeyboardInterrupt:
+        report.interrupted = True
+        pool.stop()  # type: ignore[no-untyped-call]
+    finally:
+        pool.close()  # type: ignore[no-untyped-call]
+        pool.join()
+        report.seconds["total"] = time.perf_counter() - started
+    return report

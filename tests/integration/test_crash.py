@@ -1,0 +1,138 @@
+"""kill -9 a real `lore ingest` at several points; the manifest and the index must agree."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from rag.config import Settings
+from rag.container import Lore
+from tests.integration.conftest import REPO
+
+pytestmark = pytest.mark.integration
+
+FILES = 60
+
+
+def _write_corpus(folder: Path, version: str) -> None:
+    folder.mkdir(exist_ok=True)
+    for i in range(FILES):
+        body = "\n\n".join(
+            f"Paragraph {p} of document {i}, {version}. " + "Lore keeps the archive safe. " * 12
+            for p in range(6)
+        )
+        chinese = f"第{i}号文件（{version}）。档案保存在本机，不会离开机器。" * 10
+        suffix = ".md" if i % 2 else ".txt"
+        (folder / f"doc-{i:03d}{suffix}").write_text(f"# Document {i}\n\n{body}\n\n{chinese}\n")
+
+
+def _env(data: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LORE_")}
+    env.update({"LORE_DATA_DIR": str(data), "LORE_EMBEDDING_BACKEND": "hashing"})
+    return env
+
+
+INDEXED = "SELECT count(*) FROM documents WHERE status = 'indexed'"
+
+
+def _count(data: Path, query: str = INDEXED, *args: float) -> int:
+    manifest = data / "manifest.sqlite3"
+    if not manifest.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{manifest}?mode=ro", uri=True, timeout=1) as db:
+            row = db.execute(query, args).fetchone()
+    except sqlite3.OperationalError:
+        return 0
+    return int(row[0])
+
+
+def _ingest(corpus: Path, data: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "ingest", str(corpus), "--workers", "1"],
+        cwd=REPO,
+        env=_env(data),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group, so the kill reaches the parsers too
+    )
+
+
+def _kill_when(
+    process: subprocess.Popen[bytes], data: Path, at_least: int, query: str = INDEXED, *args: float
+) -> int:
+    """SIGKILL the job (and its parsers) once `query` counts `at_least`; returns the count."""
+    deadline = time.monotonic() + 300
+    while _count(data, query, *args) < at_least:
+        if process.poll() is not None or time.monotonic() > deadline:
+            pytest.fail("the ingest ended before it could be killed")
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    return _count(data, query, *args)
+
+
+def _check_consistent(data: Path) -> tuple[int, int]:
+    """Every invariant between manifest and index; returns (indexed docs, chunks in index)."""
+    lore = Lore(Settings(data_dir=data, embedding_backend="hashing"))
+    try:
+        collection = lore.settings.collection
+        records = {r.doc_id: r for r in lore.manifest._documents("d.collection = ?", (collection,))}
+        if collection not in lore.store.list_collections():
+            return 0, 0
+        chunk_docs = lore.store.chunk_counts(collection)
+        for record in records.values():
+            if record.status == "indexed":
+                # A visible document is complete: every chunk it claims is in the index.
+                assert chunk_docs.get(record.doc_id, 0) == record.chunks, record
+                assert record.sources, "a visible document is reachable from a file"
+        # No chunk in the index belongs to a document the manifest does not know.
+        assert set(chunk_docs) <= set(records)
+        # Each file points at exactly one document, so a file is never visible twice.
+        with sqlite3.connect(lore.manifest.path) as db:
+            pairs = db.execute("SELECT source, doc_id FROM sources").fetchall()
+        assert len({s for s, _ in pairs}) == len(pairs)
+        assert all(d in records for _, d in pairs)
+        indexed = sum(1 for r in records.values() if r.status == "indexed")
+        return indexed, sum(chunk_docs.values())
+    finally:
+        lore.manifest.close()
+
+
+def test_kill_9_at_several_points_converges_without_duplicates(tmp_path: Path) -> None:
+    corpus, data = tmp_path / "corpus", tmp_path / "data"
+    _write_corpus(corpus, "first edition")
+
+    killed_at = []
+    for point in (1, 20, 45):
+        killed_at.append(_kill_when(_ingest(corpus, data), data, point))
+        _check_consistent(data)
+    assert killed_at == sorted(killed_at)
+    assert killed_at[-1] < FILES, "the last kill came before the job finished"
+
+    assert _ingest(corpus, data).wait(timeout=600) == 0
+    indexed, chunks = _check_consistent(data)
+    assert indexed == FILES
+    lore = Lore(Settings(data_dir=data, embedding_backend="hashing"))
+    assert chunks == sum(r.chunks for r in lore.manifest.documents("default"))
+
+    # Now every file changes, and the job replacing them is killed half-way.
+    edited = time.time()
+    _write_corpus(corpus, "second edition")
+    replaced = "SELECT count(*) FROM documents WHERE status = 'indexed' AND created_at > ?"
+    assert _kill_when(_ingest(corpus, data), data, 25, replaced, edited) < FILES
+    _check_consistent(data)
+    assert _ingest(corpus, data).wait(timeout=600) == 0
+    indexed, chunks = _check_consistent(data)
+    assert indexed == FILES
+    records = lore.manifest.documents("default")
+    assert chunks == sum(r.chunks for r in records)
+    texts = lore.store.document_chunks("default", records[0].doc_id)
+    assert all("first edition" not in c.text for c in texts)

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+import ingest.batch
+from ingest.batch import BatchOptions, run_batch, select_files
+from rag.container import Lore
+
+pytestmark = pytest.mark.unit
+
+
+def _tree(root: Path) -> Path:
+    (root / "keep").mkdir(parents=True)
+    (root / "drafts").mkdir()
+    (root / "keep" / "a.md").write_text("# A\n\nAlpha text about archives.\n")
+    (root / "keep" / "b.txt").write_text("Beta text about backups.\n")
+    (root / "drafts" / "c.md").write_text("# C\n\nGamma draft.\n")
+    (root / ".hidden.md").write_text("never read")
+    return root
+
+
+def test_select_files_applies_include_and_exclude(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "tree")
+    names = lambda files: sorted(p.relative_to(root).as_posix() for p in files)  # noqa: E731
+    assert names(select_files([root], (), ())) == ["drafts/c.md", "keep/a.md", "keep/b.txt"]
+    assert names(select_files([root], ("*.md",), ())) == ["drafts/c.md", "keep/a.md"]
+    assert names(select_files([root], (), ("drafts/*",))) == ["keep/a.md", "keep/b.txt"]
+
+
+def test_batch_reports_counts_stages_and_resumes(lore: Lore, tmp_path: Path) -> None:
+    root = _tree(tmp_path / "tree")
+    (root / "keep" / "empty.txt").write_text("  ")
+    seen: list[tuple[int, int]] = []
+    report = run_batch(
+        lore, [root], "default", BatchOptions(workers=1), lambda d, t, _: seen.append((d, t))
+    )
+    data = report.as_json()
+    assert (data["files"], data["added"], data["failed"]) == (4, 3, 1)
+    assert data["failures"][0]["code"] == "parse_failed"
+    assert seen[-1] == (4, 4)
+    assert data["chunks"] == sum(r.chunks for r in lore.manifest.documents("default"))
+    assert set(data["seconds"]) == {"plan", "parse", "embed", "write", "total"}
+    again = run_batch(lore, [root], "default", BatchOptions(workers=1)).as_json()
+    assert (again["unchanged"], again["failed"], again["added"]) == (3, 1, 0)
+
+
+def _slow_parse(*args: object, **kwargs: object) -> object:
+    time.sleep(30)
+    raise AssertionError("unreachable")
+
+
+def _greedy_parse(*args: object, **kwargs: object) -> object:
+    hoard = bytearray(2_000_000_000)
+    return hoard
+
+
+def test_stuck_file_times_out_and_the_rest_go_on(
+    lore: Lore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = _tree(tmp_path / "tree")
+    monkeypatch.setattr(ingest.batch, "build_chunks", _slow_parse)  # inherited by forked workers
+    started = time.perf_counter()
+    report = run_batch(lore, [root], "default", BatchOptions(workers=2, timeout_s=1)).as_json()
+    assert report["failed"] == 3
+    assert {f["code"] for f in report["failures"]} == {"timeout"}
+    assert time.perf_counter() - started < 20
+
+
+def test_memory_cap_turns_a_huge_file_into_a_failure(
+    lore: Lore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = _tree(tmp_path / "tree")
+    monkeypatch.setattr(ingest.batch, "build_chunks", _greedy_parse)
+    report = run_batch(lore, [root], "default", BatchOptions(workers=1, memory_mb=512)).as_json()
+    assert report["failed"] == 3
+    assert {f["code"] for f in report["failures"]} == {"too_large"}
