@@ -13,7 +13,11 @@ LLAMA_CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAM
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install models demo lint types unit integration clean
+.PHONY: run test install models demo lint types unit integration clean system-deps
+
+# OCR (tesseract, Chinese and English) and LibreOffice for legacy .doc/.ppt, from Debian.
+SYSTEM_PACKAGES := tesseract-ocr tesseract-ocr-chi-sim tesseract-ocr-eng \
+	libreoffice-writer-nogui libreoffice-impress-nogui
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +30,16 @@ $(INSTALLED): pyproject.toml
 
 install: $(INSTALLED)
 
-models: install
+system-deps:
+	@if command -v tesseract >/dev/null && command -v soffice >/dev/null \
+		&& tesseract --list-langs 2>/dev/null | grep -q chi_sim; then \
+		echo "system packages present"; \
+	else \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends $(SYSTEM_PACKAGES); \
+	fi
+
+models: install system-deps
 	$(BIN)/lore models install
 
 demo: models

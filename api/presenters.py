@@ -35,6 +35,7 @@ def passage_json(rank: int, passage: Passage) -> dict[str, Any]:
         "source": chunk.source,
         "title": chunk.title,
         "page": chunk.page,
+        "heading": chunk.heading,
         "text": chunk.text,
     }
 

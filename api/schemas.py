@@ -33,6 +33,7 @@ class CitationOut(BaseModel):
     page: int | None
     text: str
     score: float
+    heading: str
 
 
 class QueryResponse(BaseModel):
@@ -52,6 +53,7 @@ class PassageOut(BaseModel):
     source: str
     title: str
     page: int | None
+    heading: str
     text: str
 
 

@@ -23,11 +23,12 @@ from typing import Any
 
 from pebble import ProcessExpired, ProcessFuture, ProcessPool
 
-from ingest.chunking import Chunker
 from ingest.pipeline import (
+    ChunkPlan,
     IngestResult,
     Todo,
     build_chunks,
+    chunk_plan,
     iter_files,
     plan,
     record_failure,
@@ -132,11 +133,11 @@ def _worker_setup(memory_mb: int) -> None:
 
 
 def parse_in_worker(
-    path: str, doc_id: str, sha256: str, source: str, chunk_size: int, overlap: int
+    path: str, doc_id: str, sha256: str, source: str, plan: ChunkPlan
 ) -> tuple[str, list[Chunk], float]:
     """Parse and chunk one file; returns title, chunks and the seconds it took."""
     started = time.perf_counter()
-    title, chunks = build_chunks(Path(path), doc_id, sha256, source, Chunker(chunk_size, overlap))
+    title, chunks = build_chunks(Path(path), doc_id, sha256, source, plan)
     return title, chunks, time.perf_counter() - started
 
 
@@ -169,7 +170,7 @@ def run_batch(
     files = select_files(paths, options.include, options.exclude)
     report.files = len(files)
     done = 0
-    settings = lore.settings
+    plan_for_chunks = chunk_plan(lore)
 
     def finish(result: IngestResult) -> None:
         nonlocal done
@@ -181,7 +182,7 @@ def run_batch(
     def flush(batch: _Batch) -> None:
         if not batch.items:
             return
-        texts = [c.text for _, _, chunks in batch.items for c in chunks]
+        texts = [c.embedding_text() for _, _, chunks in batch.items for c in chunks]
         began = time.perf_counter()
         vectors = lore.embedder.embed_documents(texts)
         report.seconds["embed"] += time.perf_counter() - began
@@ -240,14 +241,7 @@ def run_batch(
                 continue
             future = pool.schedule(
                 parse_in_worker,
-                args=(
-                    str(path),
-                    planned.doc_id,
-                    planned.sha256,
-                    planned.source,
-                    settings.chunk_size,
-                    settings.chunk_overlap,
-                ),
+                args=(str(path), planned.doc_id, planned.sha256, planned.source, plan_for_chunks),
                 timeout=options.timeout_s,
             )
             window.append((planned, future))

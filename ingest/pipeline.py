@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ingest.chunking import Chunker
-from ingest.parsing import PARSER_VERSION, SUPPORTED_SUFFIXES, check_supported, parse
+from ingest.chunking import Chunker, tokenizer_length
+from ingest.parsing import PARSER_VERSION, SUPPORTED_SUFFIXES, Limits, check_supported, parse
 from rag.container import Lore
 from rag.errors import InvalidInput, LoreError, NotFound
 from rag.manifest import DocumentRecord
@@ -62,14 +62,43 @@ def pipeline_version(lore: Lore) -> str:
     )
 
 
+@dataclass(frozen=True)
+class ChunkPlan:
+    """How to cut files into chunks: picklable, so parsing processes can rebuild the chunker."""
+
+    size: int
+    overlap: int
+    tokenizer_dir: str | None
+    limits: Limits
+
+    def chunker(self) -> Chunker:
+        length = tokenizer_length(self.tokenizer_dir) if self.tokenizer_dir else len
+        return Chunker(self.size, self.overlap, length)
+
+
+def chunk_plan(lore: Lore) -> ChunkPlan:
+    """Chunk sizes count the embedder's tokens when its tokenizer is at hand, else characters."""
+    settings = lore.settings
+    folder = lore.embedder_dir
+    has_tokenizer = folder is not None and (folder / "tokenizer.json").is_file()
+    limits = Limits(
+        max_file_mb=settings.max_file_mb,
+        max_pages=settings.max_pages,
+        max_unzipped_mb=settings.max_unzipped_mb,
+    )
+    tokenizer = str(folder) if has_tokenizer else None
+    return ChunkPlan(settings.chunk_size, settings.chunk_overlap, tokenizer, limits)
+
+
 def build_chunks(
-    path: Path, doc_id: str, sha256: str, source: str, chunker: Chunker
+    path: Path, doc_id: str, sha256: str, source: str, plan: ChunkPlan
 ) -> tuple[str, list[Chunk]]:
     """The title and chunks of the file at `path`. Raises LoreError subclasses for bad files."""
-    parsed = parse(path)
+    parsed = parse(path, plan.limits)
+    chunker = plan.chunker()
     chunks: list[Chunk] = []
     for section in parsed.sections:
-        for text in chunker.split(section.text):
+        for text in chunker.split_section(section):
             index = len(chunks)
             chunks.append(
                 Chunk(
@@ -81,6 +110,7 @@ def build_chunks(
                     chunk_index=index,
                     content_hash=sha256,
                     page=section.page,
+                    heading=section.heading,
                 )
             )
     return parsed.title, chunks
@@ -212,12 +242,13 @@ def ingest_file(
     planned = plan(lore, path, collection, source or str(path.resolve()))
     if isinstance(planned, IngestResult):
         return planned
-    chunker = Chunker(lore.settings.chunk_size, lore.settings.chunk_overlap)
     try:
-        title, chunks = build_chunks(path, planned.doc_id, planned.sha256, planned.source, chunker)
+        title, chunks = build_chunks(
+            path, planned.doc_id, planned.sha256, planned.source, chunk_plan(lore)
+        )
     except LoreError as exc:
         return record_failure(lore, collection, planned, exc.code, str(exc))
-    vectors = lore.embedder.embed_documents([c.text for c in chunks])
+    vectors = lore.embedder.embed_documents([c.embedding_text() for c in chunks])
     return write(lore, collection, planned, title, chunks, vectors)
 
 

@@ -31,6 +31,7 @@ def _as_citation(number: int, passage: Passage) -> Citation:
         page=chunk.page,
         text=chunk.text,
         score=round(passage.score, 4),
+        heading=chunk.heading,
     )
 
 

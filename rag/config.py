@@ -84,9 +84,12 @@ class Settings(BaseSettings):
     max_tokens: int = Field(default=384, ge=1, le=8192)
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
 
-    # Chunking and retrieval
-    chunk_size: int = Field(default=600, ge=50, le=20000)
-    chunk_overlap: int = Field(default=80, ge=0)
+    # Chunking (sizes in the embedder's tokens) and retrieval
+    chunk_size: int = Field(default=200, ge=16, le=8192)
+    chunk_overlap: int = Field(default=30, ge=0)
+    max_file_mb: int = Field(default=512, ge=1)
+    max_pages: int = Field(default=5000, ge=1)
+    max_unzipped_mb: int = Field(default=1024, ge=1)
     top_k: int = Field(default=4, ge=1, le=100)
     min_score: float | None = Field(default=None, ge=-1.0, le=1.0)
     context_tokens: int = Field(default=1200, ge=64)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 
 from rag.answering import Answerer, AnswerLimits
 from rag.config import Settings
@@ -106,6 +107,18 @@ class Lore:
         if self.settings.embedding_backend == "hashing":
             return HashingEmbedder().name
         return self.settings.embedding_model
+
+    @cached_property
+    def embedder_dir(self) -> Path | None:
+        """The embedding model's folder (with its tokenizer); None for model-free embedders."""
+        if self.embedder_override is not None or self.settings.embedding_backend == "hashing":
+            return None
+        path, _ = resolve_model_path(
+            self.settings.embedding_model,
+            self.settings.embedding_model_path,
+            self.settings.resolved_models_dir,
+        )
+        return path
 
     @cached_property
     def manifest(self) -> Manifest:

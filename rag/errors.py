@@ -51,3 +51,21 @@ class GenerationFailed(LoreError):
     """The chat model could not produce an answer (for example, its server is down)."""
 
     code = "generation_failed"
+
+
+class EmptyDocument(ParseError):
+    """The file has no text: zero bytes, only whitespace, or pages with nothing to read."""
+
+    code = "empty"
+
+
+class EncryptedDocument(ParseError):
+    """The file is password-protected."""
+
+    code = "encrypted"
+
+
+class MalformedDocument(ParseError):
+    """The file is damaged or is not what its name says."""
+
+    code = "malformed"

@@ -46,6 +46,8 @@ def _metadata(chunk: Chunk) -> dict[str, str | int]:
     }
     if chunk.page is not None:  # Chroma metadata values cannot be None.
         meta["page"] = chunk.page
+    if chunk.heading:
+        meta["heading"] = chunk.heading
     return meta
 
 
@@ -60,6 +62,7 @@ def _chunk(chunk_id: str, text: str | None, meta: dict[str, Any]) -> Chunk:
         chunk_index=int(meta.get("chunk_index", 0)),
         content_hash=str(meta.get("content_hash", "")),
         page=int(page) if page is not None else None,
+        heading=str(meta.get("heading", "")),
     )
 
 

@@ -22,6 +22,11 @@ class Chunk:
     chunk_index: int
     content_hash: str
     page: int | None = None
+    heading: str = ""
+
+    def embedding_text(self) -> str:
+        """What the embedder reads: the heading path gives a passage its context."""
+        return f"{self.heading}\n{self.text}" if self.heading else self.text
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,7 @@ class Citation:
     page: int | None
     text: str
     score: float
+    heading: str = ""
 
 
 @dataclass(frozen=True)

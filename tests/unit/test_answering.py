@@ -64,8 +64,9 @@ def test_context_budget_limits_sources(
     question = "Lore port backup 长城"
     passages = lore.retriever.retrieve(question, "default", 4)
     roomy = Answerer(lore.retriever, generator, AnswerLimits(context_tokens=10_000))
-    assert len(roomy.fit_budget(question, passages)) == len(passages) == 2
-    tight = Answerer(lore.retriever, generator, AnswerLimits(context_tokens=64))
+    assert len(passages) >= 2
+    assert len(roomy.fit_budget(question, passages)) == len(passages)
+    tight = Answerer(lore.retriever, generator, AnswerLimits(context_tokens=1))
     chosen = tight.fit_budget(question, passages)
     assert [c.number for c in chosen] == [1], "the best passage is always kept"
     assert len(chosen[0].text) < len(passages[0].chunk.text), "and cut to fit"

@@ -39,7 +39,7 @@ def test_batch_reports_counts_stages_and_resumes(lore: Lore, tmp_path: Path) -> 
     )
     data = report.as_json()
     assert (data["files"], data["added"], data["failed"]) == (4, 3, 1)
-    assert data["failures"][0]["code"] == "parse_failed"
+    assert data["failures"][0]["code"] == "empty"
     assert seen[-1] == (4, 4)
     assert data["chunks"] == sum(r.chunks for r in lore.manifest.documents("default"))
     assert set(data["seconds"]) == {"plan", "parse", "embed", "write", "total"}

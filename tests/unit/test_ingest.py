@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from ingest.chunking import Chunker
 from ingest.pipeline import (
     build_chunks,
+    chunk_plan,
     delete_document,
     document_id,
     file_sha256,
@@ -101,10 +101,10 @@ def test_unsupported_and_empty_files_fail_with_reasons(lore: Lore, tmp_path: Pat
         ingest_file(lore, tmp_path / "data.bin", "default")
     results = ingest_paths(lore, [tmp_path / "empty.txt"], "default")
     assert results[0].status == "failed"
-    assert results[0].error_code == "parse_failed"
-    assert "no text" in (results[0].error or "")
+    assert results[0].error_code == "empty"
+    assert "whitespace" in (results[0].error or "")
     (record,) = lore.manifest.documents("default")
-    assert (record.status, record.error_code) == ("failed", "parse_failed")
+    assert (record.status, record.error_code) == ("failed", "empty")
     again = ingest_paths(lore, [tmp_path / "empty.txt"], "default")
     assert again[0].status == "failed", "an unchanged broken file keeps its recorded failure"
 
@@ -136,7 +136,7 @@ def test_unfinished_document_is_invisible_and_recovered(lore: Lore, docs: Path) 
     sha256 = file_sha256(path)
     doc_id = document_id(sha256)
     lore.manifest.begin("default", doc_id, sha256, pipeline_version(lore))
-    _, chunks = build_chunks(path, doc_id, sha256, str(path), Chunker(600, 80))
+    _, chunks = build_chunks(path, doc_id, sha256, str(path), chunk_plan(lore))
     lore.store.add("default", chunks, lore.embedder.embed_documents([c.text for c in chunks]))
 
     assert lore.retriever.search("长城的总长度", "default", 5) == []

@@ -1,0 +1,192 @@
+"""Every file in the shared corpus gives chunks or a stable, explained error code."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from ingest.batch import BatchOptions, run_batch
+from ingest.chunking import Chunker
+from ingest.parsing import Limits, parse
+from rag.config import Settings
+from rag.container import Lore
+from rag.errors import LoreError
+
+pytestmark = pytest.mark.integration
+
+CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "formats"
+needs_corpus = pytest.mark.skipif(not CORPUS.is_dir(), reason="../shared/corpus is not present")
+
+# file -> text a chunk must contain, or the error code the file must get.
+EXPECTED: dict[str, str] = {
+    "codeblock.md": "XML Example",
+    "docx-tables.docx": "Simple uniform table",
+    "eml/fake-email-attachment.eml": "Here's the attachments!",
+    "eml/fake-email.eml": "This is a test email",
+    "empty.txt": "error:empty",
+    "example-10k-1p.html": "TRANSITION REPORT",
+    "fake-doc.rtf": "My First Heading",
+    "fake-email.msg": "This is a test email",
+    "fake-html.html": "My Second Heading",
+    "fake-power-point-malformed.pptx": "Test Slide",
+    "fake-power-point.pptx": "Adding a Bullet Slide",
+    "fake-text-all-whitespace.txt": "error:empty",
+    "fake-text-utf-16.txt": "This is a test document",
+    "fake-text.txt": "This is a test document",
+    "fake.doc": "Lorem ipsum dolor sit amet",
+    "fake.docx": "Lorem ipsum dolor sit amet",
+    "fake.odt": "Lorem ipsum dolor sit amet",
+    "handbook-1p.docx": "INTRODUCTION",
+    "img/chi_sim_image.jpeg": "肌肤",
+    "img/example.jpg": "error:empty",  # a photograph of a flower: no text to read
+    "pdf/copy-protected.pdf": "LayoutParser",
+    "pdf/fake-memo.pdf": "To Whom it May Concern",
+    "pdf/korean-text-with-tables.pdf": "적립 제외 대상",
+    "pdf/layout-parser-paper-fast.pdf": "LayoutParser",
+    "pdf/password.pdf": "error:encrypted",
+    "pdf/reliance.pdf": "Corporate",
+    "pdf/single_table.pdf": "chunks",  # scanned: no text layer, read by OCR
+    "semicolon-delimited.csv": "Lorem, ipsum | dolor sit | amet",
+    "simple-table.md": "Juicy Apples | 1.99 | 739",
+    "simple.json": "favorite things",
+    "stanley-cups.csv": "Team | Location | Stanley Cups",
+    "stanley-cups.xlsx": "Stanley Cups",
+    "winter-sports.epub": "Winter Sports in Switzerland",
+}
+
+
+@needs_corpus
+def test_expectations_cover_the_whole_corpus() -> None:
+    present = {p.relative_to(CORPUS).as_posix() for p in CORPUS.rglob("*") if p.is_file()}
+    assert present == set(EXPECTED)
+
+
+@needs_corpus
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_each_corpus_file_gives_chunks_or_a_reason(name: str) -> None:
+    expected = EXPECTED[name]
+    path = CORPUS / name
+    if expected.startswith("error:"):
+        with pytest.raises(LoreError) as caught:
+            parse(path)
+        assert caught.value.code == expected.removeprefix("error:")
+        assert path.name in str(caught.value), "the sentence names the file"
+        return
+    parsed = parse(path)
+    chunker = Chunker(400, 40)
+    chunks = [c for section in parsed.sections for c in chunker.split_section(section)]
+    assert chunks
+    if expected != "chunks":
+        assert any(expected in c for c in chunks), chunks[:3]
+
+
+@needs_corpus
+def test_pdf_keeps_page_numbers_and_ocr_reads_scans() -> None:
+    paper = parse(CORPUS / "pdf/layout-parser-paper-fast.pdf")
+    assert [s.page for s in paper.sections] == list(range(1, len(paper.sections) + 1))
+    scanned = parse(CORPUS / "pdf/single_table.pdf")
+    assert scanned.parser == "pdfium+ocr"
+    assert "chunks" in scanned.sections[0].text.lower()
+
+
+@needs_corpus
+def test_tables_stay_whole_with_header_repeated() -> None:
+    (table,) = [s for s in parse(CORPUS / "simple-table.md").sections if s.table]
+    assert table.text.splitlines()[0] == "Item | Price | # In stock"
+    pieces = Chunker(12, 0).split_section(table)
+    assert len(pieces) > 1
+    assert all(p.splitlines()[0] == "Item | Price | # In stock" for p in pieces)
+    assert all(len(p.splitlines()) >= 2 for p in pieces), "no piece is a header alone"
+
+
+@needs_corpus
+def test_heading_path_is_kept() -> None:
+    sections = parse(CORPUS / "fake-html.html").sections
+    assert "My First Heading > My Second Heading" in {s.heading for s in sections}
+
+
+@pytest.mark.parametrize(
+    ("encoding", "text"),
+    [
+        ("gbk", "长城是中国古代的军事防御工程。长城的总长度超过两万公里，横跨多个省份。"),
+        ("utf-32", "故宫位于北京，是明清两代的皇家宫殿。"),
+        ("utf-16", "Lore keeps every document on the local machine."),
+        (
+            "cp1252",
+            "Café prices rose \u2013 “sharply” \u2013 in the winter of 1998, said the report.",
+        ),
+    ],
+)
+def test_text_in_any_encoding_is_decoded(tmp_path: Path, encoding: str, text: str) -> None:
+    path = tmp_path / f"{encoding}.txt"
+    path.write_bytes(text.encode(encoding))
+    parsed = parse(path)
+    assert parsed.sections[0].text.strip() == text
+
+
+def test_zip_bomb_is_refused_before_unpacking(tmp_path: Path) -> None:
+    bomb = tmp_path / "bomb.docx"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("word/document.xml", b"\0" * (50 * 1024 * 1024))
+    with pytest.raises(LoreError) as caught:
+        parse(bomb, Limits(max_unzipped_mb=10))
+    assert caught.value.code == "limit_exceeded"
+    with pytest.raises(LoreError, match="compressed"):
+        parse(bomb)  # within the size limit, but 50 MB of zeros compress over 1000:1
+
+
+def test_damaged_and_encrypted_office_files_get_their_codes(tmp_path: Path) -> None:
+    damaged = tmp_path / "damaged.docx"
+    damaged.write_bytes(b"PK\x03\x04 this is not really a zip archive" * 10)
+    encrypted = tmp_path / "secret.xlsx"
+    encrypted.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 4096)
+    with pytest.raises(LoreError) as first:
+        parse(damaged)
+    with pytest.raises(LoreError) as second:
+        parse(encrypted)
+    assert (first.value.code, second.value.code) == ("malformed", "encrypted")
+
+
+def test_file_size_and_page_limits(tmp_path: Path) -> None:
+    big = tmp_path / "big.txt"
+    big.write_bytes(b"a" * (2 * 1024 * 1024))
+    with pytest.raises(LoreError, match="larger than 1 MB"):
+        parse(big, Limits(max_file_mb=1))
+    if CORPUS.is_dir():
+        with pytest.raises(LoreError, match="limit is 1"):
+            parse(CORPUS / "pdf/layout-parser-paper-fast.pdf", Limits(max_pages=1))
+
+
+@needs_corpus
+def test_batch_over_the_corpus_handles_every_file(tmp_path: Path) -> None:
+    lore = Lore(Settings(data_dir=tmp_path / "data", embedding_backend="hashing"))
+    report = run_batch(lore, [CORPUS], "formats", BatchOptions(workers=2)).as_json()
+    assert report["files"] == len(EXPECTED)
+    failed = {
+        Path(f["source"]).relative_to(CORPUS).as_posix(): f["code"] for f in report["failures"]
+    }
+    assert failed == {
+        n: e.removeprefix("error:") for n, e in EXPECTED.items() if e.startswith("error:")
+    }
+    assert report["added"] == len(EXPECTED) - len(failed)
+
+
+def test_hostile_upload_names_never_escape(tmp_path: Path) -> None:
+    from api.app import _safe_filename
+
+    for hostile in (
+        "../../etc/passwd.md",
+        "..\\..\\win.md",
+        "/abs/path.md",
+        "a\x00b.md",
+        "x" * 300 + ".md",
+    ):
+        try:
+            name = _safe_filename(hostile)
+        except LoreError:
+            continue
+        assert "/" not in name
+        assert "\\" not in name
+        assert (tmp_path / name).resolve().parent == tmp_path.resolve()
