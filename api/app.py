@@ -32,17 +32,20 @@ from api.schemas import (
     ErrorOut,
     Health,
     IngestOut,
+    JobOut,
     PassageOut,
     QueryRequest,
     QueryResponse,
     SearchRequest,
 )
+from ingest.jobs import JobManager
 from ingest.parsing import check_supported
-from ingest.pipeline import delete_document, ingest_file
+from ingest.pipeline import delete_document, ingest_file, recover
 from rag.config import Settings, load_settings
 from rag.container import Lore
 from rag.errors import (
     ConfigError,
+    Forbidden,
     GenerationFailed,
     InvalidInput,
     LimitExceeded,
@@ -62,6 +65,7 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
 _STATUS: dict[type[LoreError], int] = {
     NotFound: 404,
+    Forbidden: 403,
     InvalidInput: 422,
     UnsupportedFile: 415,
     ParseError: 422,
@@ -92,6 +96,14 @@ def get_lore(request: Request) -> Lore:
 
 
 LoreDep = Annotated[Lore, Depends(get_lore)]
+
+
+def get_jobs(request: Request) -> JobManager:
+    jobs: JobManager = request.app.state.jobs
+    return jobs
+
+
+JobsDep = Annotated[JobManager, Depends(get_jobs)]
 CollectionQuery = Annotated[str | None, Query(pattern=COLLECTION_PATTERN)]
 
 
@@ -109,8 +121,12 @@ def _safe_filename(name: str | None) -> str:
 
 
 def _warm_up(lore: Lore) -> None:
-    """Load every component now, so a missing model fails the start, not the first request."""
+    """Load every component now, so a missing model fails the start, not the first request.
+
+    Also clears what an earlier crash left half-written (invisible, but taking space).
+    """
     _ = lore.embedder, lore.store, lore.answerer
+    recover(lore)
 
 
 def create_app(settings: Settings | None = None, lore: Lore | None = None) -> FastAPI:
@@ -121,7 +137,11 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.lore = lore or Lore(settings)
         await run_in_threadpool(_warm_up, app.state.lore)
-        yield
+        app.state.jobs = JobManager(app.state.lore)
+        try:
+            yield
+        finally:
+            await run_in_threadpool(app.state.jobs.close)
 
     app = FastAPI(
         title="Lore",
@@ -229,6 +249,63 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
         removed, sources = await run_in_threadpool(_remove_document, lore, target, doc_id)
         return DeleteOut(doc_id=doc_id, deleted_chunks=removed, sources=sources)
 
+    @app.post(
+        "/v1/ingest/jobs",
+        tags=["ingest"],
+        response_model=JobOut,
+        status_code=202,
+        responses={403: {"model": ErrorOut}, 413: {"model": ErrorOut}, 422: {"model": ErrorOut}},
+    )
+    async def create_ingest_job(
+        lore: LoreDep,
+        jobs: JobsDep,
+        files: Annotated[list[UploadFile] | None, File(description="Files to index.")] = None,
+        folder: Annotated[
+            str | None, Form(max_length=4096, description="A server folder inside ingest_roots.")
+        ] = None,
+        collection: Annotated[str | None, Form(pattern=COLLECTION_PATTERN)] = None,
+    ) -> Any:
+        """Start indexing uploaded files, or a server-side folder inside an allowed root."""
+        target = collection or lore.settings.collection
+        if bool(files) == bool(folder):
+            raise InvalidInput("Send either files or a folder, not both and not neither.")
+        if folder:
+            paths = [await run_in_threadpool(_allowed_folder, lore.settings, folder)]
+        else:
+            paths = []
+            for upload in files or []:
+                name = _safe_filename(upload.filename)
+                check_supported(Path(name))
+                paths.append(
+                    await run_in_threadpool(_save_upload, upload.file, lore.settings, target, name)
+                )
+        return jobs.submit(target, paths).as_json()
+
+    @app.get("/v1/ingest/jobs", tags=["ingest"], response_model=list[JobOut])
+    async def list_ingest_jobs(jobs: JobsDep) -> Any:
+        """Recent ingest jobs, newest first."""
+        return [job.as_json() for job in jobs.list()]
+
+    @app.get(
+        "/v1/ingest/jobs/{job_id}",
+        tags=["ingest"],
+        response_model=JobOut,
+        responses={404: {"model": ErrorOut}},
+    )
+    async def get_ingest_job(job_id: str, jobs: JobsDep) -> Any:
+        """A job's progress (files done of total, counts by outcome) and its report when done."""
+        return jobs.get(job_id).as_json()
+
+    @app.post(
+        "/v1/ingest/jobs/{job_id}/cancel",
+        tags=["ingest"],
+        response_model=JobOut,
+        responses={404: {"model": ErrorOut}},
+    )
+    async def cancel_ingest_job(job_id: str, jobs: JobsDep) -> Any:
+        """Stop a job between files; what it finished stays indexed."""
+        return jobs.cancel(job_id).as_json()
+
     if WEB_DIR.is_dir():
         app.mount("/web", StaticFiles(directory=WEB_DIR), name="web")
 
@@ -237,6 +314,17 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
             return FileResponse(WEB_DIR / "index.html")
 
     return app
+
+
+def _allowed_folder(settings: Settings, folder: str) -> Path:
+    """The resolved folder, if it lies inside one of the configured ingest roots."""
+    path = Path(folder).resolve()
+    roots = [root.resolve() for root in settings.ingest_roots]
+    if not any(path.is_relative_to(root) for root in roots):
+        raise Forbidden("That folder is not inside a folder this server may ingest from.")
+    if not path.is_dir():
+        raise InvalidInput("That folder does not exist on the server.")
+    return path
 
 
 def _list_documents(lore: Lore, collection: str) -> list[DocumentRecord]:

@@ -93,3 +93,17 @@ class ErrorOut(BaseModel):
 
 class Health(BaseModel):
     status: str
+
+
+class JobOut(BaseModel):
+    id: str
+    collection: str
+    status: str
+    total: int
+    done: int
+    counts: dict[str, int]
+    report: dict[str, object] | None
+    error: str | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None

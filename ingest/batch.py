@@ -13,6 +13,7 @@ import fnmatch
 import os
 import resource
 import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -158,11 +159,13 @@ def run_batch(
     collection: str,
     options: BatchOptions,
     progress: Progress | None = None,
+    stop: threading.Event | None = None,
 ) -> BatchReport:
     """Ingest every selected file under `paths`. Failures are reported per file, never raised.
 
-    On KeyboardInterrupt the job stops cleanly: finished documents stay indexed, the
-    rest are picked up by the next run, and the report says `interrupted`.
+    On KeyboardInterrupt, or when `stop` is set, the job stops cleanly between files:
+    finished documents stay indexed, the rest are picked up by the next run, and the
+    report says `interrupted`.
     """
     started = time.perf_counter()
     report = BatchReport(collection)
@@ -228,6 +231,8 @@ def run_batch(
     )
     try:
         for path in files:
+            if stop is not None and stop.is_set():
+                raise KeyboardInterrupt
             source = str(path.resolve())
             seen.add(source)
             began = time.perf_counter()

@@ -47,6 +47,10 @@ def tokenizer_length(model_dir: str) -> Length:
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(Path(model_dir) / "tokenizer.json"))
+    # A model's tokenizer.json may pad or truncate every input to a fixed length
+    # (MiniLM's pads to 128), which would make every text look the same size.
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
 
     def count(text: str) -> int:
         return len(tokenizer.encode(text, add_special_tokens=False).ids)

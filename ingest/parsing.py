@@ -3,8 +3,8 @@
 - PDF: pdfium extracts each page's text layer (fast, good with CJK fonts). A page
   with no text layer is rendered and read by tesseract (`chi_sim+eng`).
 - Images: tesseract.
-- Plain text: decoded with charset-normalizer (UTF-8/16/32, GBK, cp1252, ...) and
-  split into elements by unstructured.
+- Plain text: decoded with charset-normalizer (UTF-8/16/32, GBK, cp1252, ...); the
+  chunker splits it at paragraphs and sentences.
 - Everything else: unstructured's `fast` strategy, which needs no layout models.
   Legacy .doc/.ppt go through LibreOffice, RTF/EPUB/ODT through pandoc.
 
@@ -41,7 +41,7 @@ UNSTRUCTURED_SUFFIXES = frozenset(
 )
 SUPPORTED_SUFFIXES = PDF_SUFFIXES | IMAGE_SUFFIXES | TEXT_SUFFIXES | UNSTRUCTURED_SUFFIXES
 # Bump when parsing changes what a file yields: documents are then indexed again.
-PARSER_VERSION = "2"
+PARSER_VERSION = "4"
 
 OCR_LANGUAGES = "chi_sim+eng"
 # A PDF page with fewer characters than this in its text layer is treated as scanned.
@@ -61,6 +61,7 @@ class Limits:
     max_unzipped_mb: int = 1024
     max_zip_ratio: int = 200
     max_zip_members: int = 20000
+    max_archive_depth: int = 3
 
 
 @dataclass(frozen=True)
@@ -108,14 +109,16 @@ def parse(path: Path, limits: Limits | None = None) -> ParsedDocument:
     suffix = path.suffix.lower()
     if suffix in ZIP_SUFFIXES:
         check_archive(path, limits)
+    if suffix == ".eml":
+        check_email_depth(path, limits)
     if suffix in PDF_SUFFIXES:
         parsed = _parse_pdf(path, limits)
     elif suffix in IMAGE_SUFFIXES:
         parsed = ParsedDocument(path.stem, (Section(_ocr_file(path)),), "tesseract")
+    elif suffix in TEXT_SUFFIXES:
+        parsed = _parse_text(path)
     else:
-        # Plain text has no markup: what unstructured guesses to be titles there are
-        # often ordinary short lines, so they don't make a heading path.
-        parsed = _parse_unstructured(path, headings_from_titles=suffix not in TEXT_SUFFIXES)
+        parsed = _parse_unstructured(path)
     if not any(s.text.strip() for s in parsed.sections):
         raise EmptyDocument(f"{path.name}: the file contains no text.")
     return parsed
@@ -144,6 +147,40 @@ def check_archive(path: Path, limits: Limits) -> None:
         raise LimitExceeded(
             f"{path.name}: the document is compressed {unpacked // packed}:1, "
             f"more than the {limits.max_zip_ratio}:1 allowed."
+        )
+
+
+def check_email_depth(path: Path, limits: Limits) -> None:
+    """Refuse e-mail nested deeper than the limit (mail attached to mail attached to mail...)."""
+    import email
+    from email import policy
+    from email.message import Message
+
+    def depth(message: Message, level: int) -> int:
+        if level > limits.max_archive_depth:
+            return level
+        deepest = level
+        for part in message.walk():
+            if part is message:
+                continue
+            inner: Message | None = None
+            if part.get_content_type() == "message/rfc822":
+                payload = part.get_payload()
+                first = payload[0] if isinstance(payload, list) and payload else None
+                inner = first if isinstance(first, Message) else None
+            elif (part.get_filename() or "").lower().endswith(".eml"):
+                raw = part.get_payload(decode=True)
+                if isinstance(raw, bytes):
+                    inner = email.message_from_bytes(raw, policy=policy.default)
+            if inner is not None:
+                deepest = max(deepest, depth(inner, level + 1))
+        return deepest
+
+    with path.open("rb") as handle:
+        message = email.message_from_binary_file(handle, policy=policy.default)
+    if depth(message, 0) > limits.max_archive_depth:
+        raise LimitExceeded(
+            f"{path.name}: attachments are nested more than {limits.max_archive_depth} levels deep."
         )
 
 
@@ -246,13 +283,6 @@ def _partition(path: Path) -> list[Any]:
 
     suffix = path.suffix.lower()
     try:
-        if suffix in TEXT_SUFFIXES:
-            from unstructured.partition.text import partition_text
-
-            text = _decode_text(path)
-            if not text.strip():
-                raise EmptyDocument(f"{path.name}: the file contains only whitespace.")
-            return list(partition_text(text=text))
         if suffix in (".eml", ".msg"):
             return list(partition(filename=str(path), process_attachments=True, strategy="fast"))
         return list(partition(filename=str(path), strategy="fast"))
@@ -277,7 +307,19 @@ def table_rows(html: str) -> list[str]:
     return rows
 
 
-def _parse_unstructured(path: Path, *, headings_from_titles: bool) -> ParsedDocument:
+def _parse_text(path: Path) -> ParsedDocument:
+    """Plain text: decoded, then left to the chunker, which splits at paragraphs first.
+
+    Plain text has no markup, so there is no heading path to find; running it through
+    unstructured's element classifier would only cost time (minutes for a novel).
+    """
+    text = _decode_text(path).replace("\r\n", "\n").replace("\r", "\n")
+    if not text.strip():
+        raise EmptyDocument(f"{path.name}: the file contains only whitespace.")
+    return ParsedDocument(path.stem, (Section(text),), "text")
+
+
+def _parse_unstructured(path: Path) -> ParsedDocument:
     elements = _partition(path)
     title = ""
     headings: list[tuple[int, str]] = []  # (depth, text) from the outermost heading in
@@ -297,7 +339,7 @@ def _parse_unstructured(path: Path, *, headings_from_titles: bool) -> ParsedDocu
             continue
         metadata = element.metadata
         page = getattr(metadata, "page_number", None)
-        if kind == "Title" and headings_from_titles:
+        if kind == "Title":
             depth = getattr(metadata, "category_depth", None) or 0
             headings = [h for h in headings if h[0] < depth] + [(depth, text[:200])]
             title = title or text

@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     embedding_model: str = "embeddinggemma-300m"
     embedding_model_path: Path | None = None
     embedding_batch_size: int = Field(default=16, ge=1, le=1024)
+    # `auto`: bfloat16 on a GPU or on a CPU with native bfloat16 (half the memory, faster),
+    # float32 elsewhere.
+    embedding_dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
     # Generation
@@ -99,6 +102,8 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     max_upload_mb: int = Field(default=50, ge=1, le=4096)
     max_question_chars: int = Field(default=2000, ge=1)
+    # Server-side folders an ingest job may read (the API refuses any other path).
+    ingest_roots: list[Path] = Field(default_factory=list)
 
     @field_validator("collection")
     @classmethod

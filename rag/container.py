@@ -34,6 +34,7 @@ def build_embedder(settings: Settings) -> Embedder:
         settings.embedding_model,
         path,
         device=settings.device,
+        dtype=settings.embedding_dtype,
         batch_size=settings.embedding_batch_size,
     )
 

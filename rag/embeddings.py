@@ -23,6 +23,22 @@ class Embedder(Protocol):
     def embed_query(self, text: str) -> list[float]: ...
 
 
+def cpu_has_native_bfloat16() -> bool:
+    """True on CPUs with bfloat16 instructions (AVX512-BF16 or AMX), read from /proc/cpuinfo."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def pick_dtype(preference: str, device: str) -> str:
+    """The weight type to load: bfloat16 where the hardware runs it natively, else float32."""
+    if preference != "auto":
+        return preference
+    return "bfloat16" if device == "cuda" or cpu_has_native_bfloat16() else "float32"
+
+
 def pick_device(preference: str) -> str:
     """'cuda' when asked for or when 'auto' finds a GPU, else 'cpu'."""
     if preference != "auto":
@@ -39,13 +55,27 @@ class SentenceTransformerEmbedder:
     they are applied; otherwise both sides are encoded as they are.
     """
 
-    def __init__(self, name: str, path: Path, *, device: str = "auto", batch_size: int = 16):
+    def __init__(
+        self,
+        name: str,
+        path: Path,
+        *,
+        device: str = "auto",
+        dtype: str = "auto",
+        batch_size: int = 16,
+    ):
+        import torch
         from sentence_transformers import SentenceTransformer
 
         self._name = name
         self._batch_size = batch_size
+        chosen_device = pick_device(device)
+        self.dtype = pick_dtype(dtype, chosen_device)
         self._model: Any = SentenceTransformer(
-            str(path), device=pick_device(device), local_files_only=True
+            str(path),
+            device=chosen_device,
+            local_files_only=True,
+            model_kwargs={"torch_dtype": getattr(torch, self.dtype)},
         )
         prompts = getattr(self._model, "prompts", None) or {}
         self._query_prompt = "query" if "query" in prompts else None

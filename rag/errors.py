@@ -27,6 +27,10 @@ class NotFound(LoreError):
     code = "not_found"
 
 
+class Forbidden(LoreError):
+    code = "forbidden"
+
+
 class InvalidInput(LoreError):
     code = "invalid_input"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -136,3 +137,39 @@ def test_kill_9_at_several_points_converges_without_duplicates(tmp_path: Path) -
     assert chunks == sum(r.chunks for r in records)
     texts = lore.store.document_chunks("default", records[0].doc_id)
     assert all("first edition" not in c.text for c in texts)
+
+
+def test_ctrl_c_stops_cleanly_and_the_next_run_continues(tmp_path: Path) -> None:
+    corpus, data = tmp_path / "corpus", tmp_path / "data"
+    _write_corpus(corpus, "only edition")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "ingest", str(corpus), "--workers", "1"],
+        cwd=REPO,
+        env=_env(data),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 300
+    while _count(data) < 10:
+        assert process.poll() is None, "the job ended before Ctrl-C"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "Run the same command again to continue" in stderr
+    assert "Traceback" not in stderr
+    done_before = _count(data)
+    assert 10 <= done_before < FILES
+    _check_consistent(data)
+
+    resumed = subprocess.run(
+        [sys.executable, "-m", "api.cli", "ingest", str(corpus), "--json"],
+        cwd=REPO, env=_env(data), capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    report = json.loads(resumed.stdout)
+    assert report["unchanged"] == done_before
+    assert report["added"] == FILES - done_before
+    assert _check_consistent(data)[0] == FILES

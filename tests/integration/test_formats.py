@@ -190,3 +190,34 @@ def test_hostile_upload_names_never_escape(tmp_path: Path) -> None:
         assert "/" not in name
         assert "\\" not in name
         assert (tmp_path / name).resolve().parent == tmp_path.resolve()
+
+
+def _nested_mail(levels: int) -> bytes:
+    from email.message import EmailMessage
+
+    inner = EmailMessage()
+    inner["Subject"] = "level 0"
+    inner.set_content("The innermost note says the archive opens at nine.")
+    for level in range(1, levels + 1):
+        outer = EmailMessage()
+        outer["Subject"] = f"level {level}"
+        outer.set_content(f"Forwarding level {level}.")
+        outer.add_attachment(
+            inner.as_bytes(),
+            maintype="application",
+            subtype="octet-stream",
+            filename=f"level{level - 1}.eml",
+        )
+        inner = outer
+    return inner.as_bytes()
+
+
+def test_archive_depth_is_limited(tmp_path: Path) -> None:
+    shallow = tmp_path / "shallow.eml"
+    shallow.write_bytes(_nested_mail(2))
+    deep = tmp_path / "deep.eml"
+    deep.write_bytes(_nested_mail(6))
+    assert parse(shallow, Limits(max_archive_depth=3)).sections
+    with pytest.raises(LoreError, match="nested more than 3 levels") as caught:
+        parse(deep, Limits(max_archive_depth=3))
+    assert caught.value.code == "limit_exceeded"

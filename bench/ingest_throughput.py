@@ -1,0 +1,167 @@
+"""Ingestion throughput, measured end to end and against the embedder alone.
+
+    .venv/bin/python bench/ingest_throughput.py [--embedding-model NAME] [--workers N] [PATH ...]
+
+Ingests PATHs (default: ../shared/corpus/large and the eval documents) from scratch
+into a throwaway data directory with `run_batch`, sampling the peak memory of the job
+(main process plus parsing processes). Then it encodes the very same chunk texts with
+`SentenceTransformer.encode` alone, same batch size and prompt, so the two rates
+compare side by side in one run. Prints a Markdown table with the command.
+
+Pages: PDF pages, the page count a DOCX records, and 3,000 characters per page for
+other formats (a stated convention, not a measurement).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import tempfile
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import psutil
+
+from ingest.batch import BatchOptions, default_workers, run_batch, select_files
+from rag.config import Settings, default_data_dir
+from rag.container import Lore
+from rag.offline import force_offline
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+DEFAULT_PATHS = [
+    SHARED / "corpus" / "large",
+    SHARED / "eval" / "xquad" / "docs",
+    SHARED / "eval" / "cmrc2018-trial" / "docs",
+]
+
+
+def count_pages(path: Path) -> float:
+    suffix = path.suffix.lower()
+    if suffix == ".pdf":
+        import pypdfium2 as pdfium
+
+        pdf = pdfium.PdfDocument(str(path))
+        try:
+            return float(len(pdf))
+        finally:
+            pdf.close()
+    if suffix == ".docx":
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            app = (
+                archive.read("docProps/app.xml").decode("utf-8", "replace")
+                if "docProps/app.xml" in names
+                else ""
+            )
+        if "<Pages>" in app:
+            return float(app.split("<Pages>")[1].split("</Pages>")[0])
+        # No recorded page count: the corpus names its large files by pages ("-872p").
+        match = re.search(r"-(\d+)p\.", path.name)
+        if match:
+            return float(match.group(1))
+    return path.stat().st_size / 3000
+
+
+class PeakMemory:
+    """Samples the resident memory of this process and its children every 100 ms."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self.peak_main = 0
+        self.peak_child = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = 0
+            for process in [me, *me.children(recursive=True)]:
+                try:
+                    rss = process.memory_info().rss
+                except psutil.Error:
+                    continue
+                total += rss
+                if process.pid == me.pid:
+                    self.peak_main = max(self.peak_main, rss)
+                else:
+                    self.peak_child = max(self.peak_child, rss)
+            self.peak = max(self.peak, total)
+            time.sleep(0.1)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("paths", nargs="*", type=Path, default=DEFAULT_PATHS)
+    parser.add_argument("--embedding-model", default=None)
+    parser.add_argument("--workers", type=int, default=default_workers())
+    args = parser.parse_args()
+    force_offline()
+
+    models_dir = Path(os.environ.get("LORE_MODELS_DIR") or default_data_dir() / "models")
+    with tempfile.TemporaryDirectory() as tmp:
+        overrides: dict[str, object] = {"data_dir": Path(tmp), "models_dir": models_dir}
+        if args.embedding_model:
+            overrides["embedding_model"] = args.embedding_model
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+        lore = Lore(settings)
+        _ = lore.embedder  # load the model before the clock starts, as a server would have
+        files = select_files(args.paths, (), ())
+        pages = sum(count_pages(f) for f in files)
+
+        with PeakMemory() as memory:
+            report = run_batch(lore, args.paths, "bench", BatchOptions(workers=args.workers))
+        data = report.as_json()
+        total = data["seconds"]["total"]
+
+        texts = [
+            chunk.embedding_text()
+            for record in lore.manifest.documents("bench")
+            for chunk in lore.store.document_chunks("bench", record.doc_id)
+        ]
+        from sentence_transformers import SentenceTransformer
+
+        model = SentenceTransformer(str(lore.embedder_dir), device="cpu", local_files_only=True)
+        prompt = "document" if "document" in (model.prompts or {}) else None
+        started = time.perf_counter()
+        model.encode(texts, prompt_name=prompt, batch_size=settings.embedding_batch_size)
+        raw_seconds = time.perf_counter() - started
+
+    pipeline_rate = len(texts) / total
+    raw_rate = len(texts) / raw_seconds
+    stages = {k: v for k, v in data["seconds"].items() if k != "total"}
+    busy = sum(stages.values()) or 1.0
+    command = "bench/ingest_throughput.py " + " ".join(
+        ([f"--embedding-model {args.embedding_model}"] if args.embedding_model else [])
+        + [f"--workers {args.workers}"]
+    )
+    print(f"Command: .venv/bin/python {command}  (embedder: {settings.embedding_model})\n")
+    print("| measure | value |\n|---|---|")
+    print(f"| files / failed | {data['files']} / {data['failed']} |")
+    print(f"| pages (see convention) | {pages:,.0f} |")
+    print(f"| chunks | {len(texts):,} |")
+    print(f"| wall time, whole job | {total:.1f} s |")
+    print(f"| pages/s | {pages / total:.2f} |")
+    print(f"| chunks/s, pipeline | {pipeline_rate:.2f} |")
+    print(f"| chunks/s, raw `SentenceTransformer.encode` on the same chunks | {raw_rate:.2f} |")
+    print(f"| pipeline / raw | {pipeline_rate / raw_rate:.0%} |")
+    for stage, seconds in stages.items():
+        print(f"| {stage} time (share of stage time) | {seconds:.1f} s ({seconds / busy:.0%}) |")
+    print(f"| peak RSS, job and parsers together | {memory.peak / 2**20:,.0f} MiB |")
+    print(f"| peak RSS, main process (models, index) | {memory.peak_main / 2**20:,.0f} MiB |")
+    print(f"| peak RSS, largest parsing process | {memory.peak_child / 2**20:,.0f} MiB |")
+
+
+if __name__ == "__main__":
+    main()

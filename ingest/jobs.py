@@ -1,0 +1,143 @@
+"""Ingest jobs for the HTTP API: queued, run one at a time in a background thread.
+
+Ingestion is CPU-bound and the embedder uses every core, so jobs run one after the
+other; the queue is bounded so a client cannot pile up work without limit. A job can
+be cancelled: it stops between files, keeping what it finished.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ingest.batch import BatchOptions, run_batch
+from ingest.pipeline import IngestResult
+from rag.container import Lore
+from rag.errors import LimitExceeded, LoreError, NotFound
+
+JobStatus = Literal["queued", "running", "done", "cancelled", "failed"]
+
+
+@dataclass
+class Job:
+    id: str
+    collection: str
+    paths: list[Path]
+    status: JobStatus = "queued"
+    total: int = 0
+    done: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    report: dict[str, Any] | None = None
+    error: str | None = None
+    created_at: float = field(default_factory=time.time)
+    started_at: float | None = None
+    finished_at: float | None = None
+    cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "collection": self.collection,
+            "status": self.status,
+            "total": self.total,
+            "done": self.done,
+            "counts": dict(self.counts),
+            "report": self.report,
+            "error": self.error,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+        }
+
+
+class JobManager:
+    """Runs ingest jobs in order on one thread. Call `close` to stop it."""
+
+    def __init__(self, lore: Lore, *, max_queued: int = 16, keep_finished: int = 200):
+        self._lore = lore
+        self._jobs: dict[str, Job] = {}
+        self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=max_queued)
+        self._keep_finished = keep_finished
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="lore-ingest-jobs", daemon=True)
+        self._thread.start()
+
+    def submit(self, collection: str, paths: list[Path]) -> Job:
+        job = Job(id=uuid.uuid4().hex, collection=collection, paths=paths)
+        with self._lock:
+            self._jobs[job.id] = job
+        try:
+            self._queue.put_nowait(job)
+        except queue.Full:
+            with self._lock:
+                del self._jobs[job.id]
+            raise LimitExceeded("Too many ingest jobs are waiting; try again later.") from None
+        return job
+
+    def get(self, job_id: str) -> Job:
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is None:
+            raise NotFound(f"Ingest job '{job_id}' does not exist.")
+        return job
+
+    def list(self) -> list[Job]:
+        with self._lock:
+            return sorted(self._jobs.values(), key=lambda j: j.created_at, reverse=True)
+
+    def cancel(self, job_id: str) -> Job:
+        job = self.get(job_id)
+        job.cancel.set()
+        if job.status == "queued":
+            job.status = "cancelled"
+            job.finished_at = time.time()
+        return job
+
+    def close(self) -> None:
+        for job in self.list():
+            job.cancel.set()
+        self._queue.put(None)
+        self._thread.join(timeout=60)
+
+    def _run(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            if job.cancel.is_set():
+                continue
+            self._execute(job)
+            self._forget_old()
+
+    def _execute(self, job: Job) -> None:
+        job.status = "running"
+        job.started_at = time.time()
+
+        def progress(done: int, total: int, result: IngestResult) -> None:
+            job.done, job.total = done, total
+            job.counts[result.status] = job.counts.get(result.status, 0) + 1
+
+        try:
+            report = run_batch(
+                self._lore, job.paths, job.collection, BatchOptions(), progress, job.cancel
+            )
+        except LoreError as exc:
+            job.status, job.error = "failed", str(exc)
+        except Exception:  # a job must never take the thread down with it
+            job.status, job.error = "failed", "The ingest job failed unexpectedly."
+        else:
+            job.report = report.as_json()
+            job.status = "cancelled" if report.interrupted else "done"
+        job.finished_at = time.time()
+
+    def _forget_old(self) -> None:
+        with self._lock:
+            finished = [j for j in self._jobs.values() if j.finished_at is not None]
+            finished.sort(key=lambda j: j.finished_at or 0.0)
+            for job in finished[: max(0, len(finished) - self._keep_finished)]:
+                del self._jobs[job.id]
