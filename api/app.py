@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -40,7 +39,7 @@ from api.schemas import (
 )
 from ingest.jobs import JobManager
 from ingest.parsing import check_supported
-from ingest.pipeline import delete_document, ingest_file, recover
+from ingest.pipeline import delete_document, ingest_replacing, recover
 from rag.config import Settings, load_settings
 from rag.container import Lore
 from rag.errors import (
@@ -221,11 +220,12 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
         target = collection or lore.settings.collection
         name = _safe_filename(file.filename)
         check_supported(Path(name))
-        saved = await run_in_threadpool(_save_upload, file.file, lore.settings, target, name)
-        result = await run_in_threadpool(ingest_file, lore, saved, target)
-        if result.status == "failed":
-            await run_in_threadpool(saved.unlink, missing_ok=True)
-            raise ParseError(result.error or f"{name} could not be read.")
+        staged = await run_in_threadpool(_stage_upload, file.file, lore.settings, target, name)
+        final = lore.settings.uploads_dir / target / name
+        try:
+            result = await run_in_threadpool(ingest_replacing, lore, staged, final, target)
+        finally:
+            await run_in_threadpool(staged.unlink, missing_ok=True)  # gone already on success
         return presenters.ingest_json(result)
 
     @app.get("/v1/documents", tags=["documents"], response_model=list[DocumentOut])
@@ -276,9 +276,12 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
             for upload in files or []:
                 name = _safe_filename(upload.filename)
                 check_supported(Path(name))
-                paths.append(
-                    await run_in_threadpool(_save_upload, upload.file, lore.settings, target, name)
+                staged = await run_in_threadpool(
+                    _stage_upload, upload.file, lore.settings, target, name
                 )
+                final = lore.settings.uploads_dir / target / name
+                # A job records unreadable files as failed, so the upload takes its place now.
+                paths.append(await run_in_threadpool(staged.replace, final))
         return jobs.submit(target, paths).as_json()
 
     @app.get("/v1/ingest/jobs", tags=["ingest"], response_model=list[JobOut])
@@ -344,8 +347,12 @@ def _remove_document(lore: Lore, collection: str, doc_id: str) -> tuple[int, lis
     return removed, sources
 
 
-def _save_upload(upload: BinaryIO, settings: Settings, collection: str, name: str) -> Path:
-    """Write an upload under the uploads folder, refusing it once it passes the size cap."""
+def _stage_upload(upload: BinaryIO, settings: Settings, collection: str, name: str) -> Path:
+    """Write an upload to a temporary file in its collection's uploads folder.
+
+    The upload is refused once it passes the size cap, and when it is empty; either
+    way the temporary file is removed. The caller moves the file to its name.
+    """
     limit = settings.max_upload_mb * 1024 * 1024
     folder = settings.uploads_dir / collection
     folder.mkdir(parents=True, exist_ok=True)
@@ -367,9 +374,10 @@ def _save_upload(upload: BinaryIO, settings: Settings, collection: str, name: st
     if written == 0:
         temp.unlink(missing_ok=True)
         raise InvalidInput(f"{name} is empty.")
-    final = folder / name
-    shutil.move(str(temp), final)
-    return final
+    # Keep the name's suffix: parsing picks the reader by it.
+    staged = temp.with_name(f"{temp.name}{Path(name).suffix}")
+    temp.rename(staged)
+    return staged
 
 
 def _answer_events(

@@ -252,6 +252,24 @@ def ingest_file(
     return write(lore, collection, planned, title, chunks, vectors)
 
 
+def ingest_replacing(lore: Lore, staged: Path, final: Path, collection: str) -> IngestResult:
+    """Index the file at `staged` as if it were `final`, then move it there.
+
+    For uploads: the new bytes replace the file and document of the same name only if
+    they can be read. A file that can't be raises its LoreError and changes nothing,
+    so an unreadable re-upload never costs the version it was meant to replace.
+    """
+    source = str(final.resolve())
+    planned = plan(lore, staged, collection, source)
+    if isinstance(planned, IngestResult):
+        staged.replace(final)
+        return planned
+    title, chunks = build_chunks(staged, planned.doc_id, planned.sha256, source, chunk_plan(lore))
+    staged.replace(final)  # same folder: a rename, which keeps the size and mtime planned on
+    vectors = lore.embedder.embed_documents([c.embedding_text() for c in chunks])
+    return write(lore, collection, planned, title, chunks, vectors)
+
+
 def iter_files(paths: Iterable[Path]) -> Iterator[Path]:
     """Files named directly, plus supported files under named directories (sorted, not hidden)."""
     for path in paths:

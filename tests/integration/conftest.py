@@ -38,10 +38,7 @@ def models_dir() -> Path:
 
 def lore_env(data_dir: Path, models_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LORE_")}
-    env.update(
-        {"LORE_DATA_DIR": str(data_dir), "LORE_MODELS_DIR": str(models_dir), "LORE_CONFIG": ""}
-    )
-    env.pop("LORE_CONFIG")
+    env.update({"LORE_DATA_DIR": str(data_dir), "LORE_MODELS_DIR": str(models_dir)})
     return env
 
 

@@ -139,3 +139,23 @@ def test_openapi_operation_ids_are_stable(client: TestClient) -> None:
         "documents-remove_document",
         "health-healthz",
     } <= ids
+
+
+def test_unreadable_reupload_keeps_the_earlier_version(
+    client: TestClient, lore: Lore, docs: Path
+) -> None:
+    first = _upload(client, docs / "ports.md")
+    refused = client.post("/v1/documents", files={"file": ("ports.md", b"   \n\t  ")})
+    assert refused.status_code == 422
+    assert refused.json()["code"] == "empty"
+    (record,) = client.get("/v1/documents").json()
+    assert (record["doc_id"], record["status"]) == (first["doc_id"], "indexed")
+    kept = Path(first["source"])
+    assert kept.read_text(encoding="utf-8") == (docs / "ports.md").read_text(encoding="utf-8")
+    assert not [p for p in kept.parent.iterdir() if p.name.startswith(".upload-")]
+
+
+def test_empty_upload_is_refused(client: TestClient) -> None:
+    refused = client.post("/v1/documents", files={"file": ("notes.md", b"")})
+    assert refused.status_code == 422
+    assert "empty" in refused.json()["message"]
