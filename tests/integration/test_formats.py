@@ -16,7 +16,7 @@ from rag.errors import LoreError
 
 pytestmark = pytest.mark.integration
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "formats"
+CORPUS = (Path(__file__).resolve().parents[3] / "shared" / "corpus" / "formats").resolve()
 needs_corpus = pytest.mark.skipif(not CORPUS.is_dir(), reason="../shared/corpus is not present")
 
 # file -> text a chunk must contain, or the error code the file must get.
