@@ -275,12 +275,18 @@ def models_install(
     settings = _settings()
     wanted = names or [settings.chat_model, settings.embedding_model]
     for name in wanted:
-        install(
+        path = install(
             get_spec(name),
             settings.resolved_models_dir,
             force=force,
             progress=lambda m: typer.echo(m, err=True),
         )
+        if name == settings.embedding_model and settings.embedding_backend != "hashing":
+            # Store the weights in the type this machine will load, so no job pays for it.
+            from rag.embeddings import converted_copy, pick_device, pick_dtype
+
+            dtype = pick_dtype(settings.embedding_dtype, pick_device(settings.device))
+            converted_copy(path, dtype)
 
 
 @models_app.command("list")

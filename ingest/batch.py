@@ -10,9 +10,11 @@ kill -9, power loss) keeps every file it finished, and the next run picks up the
 from __future__ import annotations
 
 import fnmatch
+import multiprocessing
 import os
 import resource
 import signal
+import sys
 import threading
 import time
 from collections import deque
@@ -39,6 +41,7 @@ from ingest.pipeline import (
 )
 from rag.container import Lore
 from rag.errors import LoreError
+from rag.memory import return_free_memory
 from rag.offline import force_offline
 from rag.types import Chunk
 
@@ -57,6 +60,10 @@ class BatchOptions:
     memory_mb: int = 3072
     embed_batch: int = 64
     sync: bool = False
+    # "spawn" starts parsers from a fresh interpreter (about 60 MB before parsing). A
+    # forked parser would start as a copy of this process, model and all, and Python's
+    # reference counting soon turns the shared pages into private copies.
+    start_method: str = "spawn"
 
 
 @dataclass
@@ -128,6 +135,9 @@ def select_files(
 def _worker_setup(memory_mb: int) -> None:
     """Runs in each parsing process: offline, capped memory, and Ctrl-C left to the parent."""
     force_offline()
+    # Parsing never needs torch, but spaCy's thinc (unstructured's classifier) imports it
+    # whenever it can: 200 MB in every parsing process. A None entry makes it fail softly.
+    sys.modules.setdefault("torch", None)  # type: ignore[arg-type]
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     limit = memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
@@ -137,6 +147,7 @@ def parse_in_worker(
     path: str, doc_id: str, sha256: str, source: str, plan: ChunkPlan
 ) -> tuple[str, list[Chunk], float]:
     """Parse and chunk one file; returns title, chunks and the seconds it took."""
+    return_free_memory()  # what the previous file left behind
     started = time.perf_counter()
     title, chunks = build_chunks(Path(path), doc_id, sha256, source, plan)
     return title, chunks, time.perf_counter() - started
@@ -197,6 +208,8 @@ def run_batch(
             finish(write(lore, collection, todo, title, chunks, mine))
         report.seconds["write"] += time.perf_counter() - began
         batch.items.clear()
+        del texts, vectors
+        return_free_memory()
 
     def settle(todo: Todo, future: ProcessFuture[Any], batch: _Batch) -> None:
         try:
@@ -227,7 +240,10 @@ def run_batch(
     window: deque[tuple[Todo, ProcessFuture[Any]]] = deque()
     seen: set[str] = set()
     pool = ProcessPool(
-        max_workers=options.workers, initializer=_worker_setup, initargs=(options.memory_mb,)
+        max_workers=options.workers,
+        initializer=_worker_setup,
+        initargs=(options.memory_mb,),
+        context=multiprocessing.get_context(options.start_method),
     )
     try:
         for path in files:

@@ -43,7 +43,19 @@ Length = Callable[[str], int]
 
 @lru_cache(maxsize=4)
 def tokenizer_length(model_dir: str) -> Length:
-    """A length function counting the tokens of the tokenizer stored in `model_dir`."""
+    """A length function counting the tokens of the tokenizer stored in `model_dir`.
+
+    A SentencePiece `tokenizer.model`, when the model ships one, is read in preference
+    to `tokenizer.json`: it gives the same counts and, for EmbeddingGemma's 262k-token
+    vocabulary, takes 50 MB of memory instead of 280 MB in every parsing process.
+    """
+    sentencepiece_model = Path(model_dir) / "tokenizer.model"
+    if sentencepiece_model.is_file():
+        import sentencepiece
+
+        processor = sentencepiece.SentencePieceProcessor(model_file=str(sentencepiece_model))
+        return lambda text: len(processor.encode(text))
+
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(Path(model_dir) / "tokenizer.json"))

@@ -62,6 +62,8 @@ class Limits:
     max_zip_ratio: int = 200
     max_zip_members: int = 20000
     max_archive_depth: int = 3
+    # Extracted text bounds the memory of the rest of the job (chunks, texts to embed).
+    max_text_mb: int = 64
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,12 @@ def parse(path: Path, limits: Limits | None = None) -> ParsedDocument:
         parsed = _parse_unstructured(path)
     if not any(s.text.strip() for s in parsed.sections):
         raise EmptyDocument(f"{path.name}: the file contains no text.")
+    text_bytes = sum(len(s.text.encode("utf-8")) for s in parsed.sections)
+    if text_bytes > limits.max_text_mb * 1024 * 1024:
+        raise LimitExceeded(
+            f"{path.name}: the file holds {text_bytes / 2**20:.0f} MB of text; the limit is "
+            f"{limits.max_text_mb} MB. Split it into smaller files."
+        )
     return parsed
 
 

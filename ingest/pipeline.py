@@ -23,6 +23,7 @@ from typing import Literal
 from ingest.chunking import Chunker, tokenizer_length
 from ingest.parsing import PARSER_VERSION, SUPPORTED_SUFFIXES, Limits, check_supported, parse
 from rag.container import Lore
+from rag.embeddings import Vectors
 from rag.errors import InvalidInput, LoreError, NotFound
 from rag.manifest import DocumentRecord
 from rag.types import Chunk
@@ -85,6 +86,7 @@ def chunk_plan(lore: Lore) -> ChunkPlan:
         max_file_mb=settings.max_file_mb,
         max_pages=settings.max_pages,
         max_unzipped_mb=settings.max_unzipped_mb,
+        max_text_mb=settings.max_text_mb,
     )
     tokenizer = str(folder) if has_tokenizer else None
     return ChunkPlan(settings.chunk_size, settings.chunk_overlap, tokenizer, limits)
@@ -213,7 +215,7 @@ def write(
     todo: Todo,
     title: str,
     chunks: list[Chunk],
-    vectors: list[list[float]],
+    vectors: Vectors,
 ) -> IngestResult:
     """Write a document's chunks invisibly, then make it visible and retire what it replaces."""
     manifest = lore.manifest

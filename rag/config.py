@@ -93,6 +93,7 @@ class Settings(BaseSettings):
     max_file_mb: int = Field(default=512, ge=1)
     max_pages: int = Field(default=5000, ge=1)
     max_unzipped_mb: int = Field(default=1024, ge=1)
+    max_text_mb: int = Field(default=64, ge=1)
     top_k: int = Field(default=4, ge=1, le=100)
     min_score: float | None = Field(default=None, ge=-1.0, le=1.0)
     context_tokens: int = Field(default=1200, ge=64)

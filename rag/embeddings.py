@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+from numpy.typing import NDArray
+
 from rag.errors import ConfigError
+from rag.memory import return_free_memory
+
+log = logging.getLogger(__name__)
+
+Vectors = NDArray[np.float32]
+"""One float32 row per text: 3 KB a chunk at 768 dimensions, a tenth of a list of floats."""
 
 
 class Embedder(Protocol):
@@ -18,7 +31,7 @@ class Embedder(Protocol):
     @property
     def dimension(self) -> int: ...
 
-    def embed_documents(self, texts: Sequence[str]) -> list[list[float]]: ...
+    def embed_documents(self, texts: Sequence[str]) -> Vectors: ...
 
     def embed_query(self, text: str) -> list[float]: ...
 
@@ -48,6 +61,74 @@ def pick_device(preference: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def stored_dtype(path: Path) -> str | None:
+    """The weight type a transformers model folder declares in its config.json, if any."""
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    value = config.get("dtype") or config.get("torch_dtype")
+    return str(value) if value else None
+
+
+def _source_signature(path: Path) -> dict[str, int]:
+    weights = path / "model.safetensors"
+    stat = weights.stat() if weights.is_file() else (path / "config.json").stat()
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def converted_copy(path: Path, dtype: str) -> Path:
+    """A copy of the model at `path` stored in `dtype`, made once in the folder beside it.
+
+    Loading float32 weights as bfloat16 converts them on every start, which briefly
+    holds both copies (2.2 GB for EmbeddingGemma). A stored bfloat16 copy is
+    memory-mapped instead: half the memory and no spike. The copy records the size and
+    mtime of the weights it came from and is remade when they change. Returns `path`
+    itself when the model is already stored in `dtype`, and when the folder beside it
+    can't be written (the weights are then converted in memory, as before).
+    """
+    if stored_dtype(path) in (None, dtype):
+        return path
+    target = path.parent / f".{path.name}.{dtype}"
+    marker = target / "lore-source.json"
+    signature = _source_signature(path)
+    try:
+        if json.loads(marker.read_text()) == signature:
+            return target
+    except (OSError, ValueError):
+        pass
+    try:
+        work = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    except OSError:
+        log.warning("Can't write beside %s; converting it to %s on every load.", path, dtype)
+        return path
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    log.info("Storing a %s copy of %s (once).", dtype, path.name)
+    try:
+        model = SentenceTransformer(
+            str(path),
+            device="cpu",
+            local_files_only=True,
+            model_kwargs={"torch_dtype": getattr(torch, dtype)},
+        )
+        model.save(str(work))
+        del model
+        (work / "lore-source.json").write_text(json.dumps(signature))
+        shutil.rmtree(target, ignore_errors=True)
+        work.rename(target)
+    except OSError:
+        # Another process renamed its copy into place first; theirs is as good.
+        shutil.rmtree(work, ignore_errors=True)
+        if not marker.is_file():
+            raise
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return target
+
+
 class SentenceTransformerEmbedder:
     """A sentence-transformers model loaded from a local folder, never from a hub.
 
@@ -72,7 +153,7 @@ class SentenceTransformerEmbedder:
         chosen_device = pick_device(device)
         self.dtype = pick_dtype(dtype, chosen_device)
         self._model: Any = SentenceTransformer(
-            str(path),
+            str(converted_copy(path, self.dtype)),
             device=chosen_device,
             local_files_only=True,
             model_kwargs={"torch_dtype": getattr(torch, self.dtype)},
@@ -84,6 +165,7 @@ class SentenceTransformerEmbedder:
         if dimension is None:
             raise ConfigError(f"The embedding model at {path} does not declare its dimension.")
         self._dimension = int(dimension)
+        return_free_memory()  # what loading left behind (180 MB for EmbeddingGemma's tokenizer)
 
     @property
     def name(self) -> str:
@@ -93,9 +175,9 @@ class SentenceTransformerEmbedder:
     def dimension(self) -> int:
         return self._dimension
 
-    def _encode(self, texts: Sequence[str], prompt_name: str | None) -> list[list[float]]:
+    def _encode(self, texts: Sequence[str], prompt_name: str | None) -> Vectors:
         if not texts:
-            return []
+            return np.zeros((0, self._dimension), dtype=np.float32)
         vectors = self._model.encode(
             list(texts),
             prompt_name=prompt_name,
@@ -104,10 +186,10 @@ class SentenceTransformerEmbedder:
             convert_to_numpy=True,
             show_progress_bar=False,
         )
-        return [[float(x) for x in row] for row in vectors]
+        return np.asarray(vectors, dtype=np.float32)
 
-    def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+    def embed_documents(self, texts: Sequence[str]) -> Vectors:
         return self._encode(texts, self._document_prompt)
 
     def embed_query(self, text: str) -> list[float]:
-        return self._encode([text], self._query_prompt)[0]
+        return [float(x) for x in self._encode([text], self._query_prompt)[0]]

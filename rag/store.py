@@ -11,6 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+
+from rag.embeddings import Vectors
 from rag.errors import ConfigError, NotFound, StoreUnavailable
 from rag.types import Chunk, Passage
 
@@ -21,9 +24,7 @@ _WRITE_BATCH = 1000
 class VectorStore(Protocol):
     """Chunks and their vectors, grouped in named collections."""
 
-    def add(
-        self, collection: str, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]
-    ) -> None: ...
+    def add(self, collection: str, chunks: Sequence[Chunk], vectors: Vectors) -> None: ...
 
     def query(self, collection: str, vector: Sequence[float], k: int) -> list[Passage]: ...
 
@@ -139,9 +140,7 @@ class ChromaStore:
 
     # -- chunks -------------------------------------------------------------
 
-    def add(
-        self, collection: str, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]
-    ) -> None:
+    def add(self, collection: str, chunks: Sequence[Chunk], vectors: Vectors) -> None:
         if len(chunks) != len(vectors):
             raise ValueError("one vector per chunk")
         target = self._create_or_get(collection)
@@ -151,7 +150,7 @@ class ChromaStore:
                 ids=[c.id for c in batch],
                 documents=[c.text for c in batch],
                 metadatas=[_metadata(c) for c in batch],
-                embeddings=[list(v) for v in vectors[start : start + _WRITE_BATCH]],
+                embeddings=np.asarray(vectors[start : start + _WRITE_BATCH], dtype=np.float32),
             )
 
     def query(self, collection: str, vector: Sequence[float], k: int) -> list[Passage]:

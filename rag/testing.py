@@ -10,6 +10,10 @@ import hashlib
 import math
 from collections.abc import Iterator, Sequence
 
+import numpy as np
+
+from rag.embeddings import Vectors
+
 
 class HashingEmbedder:
     """Embeds text by hashing its character bigrams into a fixed-size unit vector.
@@ -40,8 +44,10 @@ class HashingEmbedder:
         norm = math.sqrt(sum(x * x for x in vector)) or 1.0
         return [x / norm for x in vector]
 
-    def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
-        return [self._vector(t) for t in texts]
+    def embed_documents(self, texts: Sequence[str]) -> Vectors:
+        return np.asarray([self._vector(t) for t in texts], dtype=np.float32).reshape(
+            len(texts), self._dimension
+        )
 
     def embed_query(self, text: str) -> list[float]:
         return self._vector(text)

@@ -159,6 +159,16 @@ def test_file_size_and_page_limits(tmp_path: Path) -> None:
             parse(CORPUS / "pdf/layout-parser-paper-fast.pdf", Limits(max_pages=1))
 
 
+def test_extracted_text_is_limited(tmp_path: Path) -> None:
+    # A small file may still hold a lot of text; the limit bounds the memory of the job.
+    novel = tmp_path / "novel.txt"
+    novel.write_text("长城是中国古代的军事防御工程。\n" * 30_000)  # 1.3 MB of UTF-8
+    with pytest.raises(LoreError, match="holds 1 MB of text; the limit is 1 MB") as raised:
+        parse(novel, Limits(max_text_mb=1))
+    assert raised.value.code == "limit_exceeded"
+    assert parse(novel, Limits(max_text_mb=2)).sections
+
+
 @needs_corpus
 def test_batch_over_the_corpus_handles_every_file(tmp_path: Path) -> None:
     lore = Lore(Settings(data_dir=tmp_path / "data", embedding_backend="hashing"))

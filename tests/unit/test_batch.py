@@ -63,7 +63,8 @@ def test_stuck_file_times_out_and_the_rest_go_on(
     root = _tree(tmp_path / "tree")
     monkeypatch.setattr(ingest.batch, "build_chunks", _slow_parse)  # inherited by forked workers
     started = time.perf_counter()
-    report = run_batch(lore, [root], "default", BatchOptions(workers=2, timeout_s=1)).as_json()
+    options = BatchOptions(workers=2, timeout_s=1, start_method="fork")
+    report = run_batch(lore, [root], "default", options).as_json()
     assert report["failed"] == 3
     assert {f["code"] for f in report["failures"]} == {"timeout"}
     assert time.perf_counter() - started < 20
@@ -74,6 +75,7 @@ def test_memory_cap_turns_a_huge_file_into_a_failure(
 ) -> None:
     root = _tree(tmp_path / "tree")
     monkeypatch.setattr(ingest.batch, "build_chunks", _greedy_parse)
-    report = run_batch(lore, [root], "default", BatchOptions(workers=1, memory_mb=512)).as_json()
+    options = BatchOptions(workers=1, memory_mb=512, start_method="fork")
+    report = run_batch(lore, [root], "default", options).as_json()
     assert report["failed"] == 3
     assert {f["code"] for f in report["failures"]} == {"too_large"}
