@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -164,6 +165,83 @@ def _stderr_console() -> Any:
     from rich.console import Console
 
     return Console(stderr=True)
+
+
+@app.command("eval")
+def evaluate_command(
+    questions: Annotated[
+        list[Path],
+        typer.Argument(help="Question files, one JSON object a line (see docs/evaluation.md)."),
+    ],
+    docs: Annotated[
+        Path,
+        typer.Option(
+            "--docs", exists=True, file_okay=False, help="Folder of the documents to ingest."
+        ),
+    ],
+    collection: CollectionOption = None,
+    k: Annotated[int, typer.Option("--k", min=1, max=100, help="Passages retrieved.")] = 10,
+    mode: Annotated[
+        str, typer.Option(help="Retrieval: hybrid, dense, keyword, or all three side by side.")
+    ] = "hybrid",
+    answers: Annotated[
+        bool, typer.Option("--answers", help="Also generate and score answers (slow).")
+    ] = False,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N questions.")] = None,
+    sample: Annotated[
+        int | None,
+        typer.Option(min=1, help="A random N questions of each file (the same N every run)."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Measure retrieval (and with --answers, answers) on questions with known answers.
+
+    DOCS is ingested first, into its own collection (`eval-<folder name>` unless
+    --collection is given), kept in step with the folder, so a second run only
+    re-reads what changed.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from ingest.batch import BatchOptions, run_batch
+    from rag.evaluation import evaluate, format_table, load_questions
+    from rag.retrieval import MODES
+
+    modes = list(MODES) if mode == "all" else [mode]
+    if any(m not in MODES for m in modes):
+        raise typer.BadParameter(f"--mode must be one of {', '.join(MODES)} or all.")
+    settings = _settings()
+    items = [q for path in questions for q in load_questions(path, limit, sample=sample)]
+    # Named after the folder and its parent ("eval/xquad/docs" gives eval-xquad-docs).
+    where = "-".join(docs.resolve().parts[-2:])
+    target = collection or "eval-" + (re.sub(r"[^A-Za-z0-9_-]+", "-", where).strip("-") or "docs")
+    lore = _lore(settings)
+    ingested = run_batch(lore, [docs], target, BatchOptions(sync=True))
+    typer.echo(f"{ingested.files} documents in '{target}', {ingested.chunks} new chunks.", err=True)
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        console=_stderr_console(),
+    ) as bar:  # fmt: skip
+        tasks: dict[str, Any] = {}
+
+        def on_step(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done)
+
+        report = evaluate(
+            lore.retriever,
+            items,
+            target,
+            k=k,
+            modes=modes,  # type: ignore[arg-type]
+            answerer=lore.answerer if answers else None,
+            count_tokens=lore.generator.count_tokens if answers else None,
+            progress=on_step,
+        )
+    if as_json:
+        _print_json(report.as_json())
+    else:
+        typer.echo(format_table(report))
 
 
 @app.command()

@@ -59,7 +59,7 @@ def pipeline_version(lore: Lore) -> str:
     settings = lore.settings
     return (
         f"parser-{PARSER_VERSION}/chunks-{settings.chunk_size}-{settings.chunk_overlap}"
-        f"/{lore.embedder_name}"
+        f"/{lore.embedder_name}/keywords-1"
     )
 
 
@@ -118,12 +118,19 @@ def build_chunks(
     return parsed.title, chunks
 
 
+def drop_chunks(lore: Lore, collection: str, doc_id: str) -> int:
+    """Delete a document's chunks from the vector store and the keyword index; returns how many."""
+    chunks = lore.store.document_chunks(collection, doc_id)
+    lore.store.delete_chunks(collection, [c.id for c in chunks])
+    lore.keywords.delete_document(collection, doc_id)
+    return len(chunks)
+
+
 def purge(lore: Lore, collection: str, doc_id: str | None) -> None:
     """Delete a retired document's chunks, then its manifest row."""
     if doc_id is None:
         return
-    chunks = lore.store.document_chunks(collection, doc_id)
-    lore.store.delete_chunks(collection, [c.id for c in chunks])
+    drop_chunks(lore, collection, doc_id)
     lore.manifest.forget(collection, doc_id)
 
 
@@ -131,8 +138,7 @@ def recover(lore: Lore, collection: str | None = None) -> int:
     """Clean up after a crash: drop chunks of unfinished documents. Returns how many were fixed."""
     fixed = 0
     for record in lore.manifest.unfinished(collection):
-        chunks = lore.store.document_chunks(record.collection, record.doc_id)
-        lore.store.delete_chunks(record.collection, [c.id for c in chunks])
+        drop_chunks(lore, record.collection, record.doc_id)
         if record.status == "deleting" or not record.sources:
             lore.manifest.forget(record.collection, record.doc_id)
         fixed += 1
@@ -221,9 +227,9 @@ def write(
     manifest = lore.manifest
     manifest.begin(collection, todo.doc_id, todo.sha256, pipeline_version(lore))
     # Leftovers of an interrupted run or an older pipeline share this doc id.
-    stale = lore.store.document_chunks(collection, todo.doc_id)
-    lore.store.delete_chunks(collection, [c.id for c in stale])
+    drop_chunks(lore, collection, todo.doc_id)
     lore.store.add(collection, chunks, vectors)
+    lore.keywords.add(collection, chunks)
     retired = manifest.commit(
         collection, todo.doc_id, title=title, chunks=len(chunks), source=todo.source,
         size=todo.size, mtime_ns=todo.mtime_ns,
@@ -340,7 +346,6 @@ def delete_document(lore: Lore, collection: str, doc_id: str) -> tuple[int, list
     if record is None or record.status == "deleting":
         raise NotFound(f"Document '{doc_id}' is not in collection '{collection}'.")
     sources = lore.manifest.retire(collection, doc_id)
-    chunks = lore.store.document_chunks(collection, doc_id)
-    lore.store.delete_chunks(collection, [c.id for c in chunks])
+    count = drop_chunks(lore, collection, doc_id)
     lore.manifest.forget(collection, doc_id)
-    return len(chunks), sources
+    return count, sources

@@ -89,6 +89,11 @@ class Answerer:
         question = self._check(question)
         k = top_k or self._limits.top_k
         passages = self._retriever.retrieve(question, collection, k)
+        yield from self.stream_with(question, passages)
+
+    def stream_with(self, question: str, passages: list[Passage]) -> Iterator[AnswerEvent]:
+        """Events for an answer from the given passages (the evaluation's oracle run)."""
+        question = self._check(question)
         sources = self.fit_budget(question, passages)
         yield SourcesEvent(tuple(sources))
         if not sources:

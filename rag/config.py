@@ -95,6 +95,8 @@ class Settings(BaseSettings):
     max_unzipped_mb: int = Field(default=1024, ge=1)
     max_text_mb: int = Field(default=64, ge=1)
     top_k: int = Field(default=4, ge=1, le=100)
+    # hybrid: vectors and BM25 keywords fused; dense or keyword: one of them alone.
+    retrieval_mode: Literal["hybrid", "dense", "keyword"] = "hybrid"
     min_score: float | None = Field(default=None, ge=-1.0, le=1.0)
     context_tokens: int = Field(default=1200, ge=64)
 

@@ -16,6 +16,7 @@ from rag.config import Settings
 from rag.embeddings import Embedder, SentenceTransformerEmbedder
 from rag.errors import ConfigError
 from rag.generation import Generator, LlamaCppGenerator, OpenAICompatibleGenerator
+from rag.keyword import KeywordIndex
 from rag.manifest import Manifest
 from rag.models import get_spec, resolve_model_path
 from rag.offline import force_offline
@@ -126,13 +127,22 @@ class Lore:
         return Manifest(self.settings.data_dir / "manifest.sqlite3")
 
     @cached_property
+    def keywords(self) -> KeywordIndex:
+        return KeywordIndex(self.settings.data_dir / "keywords.sqlite3")
+
+    @cached_property
     def generator(self) -> Generator:
         return self.generator_override or build_generator(self.settings)
 
     @cached_property
     def retriever(self) -> Retriever:
         return Retriever(
-            self.embedder, self.store, self.manifest, min_score=min_score_for(self.settings)
+            self.embedder,
+            self.store,
+            self.manifest,
+            self.keywords,
+            min_score=min_score_for(self.settings),
+            mode=self.settings.retrieval_mode,
         )
 
     @cached_property

@@ -30,6 +30,10 @@ class VectorStore(Protocol):
 
     def document_chunks(self, collection: str, doc_id: str) -> list[Chunk]: ...
 
+    def chunks_with_vectors(
+        self, collection: str, chunk_ids: Sequence[str]
+    ) -> list[tuple[Chunk, Vectors]]: ...
+
     def delete_chunks(self, collection: str, chunk_ids: Sequence[str]) -> None: ...
 
     def chunk_counts(self, collection: str) -> dict[str, int]: ...
@@ -185,6 +189,25 @@ class ChromaStore:
             )
         ]
         return sorted(chunks, key=lambda c: c.chunk_index)
+
+    def chunks_with_vectors(
+        self, collection: str, chunk_ids: Sequence[str]
+    ) -> list[tuple[Chunk, Vectors]]:
+        """The chunks with these ids and their stored vectors (missing ids are left out)."""
+        if not chunk_ids:
+            return []
+        target = self._existing(collection)
+        result = target.get(ids=list(chunk_ids), include=["documents", "metadatas", "embeddings"])
+        return [
+            (_chunk(i, text, meta), np.asarray(vector, dtype=np.float32))
+            for i, text, meta, vector in zip(
+                result["ids"],
+                result["documents"],
+                result["metadatas"],
+                result["embeddings"],
+                strict=True,
+            )
+        ]
 
     def delete_chunks(self, collection: str, chunk_ids: Sequence[str]) -> None:
         if not chunk_ids:

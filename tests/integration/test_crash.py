@@ -89,13 +89,16 @@ def _check_consistent(data: Path) -> tuple[int, int]:
         if collection not in lore.store.list_collections():
             return 0, 0
         chunk_docs = lore.store.chunk_counts(collection)
+        keyword_docs = lore.keywords.chunk_counts(collection)
         for record in records.values():
             if record.status == "indexed":
-                # A visible document is complete: every chunk it claims is in the index.
+                # A visible document is complete: every chunk it claims is in both indexes.
                 assert chunk_docs.get(record.doc_id, 0) == record.chunks, record
+                assert keyword_docs.get(record.doc_id, 0) == record.chunks, record
                 assert record.sources, "a visible document is reachable from a file"
-        # No chunk in the index belongs to a document the manifest does not know.
+        # No chunk in either index belongs to a document the manifest does not know.
         assert set(chunk_docs) <= set(records)
+        assert set(keyword_docs) <= set(records)
         # Each file points at exactly one document, so a file is never visible twice.
         with sqlite3.connect(lore.manifest.path) as db:
             pairs = db.execute("SELECT source, doc_id FROM sources").fetchall()

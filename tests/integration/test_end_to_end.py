@@ -118,3 +118,35 @@ def test_cli_reports_missing_model_with_fix(tmp_path: Path) -> None:
     assert asked.returncode == 1
     assert "lore models install embeddinggemma-300m" in asked.stderr
     assert "Traceback" not in asked.stderr
+
+
+XQUAD = REPO.parent / "shared" / "eval" / "xquad"
+
+
+@pytest.mark.skipif(not XQUAD.is_dir(), reason="needs ../shared/eval")
+def test_cli_eval_scores_three_retrieval_modes_on_real_questions(
+    tmp_path: Path, models_dir: Path
+) -> None:
+    # Two parallel articles (English and Chinese) and their first questions.
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    names = sorted(p.name for p in (XQUAD / "docs").iterdir())[:2]
+    names += [n.replace("en-", "zh-", 1) for n in names if n.startswith("en-")]
+    for name in names:
+        (docs / name).write_text((XQUAD / "docs" / name).read_text(encoding="utf-8"))
+    lines = (XQUAD / "questions.jsonl").read_text(encoding="utf-8").splitlines()
+    chosen = [line for line in lines if json.loads(line)["doc"] in names]
+    by_lang = {lang: [c for c in chosen if f'"lang": "{lang}"' in c][:8] for lang in ("en", "zh")}
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text("\n".join(by_lang["en"] + by_lang["zh"]), encoding="utf-8")
+
+    env = lore_env(tmp_path / "data", models_dir)
+    run = _lore_cli(env, "eval", str(questions), "--docs", str(docs), "--mode", "all", "--json")
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    assert report["collection"] == f"eval-{tmp_path.name}-docs"
+    for mode in ("hybrid", "dense", "keyword"):
+        assert report["retrieval"][mode]["all"]["questions"] == 16
+        for lang in ("en", "zh"):
+            assert report["retrieval"][mode][lang]["answer_hit@10"] >= 0.75, (mode, lang)
+    assert report["retrieval"]["hybrid"]["all"]["answer_hit@5"] >= 0.85

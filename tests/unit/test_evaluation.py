@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ingest.batch import BatchOptions, run_batch
+from rag.container import Lore
+from rag.errors import InvalidInput
+from rag.evaluation import (
+    contains_answer,
+    evaluate,
+    exact_match,
+    f1_score,
+    format_table,
+    load_questions,
+)
+from rag.testing import ScriptedGenerator
+
+pytestmark = pytest.mark.unit
+
+
+def test_scores_use_words_for_english_and_characters_for_chinese() -> None:
+    assert exact_match("The Denver Broncos.", ["Denver Broncos"], "en") == 1.0
+    assert f1_score("Denver won [1]", ["Denver Broncos"], "en") == pytest.approx(0.5)
+    assert f1_score("nothing alike", ["Denver Broncos"], "en") == 0.0
+    assert exact_match("两万公里。", ["两万公里"], "zh") == 1.0
+    # 4 shared characters of 5 predicted and 4 gold: P = 0.8, R = 1.0.
+    assert f1_score("约两万公里", ["两万公里"], "zh") == pytest.approx(2 * 0.8 / 1.8)
+    assert f1_score("x", ["两万公里", "x"], "zh") == 1.0  # the best gold variant counts
+
+
+def test_answer_matching_ignores_case_width_and_spacing() -> None:
+    assert contains_answer("The Panthers gave up just 308 points.", ["308"])
+    assert contains_answer("DENVER  broncos won", ["Denver Broncos"])
+    assert contains_answer("全长 两万 公里", ["两万公里"])
+    assert contains_answer("ＡＢＣ１２３", ["abc123"])  # noqa: RUF001 (full-width on purpose)
+    assert not contains_answer("Carolina Panthers", ["Denver"])
+
+
+def test_question_files_are_checked_line_by_line(tmp_path: Path) -> None:
+    good = {"id": "1", "lang": "en", "question": "Q?", "answers": ["a"], "doc": "d.md"}
+    path = tmp_path / "q.jsonl"
+    path.write_text(
+        json.dumps(good)
+        + "\n\n"
+        + json.dumps({"id": "2", "question": "None?", "answers": [], "unanswerable": True})
+        + "\n"
+    )
+    loaded = load_questions(path)
+    assert [q.id for q in loaded] == ["1", "2"]
+    assert loaded[1].unanswerable
+    assert loaded[1].doc is None
+    assert len(load_questions(path, limit=1)) == 1
+    assert load_questions(path, sample=1) == load_questions(path, sample=1)
+    assert len(load_questions(path, sample=1)) == 1
+    path.write_text(json.dumps(good) + "\n{not json\n")
+    with pytest.raises(InvalidInput, match="line 2"):
+        load_questions(path)
+    path.write_text(json.dumps({**good, "answers": []}) + "\n")
+    with pytest.raises(InvalidInput, match="needs answers"):
+        load_questions(path)
+    with pytest.raises(InvalidInput, match="Can't read"):
+        load_questions(tmp_path / "missing.jsonl")
+
+
+def _eval_set(root: Path) -> tuple[Path, Path]:
+    docs = root / "docs"
+    docs.mkdir()
+    (docs / "en-ports.md").write_text(
+        "# Ports\n\nThe Lore server listens on port 8000 by default.\n", encoding="utf-8"
+    )
+    (docs / "zh-wall.md").write_text(
+        "# 长城\n\n长城是中国古代的军事防御工程，总长度超过两万公里。\n", encoding="utf-8"
+    )
+    questions = [
+        {"id": "e1", "lang": "en", "question": "Which port does the Lore server listen on?",
+         "answers": ["8000"], "doc": "en-ports.md",
+         "context": "The Lore server listens on port 8000 by default."},
+        {"id": "z1", "lang": "zh", "question": "长城的总长度是多少？", "answers": ["两万公里"],
+         "doc": "zh-wall.md", "context": "长城是中国古代的军事防御工程，总长度超过两万公里。"},
+        {"id": "u1", "lang": "en", "question": "What colour is the moon's far side?",
+         "answers": [], "unanswerable": True},
+    ]  # fmt: skip
+    path = root / "questions.jsonl"
+    path.write_text("\n".join(json.dumps(q, ensure_ascii=False) for q in questions))
+    return docs, path
+
+
+def test_evaluate_reports_retrieval_and_answers_by_language(
+    lore: Lore, generator: ScriptedGenerator, tmp_path: Path
+) -> None:
+    docs, path = _eval_set(tmp_path)
+    ingested = run_batch(lore, [docs], "eval", BatchOptions(workers=1)).as_json()
+    assert (ingested["added"], ingested["failed"]) == (2, 0), ingested["failures"]
+    generator.reply = "8000"
+    report = evaluate(
+        lore.retriever,
+        load_questions(path),
+        "eval",
+        k=5,
+        modes=("hybrid", "dense", "keyword"),
+        answerer=lore.answerer,
+        count_tokens=generator.count_tokens,
+    )
+    for mode in ("hybrid", "dense", "keyword"):
+        assert set(report.retrieval[mode]) == {"en", "zh", "all"}
+        overall = report.retrieval[mode]["all"]
+        assert overall["questions"] == 2  # unanswerable questions are not retrieval questions
+        assert overall["answer_hit@1"] == 1.0
+        assert overall["mrr@10"] == 1.0
+        assert overall["latency_p95_ms"] > 0
+    english = report.answers["en"]
+    assert english["exact_match"] == 1.0
+    assert english["oracle_f1"] == 1.0
+    assert english["f1_share_of_oracle"] == 1.0
+    assert english["cites_gold_doc"] == 1.0
+    assert report.answers["zh"]["f1"] == 0.0
+    # The scripted model never declines, so the unanswerable question is answered.
+    assert english["refusal_rate"] == 0.0
+    table = format_table(report)
+    assert "| keyword | zh |" in table
+    assert "answer_hit@5" in table
+    assert json.dumps(report.as_json())
