@@ -22,9 +22,9 @@ pytestmark = pytest.mark.integration
 FILES = 60
 
 
-def _write_corpus(folder: Path, version: str) -> None:
+def _write_corpus(folder: Path, version: str, files: int = FILES) -> None:
     folder.mkdir(exist_ok=True)
-    for i in range(FILES):
+    for i in range(files):
         body = "\n\n".join(
             f"Paragraph {p} of document {i}, {version}. " + "Lore keeps the archive safe. " * 12
             for p in range(6)
@@ -144,7 +144,10 @@ def test_kill_9_at_several_points_converges_without_duplicates(tmp_path: Path) -
 
 def test_ctrl_c_stops_cleanly_and_the_next_run_continues(tmp_path: Path) -> None:
     corpus, data = tmp_path / "corpus", tmp_path / "data"
-    _write_corpus(corpus, "only edition")
+    # Enough files that the job is still running well after the signal, even on a
+    # loaded machine where reading the manifest from here is slow.
+    files = 4 * FILES
+    _write_corpus(corpus, "only edition", files)
     process = subprocess.Popen(
         [sys.executable, "-m", "api.cli", "ingest", str(corpus), "--workers", "1"],
         cwd=REPO,
@@ -164,7 +167,7 @@ def test_ctrl_c_stops_cleanly_and_the_next_run_continues(tmp_path: Path) -> None
     assert "Run the same command again to continue" in stderr
     assert "Traceback" not in stderr
     done_before = _count(data)
-    assert 10 <= done_before < FILES
+    assert 10 <= done_before < files
     _check_consistent(data)
 
     resumed = subprocess.run(
@@ -174,5 +177,5 @@ def test_ctrl_c_stops_cleanly_and_the_next_run_continues(tmp_path: Path) -> None
     assert resumed.returncode == 0, resumed.stderr
     report = json.loads(resumed.stdout)
     assert report["unchanged"] == done_before
-    assert report["added"] == FILES - done_before
-    assert _check_consistent(data)[0] == FILES
+    assert report["added"] == files - done_before
+    assert _check_consistent(data)[0] == files
