@@ -23,7 +23,7 @@ import time
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -327,12 +327,7 @@ class EvalReport:
     answers: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "collection": self.collection,
-            "k": self.k,
-            "retrieval": self.retrieval,
-            "answers": self.answers,
-        }
+        return asdict(self)
 
 
 def _by_language(

@@ -123,3 +123,15 @@ def test_evaluate_reports_retrieval_and_answers_by_language(
     assert "| keyword | zh |" in table
     assert "answer_hit@5" in table
     assert json.dumps(report.as_json())
+
+
+def test_cli_refuses_an_unknown_mode_before_doing_any_work(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from api.cli import app
+
+    docs, path = _eval_set(tmp_path)
+    result = CliRunner().invoke(app, ["eval", str(path), "--docs", str(docs), "--mode", "bm25"])
+    assert result.exit_code == 2
+    assert "--mode must be one of hybrid, dense, keyword or all" in result.output
+    assert not (tmp_path / "data").exists()
