@@ -56,7 +56,7 @@ from rag.errors import (
     UnsupportedFile,
 )
 from rag.manifest import DocumentRecord
-from rag.types import DoneEvent, SourcesEvent, TokenEvent
+from rag.types import DoneEvent, SourcesEvent, TokenEvent, Turn
 
 log = logging.getLogger("lore.api")
 
@@ -190,9 +190,14 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
             raise InvalidInput(
                 f"The question is longer than {lore.settings.max_question_chars} characters."
             )
+        history = [Turn(t.role, t.content) for t in body.history]
         if body.stream:
-            return EventSourceResponse(_answer_events(lore, body.question, collection, body.top_k))
-        answer = await run_in_threadpool(lore.answerer.ask, body.question, collection, body.top_k)
+            return EventSourceResponse(
+                _answer_events(lore, body.question, collection, body.top_k, history)
+            )
+        answer = await run_in_threadpool(
+            lore.answerer.ask, body.question, collection, body.top_k, history
+        )
         return presenters.answer_json(answer, collection)
 
     @app.post("/v1/search", tags=["query"], response_model=list[PassageOut])
@@ -381,13 +386,13 @@ def _stage_upload(upload: BinaryIO, settings: Settings, collection: str, name: s
 
 
 def _answer_events(
-    lore: Lore, question: str, collection: str, top_k: int | None
+    lore: Lore, question: str, collection: str, top_k: int | None, history: list[Turn]
 ) -> AsyncIterator[dict[str, str]]:
     """Server-sent events for one answer: `sources`, `token`…, then `done` (or `error`)."""
 
     def events() -> Iterator[dict[str, str]]:
         try:
-            for event in lore.answerer.stream(question, collection, top_k):
+            for event in lore.answerer.stream(question, collection, top_k, history):
                 if isinstance(event, SourcesEvent):
                     data: Any = [presenters.citation_json(c) for c in event.sources]
                     yield {"event": "sources", "data": json.dumps(data, ensure_ascii=False)}

@@ -17,6 +17,7 @@ def citation_json(citation: Citation) -> dict[str, Any]:
 def answer_json(answer: Answer, collection: str) -> dict[str, Any]:
     return {
         "question": answer.question,
+        "query": answer.query or answer.question,
         "collection": collection,
         "answer": answer.text,
         "declined": answer.declined,

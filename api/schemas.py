@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 COLLECTION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{1,510}[A-Za-z0-9]$"
@@ -11,11 +13,22 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class TurnIn(Strict):
+    role: Literal["user", "assistant"]
+    content: str = Field(max_length=8000)
+
+
 class QueryRequest(Strict):
     question: str = Field(min_length=1, max_length=8000, examples=["What port does Lore use?"])
     collection: str | None = Field(default=None, pattern=COLLECTION_PATTERN)
     top_k: int | None = Field(default=None, ge=1, le=50)
     stream: bool = False
+    history: list[TurnIn] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Earlier turns of the conversation, oldest first. A follow-up question "
+        "is rewritten into a standalone one before the search.",
+    )
 
 
 class SearchRequest(Strict):
@@ -34,10 +47,14 @@ class CitationOut(BaseModel):
     text: str
     score: float
     heading: str
+    span: tuple[int, int] | None = Field(
+        default=None, description="Characters of `text` that support the answer: [start, end)."
+    )
 
 
 class QueryResponse(BaseModel):
     question: str
+    query: str = Field(description="The standalone question searched for (a rewritten follow-up).")
     collection: str
     answer: str
     declined: bool

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
 from rag import prompts
 from rag.errors import InvalidInput
 from rag.generation import Generator
 from rag.retrieval import Retriever
-from rag.types import Answer, AnswerEvent, Citation, DoneEvent, Passage, SourcesEvent, TokenEvent
+from rag.types import (
+    Answer,
+    AnswerEvent,
+    Citation,
+    DoneEvent,
+    Passage,
+    SourcesEvent,
+    TokenEvent,
+    Turn,
+)
 
 
 @dataclass(frozen=True)
@@ -82,14 +91,44 @@ class Answerer:
             text = text[: int(len(text) * 0.8)]
         return replace(citation, text=text)
 
+    def standalone(self, question: str, history: Sequence[Turn]) -> str:
+        """`question` rewritten to stand on its own, when it follows earlier turns.
+
+        "When was he born?" after a question about Chopin must search for Chopin. The
+        chat model rewrites it; with no history the question is returned unchanged.
+        """
+        if not history:
+            return question
+        reply = "".join(
+            self._generator.stream(
+                prompts.rewrite_messages(history, question), self.REWRITE_MAX_TOKENS
+            )
+        )
+        return prompts.clean_rewrite(reply, question, history)
+
+    # A rewritten question is short; this bounds the time a rambling reply can take.
+    REWRITE_MAX_TOKENS = 96
+
     def stream(
-        self, question: str, collection: str, top_k: int | None = None
+        self,
+        question: str,
+        collection: str,
+        top_k: int | None = None,
+        history: Sequence[Turn] = (),
     ) -> Iterator[AnswerEvent]:
-        """Events for one answer: the sources, then tokens, then the finished answer."""
+        """Events for one answer: the sources, then tokens, then the finished answer.
+
+        With `history` (the earlier turns of a conversation), the question is first
+        rewritten into a standalone one, which is what is searched for and answered.
+        """
         question = self._check(question)
+        query = self.standalone(question, history)
         k = top_k or self._limits.top_k
-        passages = self._retriever.retrieve(question, collection, k)
-        yield from self.stream_with(question, passages)
+        passages = self._retriever.retrieve(query, collection, k)
+        for event in self.stream_with(query, passages):
+            if isinstance(event, DoneEvent) and query != question:
+                event = DoneEvent(replace(event.answer, question=question, query=query))
+            yield event
 
     def stream_with(self, question: str, passages: list[Passage]) -> Iterator[AnswerEvent]:
         """Events for an answer from the given passages (the evaluation's oracle run)."""
@@ -109,9 +148,15 @@ class Answerer:
             yield TokenEvent(piece)
         yield DoneEvent(self._finish(question, "".join(pieces).strip(), sources))
 
-    def ask(self, question: str, collection: str, top_k: int | None = None) -> Answer:
+    def ask(
+        self,
+        question: str,
+        collection: str,
+        top_k: int | None = None,
+        history: Sequence[Turn] = (),
+    ) -> Answer:
         """The finished answer, without streaming."""
-        for event in self.stream(question, collection, top_k):
+        for event in self.stream(question, collection, top_k, history):
             if isinstance(event, DoneEvent):
                 return event.answer
         raise RuntimeError("answer stream ended without a result")  # pragma: no cover
@@ -121,6 +166,13 @@ class Answerer:
         if prompts.is_refusal(text):
             return Answer(question, text, (), tuple(sources), declined=True)
         text = prompts.attribute(text, sources)
+        claims = prompts.claims_by_source(text)
+        sources = [
+            replace(s, span=prompts.supporting_span(claims[s.number], s.text))
+            if s.number in claims
+            else s
+            for s in sources
+        ]
         by_number = {s.number: s for s in sources}
         cited = [by_number[n] for n in prompts.cited_numbers(text) if n in by_number]
         return Answer(question, text, tuple(cited), tuple(sources), declined=False)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import re
+from collections.abc import Sequence
 
-from rag.types import Citation
+from rag.types import Citation, Turn
 
 REFUSAL_EN = "The documents do not contain the answer to this question."
 REFUSAL_ZH = "文档中没有找到这个问题的答案。"
@@ -122,3 +124,97 @@ def attribute(answer: str, sources: list[Citation], threshold: float = 0.5) -> s
             marked.append(piece)
     joiner = "" if is_chinese(answer) else " "
     return joiner.join(p.strip() for p in marked)
+
+
+# Sentence ends inside a passage: Chinese end marks, Latin ones before a blank, line breaks.
+_PASSAGE_SENTENCE_END = re.compile(
+    "[\u3002\uff01\uff1f\uff1b]+[\u201d\u2019\u300d\u300f\uff09]?"  # 。！？； and a closing quote
+    r"|[.!?;]+[\"')\]]?(?=\s|$)|\n+"
+)
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) character offsets of the sentences of `text`, blanks trimmed off."""
+    bounds = [0, *(m.end() for m in _PASSAGE_SENTENCE_END.finditer(text)), len(text)]
+    spans = []
+    for begin, end in itertools.pairwise(bounds):
+        piece = text[begin:end]
+        left, right = len(piece) - len(piece.lstrip()), len(piece.rstrip())
+        if right > left:
+            spans.append((begin + left, begin + right))
+    return spans
+
+
+def supporting_span(claim: str, passage: str) -> tuple[int, int] | None:
+    """The span of the sentence of `passage` sharing most character bigrams with `claim`.
+
+    This is what a citation highlights. Ties go to the shorter sentence. None when no
+    sentence shares a bigram, as when the answer is in another language than the source.
+    """
+    wanted = _bigrams(_MARKER.sub(" ", claim))
+    best, best_key = None, (0, 0)
+    for begin, end in sentence_spans(passage):
+        key = (len(wanted & _bigrams(passage[begin:end])), begin - end)
+        if key[0] and key > best_key:
+            best, best_key = (begin, end), key
+    return best
+
+
+def claims_by_source(answer: str) -> dict[int, str]:
+    """For each source number the answer cites, the answer sentences that cite it."""
+    claims: dict[int, list[str]] = {}
+    for sentence in _SENTENCE_END.split(answer):
+        for number in cited_numbers(sentence):
+            claims.setdefault(number, []).append(sentence)
+    return {number: " ".join(parts) for number, parts in claims.items()}
+
+
+REWRITE_EN = (
+    "You rewrite the last question of a conversation into one standalone question that "
+    "can be understood without the conversation: replace pronouns and references with "
+    "what they refer to. Keep the question's language. Reply with the question only."
+)
+REWRITE_ZH = (
+    "把对话中的最后一个问题改写成一个不看对话也能理解的独立问题：把代词和指代换成它们指的"
+    "具体内容。保持问题的语言。只回复改写后的问题。"
+)
+# How much of the conversation the rewrite sees: the last turns, each cut short.
+REWRITE_TURNS = 6
+REWRITE_TURN_CHARS = 600
+
+
+def rewrite_messages(history: Sequence[Turn], question: str) -> list[dict[str, str]]:
+    """Chat messages asking the model to make `question` standalone, given `history`."""
+    chinese = is_chinese(question)
+    names = {"user": "用户" if chinese else "User", "assistant": "助手" if chinese else "Assistant"}
+    lines = []
+    for turn in history[-REWRITE_TURNS:]:
+        text = " ".join(_MARKER.sub("", turn.text).split())[:REWRITE_TURN_CHARS]
+        lines.append(f"{names[turn.role]}: {text}")
+    conversation = "\n".join(lines)
+    if chinese:
+        user = f"对话：\n{conversation}\n\n最后的问题：{question}\n\n独立问题："
+    else:
+        user = f"Conversation:\n{conversation}\n\nLast question: {question}\n\nStandalone question:"
+    return [
+        {"role": "system", "content": REWRITE_ZH if chinese else REWRITE_EN},
+        {"role": "user", "content": user},
+    ]
+
+
+_REWRITE_LABEL = re.compile(r"^\s*(standalone question|question|独立问题|问题)\s*[:：]\s*", re.I)
+
+
+def clean_rewrite(reply: str, question: str, history: Sequence[Turn]) -> str:
+    """The standalone question in the model's reply, or a safe stand-in for a bad reply.
+
+    The first non-blank line, without a label or quotes. A reply that is empty, very
+    long or a refusal falls back to the last earlier user question followed by this
+    one, which still gives retrieval the words the follow-up refers to.
+    """
+    lines = [line for line in reply.splitlines() if line.strip()]
+    rewritten = _REWRITE_LABEL.sub("", lines[0]).strip().strip("\"“”'「」") if lines else ""
+    if rewritten and len(rewritten) <= 3 * len(question) + 200 and not is_refusal(rewritten):
+        return rewritten
+    earlier = [t.text for t in history if t.role == "user"]
+    return f"{earlier[-1]} {question}" if earlier else question

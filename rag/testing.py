@@ -54,10 +54,14 @@ class HashingEmbedder:
 
 
 class ScriptedGenerator:
-    """Replies with a fixed script, split into word-sized tokens, and records every prompt."""
+    """Replies with a fixed script, split into word-sized tokens, and records every prompt.
+
+    Replies queued in `replies` are used first, one a call, then `reply` every time.
+    """
 
     def __init__(self, reply: str = "Lore answers from sources [1]."):
         self.reply = reply
+        self.replies: list[str] = []
         self.prompts: list[list[dict[str, str]]] = []
 
     def count_tokens(self, text: str) -> int:
@@ -66,6 +70,7 @@ class ScriptedGenerator:
 
     def stream(self, messages: list[dict[str, str]], max_tokens: int) -> Iterator[str]:
         self.prompts.append(messages)
-        words = self.reply.split(" ")
+        reply = self.replies.pop(0) if self.replies else self.reply
+        words = reply.split(" ")
         for index, word in enumerate(words[:max_tokens]):
             yield word if index == 0 else " " + word

@@ -38,8 +38,21 @@ class Passage:
 
 
 @dataclass(frozen=True)
+class Turn:
+    """One message of an earlier exchange in a conversation."""
+
+    role: Literal["user", "assistant"]
+    text: str
+
+
+@dataclass(frozen=True)
 class Citation:
-    """A source the answer was built from. `number` is the [n] marker used in the answer."""
+    """A source the answer was built from. `number` is the [n] marker used in the answer.
+
+    `heading` is the heading path the chunk sits under. `span` is the (start, end)
+    character range of `text` that supports the answer, for the page to highlight; None
+    when the answer does not cite this source or no sentence of it matches.
+    """
 
     number: int
     chunk_id: str
@@ -50,6 +63,7 @@ class Citation:
     text: str
     score: float
     heading: str = ""
+    span: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -58,7 +72,8 @@ class Answer:
 
     `citations` are the sources the answer's [n] markers point to; `sources` are all the
     passages the model was shown, numbered as in the prompt. `declined` is true when
-    the documents did not contain the answer.
+    the documents did not contain the answer. `query` is the standalone question that
+    was searched for and answered, when a follow-up question was rewritten into one.
     """
 
     question: str
@@ -66,6 +81,7 @@ class Answer:
     citations: tuple[Citation, ...]
     sources: tuple[Citation, ...]
     declined: bool
+    query: str = ""
 
 
 @dataclass(frozen=True)

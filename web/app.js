@@ -5,6 +5,12 @@ const answerBox = document.getElementById("answer");
 const statusLine = document.getElementById("status");
 const sourceList = document.getElementById("sources");
 const askButton = document.getElementById("ask");
+const newConversationButton = document.getElementById("new-conversation");
+
+// The earlier turns, sent with each question so that a follow-up ("and when was he
+// born?") is understood; the server rewrites it into a standalone question.
+let conversation = [];
+const KEPT_TURNS = 6;
 
 function setStatus(text, isError = false) {
   statusLine.textContent = text;
@@ -23,12 +29,25 @@ function showSources(sources, cited = []) {
     const name = source.source.split("/").pop();
     where.textContent = `[${source.number}] ${source.title || name} — ${name}` +
       (source.page != null ? `, page ${source.page}` : "");
+    if (source.heading) where.textContent += ` · ${source.heading}`;
     const text = document.createElement("div");
     text.className = "text";
-    text.textContent = source.text;
+    showText(text, source.text, source.span);
     item.append(where, text);
     sourceList.append(item);
   }
+}
+
+// Puts a passage into `box`, with the characters that support the answer marked.
+function showText(box, text, span) {
+  if (!span) {
+    box.textContent = text;
+    return;
+  }
+  const [start, end] = span;
+  const marked = document.createElement("mark");
+  marked.textContent = text.slice(start, end);
+  box.replaceChildren(text.slice(0, start), marked, text.slice(end));
 }
 
 // Parses a text/event-stream body into {event, data} objects.
@@ -61,7 +80,12 @@ async function ask(question, collection) {
   const response = await fetch("/v1/query", {
     method: "POST",
     headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
-    body: JSON.stringify({ question, collection, stream: true }),
+    body: JSON.stringify({
+      question,
+      collection,
+      stream: true,
+      history: conversation.slice(-KEPT_TURNS),
+    }),
   });
   if (!response.ok) {
     const error = await response.json().catch(() => ({ message: response.statusText }));
@@ -77,7 +101,12 @@ async function ask(question, collection) {
     } else if (event === "done") {
       answerBox.textContent = data.answer;
       showSources(data.sources, data.citations);
-      setStatus(data.declined ? "The documents do not answer this." : "");
+      const searched = data.query !== question ? `Searched for: ${data.query}` : "";
+      setStatus(data.declined ? "The documents do not answer this." : searched);
+      conversation.push(
+        { role: "user", content: question },
+        { role: "assistant", content: data.answer },
+      );
     } else if (event === "error") {
       setStatus(`Error: ${data.message}`, true);
     }
@@ -96,4 +125,12 @@ form.addEventListener("submit", async (submitted) => {
   } finally {
     askButton.disabled = false;
   }
+});
+
+newConversationButton.addEventListener("click", () => {
+  conversation = [];
+  answerBox.textContent = "";
+  sourceList.replaceChildren();
+  setStatus("");
+  form.question.focus();
 });

@@ -10,7 +10,7 @@ from rag.answering import Answerer, AnswerLimits
 from rag.container import Lore
 from rag.errors import InvalidInput, NotFound
 from rag.testing import ScriptedGenerator
-from rag.types import DoneEvent, SourcesEvent, TokenEvent
+from rag.types import DoneEvent, SourcesEvent, TokenEvent, Turn
 
 pytestmark = pytest.mark.unit
 
@@ -23,7 +23,12 @@ def test_answer_cites_the_retrieved_source(
     answer = lore.answerer.ask("Which port does the Lore server listen on?", "default")
     assert not answer.declined
     assert [c.number for c in answer.citations] == [1]
-    assert answer.citations[0].source.endswith("ports.md")
+    cited = answer.citations[0]
+    assert cited.source.endswith("ports.md")
+    assert cited.span is not None
+    start, end = cited.span
+    assert cited.text[start:end] == "The Lore server listens on port 8000 by default."
+    assert answer.sources[0].span == cited.span
 
 
 def test_no_relevant_passage_declines_without_generating(
@@ -79,3 +84,42 @@ def test_bad_questions_and_collections_are_clear_errors(lore: Lore) -> None:
         lore.answerer.ask("x" * 5000, "default")
     with pytest.raises(NotFound, match="nope-collection"):
         lore.answerer.ask("anything", "nope-collection")
+
+
+def test_follow_up_is_rewritten_before_the_search(
+    lore: Lore, docs: Path, generator: ScriptedGenerator
+) -> None:
+    ingest_paths(lore, [docs], "default")
+    generator.replies = ["Standalone question: “How do I back up Lore?”"]
+    generator.reply = "Copy the data directory while the server is stopped [1]."
+    history = [
+        Turn("user", "Which port does the Lore server listen on?"),
+        Turn("assistant", "Port 8000 [1]."),
+    ]
+    answer = lore.answerer.ask("And how do I back it up?", "default", history=history)
+    assert answer.question == "And how do I back it up?"
+    assert answer.query == "How do I back up Lore?"
+    rewrite_prompt = generator.prompts[0][-1]["content"]
+    assert "User: Which port does the Lore server listen on?" in rewrite_prompt
+    assert "Assistant: Port 8000 ." in rewrite_prompt
+    assert "How do I back up Lore?" in generator.prompts[1][-1]["content"]
+    assert "Backups" in answer.citations[0].heading
+
+
+def test_no_history_means_no_rewrite(lore: Lore, docs: Path, generator: ScriptedGenerator) -> None:
+    ingest_paths(lore, [docs], "default")
+    generator.reply = "The server listens on port 8000 [1]."
+    answer = lore.answerer.ask("Which port does the Lore server listen on?", "default")
+    assert len(generator.prompts) == 1
+    assert answer.query == ""
+
+
+def test_a_useless_rewrite_falls_back_to_the_earlier_question() -> None:
+    history = [Turn("user", "长城有多长？"), Turn("assistant", "超过两万公里。")]
+    follow_up = "它是什么时候建的？"
+    assert prompts.clean_rewrite("", follow_up, history) == f"长城有多长？ {follow_up}"
+    assert prompts.clean_rewrite(prompts.REFUSAL_ZH, "为什么？", history) == "长城有多长？ 为什么？"
+    assert prompts.clean_rewrite("独立问题：长城是什么时候建的？\n多余", "它呢？", history) == (
+        "长城是什么时候建的？"
+    )
+    assert prompts.rewrite_messages(history, follow_up)[-1]["content"].startswith("对话：")

@@ -39,6 +39,17 @@ def test_upload_list_query_delete_round_trip(client: TestClient, docs: Path) -> 
     assert answer["citations"][0]["doc_id"] == uploaded["doc_id"]
     assert answer["declined"] is False
 
+    follow_up = {
+        "question": "And which one does it use?",
+        "history": [
+            {"role": "user", "content": "Tell me about the Lore server."},
+            {"role": "assistant", "content": "It answers questions [1]."},
+        ],
+    }
+    answer = client.post("/v1/query", json=follow_up).json()
+    assert answer["question"] == follow_up["question"]
+    assert answer["query"] != follow_up["question"]
+
     deleted = client.delete(f"/v1/documents/{uploaded['doc_id']}")
     assert deleted.json()["deleted_chunks"] == uploaded["chunks"]
     assert client.get("/v1/documents").json() == []
@@ -87,6 +98,8 @@ def test_errors_are_json_with_code_and_request_id(client: TestClient, tmp_path: 
     assert client.post("/v1/query", json={"question": ""}).status_code == 422
     assert client.post("/v1/query", json={"question": "hi", "extra": 1}).status_code == 422
     assert client.post("/v1/query", json={"question": "hi", "top_k": 1000}).status_code == 422
+    bad_turn = {"question": "hi", "history": [{"role": "system", "content": "x"}]}
+    assert client.post("/v1/query", json=bad_turn).status_code == 422
 
     binary = tmp_path / "thing.exe"
     binary.write_bytes(b"MZ")

@@ -49,3 +49,33 @@ def test_prompt_numbers_sources_in_order() -> None:
     user = messages[-1]["content"]
     assert user.index("[1]") < user.index("alpha") < user.index("[2]") < user.index("beta")
     assert "Where?" in user
+
+
+def test_sentence_spans_cover_english_and_chinese_sentences() -> None:
+    text = "  Lore runs offline. It cites sources!\n数据留在本地。答案引用来源；"
+    pieces = [text[a:b] for a, b in prompts.sentence_spans(text)]
+    assert pieces == ["Lore runs offline.", "It cites sources!", "数据留在本地。", "答案引用来源；"]
+
+
+def test_supporting_span_is_the_sentence_the_answer_came_from() -> None:
+    passage = (
+        "The game was played in February. The Denver Broncos won Super Bowl 50. "
+        "Tickets sold out quickly."
+    )
+    start, end = prompts.supporting_span("The Denver Broncos won the game [1].", passage) or (0, 0)
+    assert passage[start:end] == "The Denver Broncos won Super Bowl 50."
+    chinese = "比赛在二月举行。丹佛野马队赢得了第50届超级碗。门票很快售罄。"
+    start, end = prompts.supporting_span("丹佛野马队赢得了比赛【1】。", chinese) or (0, 0)
+    assert chinese[start:end] == "丹佛野马队赢得了第50届超级碗。"
+
+
+def test_supporting_span_is_none_without_shared_text() -> None:
+    assert prompts.supporting_span("Denver won.", "丹佛野马队赢得了比赛。") is None
+    assert prompts.supporting_span("", "Anything.") is None
+
+
+def test_claims_by_source_groups_the_sentences_citing_each_source() -> None:
+    answer = "Denver won [1]. It was in Santa Clara [2]. Both are true [1, 2]."
+    claims = prompts.claims_by_source(answer)
+    assert claims[1] == "Denver won [1]. Both are true [1, 2]."
+    assert claims[2] == "It was in Santa Clara [2]. Both are true [1, 2]."
