@@ -155,7 +155,8 @@ class RetrievalRow:
     seconds: float
 
 
-def _rank(passages: Sequence[Passage], question: Question, need_answer: bool) -> int:
+def hit_rank(passages: Sequence[Passage], question: Question, need_answer: bool) -> int:
+    """The 1-based rank of the first gold-document passage (holding an answer if asked), or 0."""
     for rank, passage in enumerate(passages, start=1):
         if Path(passage.chunk.source).name != question.doc:
             continue
@@ -181,8 +182,8 @@ def run_retrieval(
         rows.append(
             RetrievalRow(
                 question,
-                _rank(passages, question, need_answer=True),
-                _rank(passages, question, need_answer=False),
+                hit_rank(passages, question, need_answer=True),
+                hit_rank(passages, question, need_answer=False),
                 seconds,
             )
         )
