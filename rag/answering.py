@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 
 from rag import prompts
 from rag.errors import InvalidInput
+from rag.filters import Filters
 from rag.generation import Generator
 from rag.retrieval import Retriever
 from rag.types import Answer, AnswerEvent, Citation, DoneEvent, Passage, SourcesEvent, TokenEvent
@@ -83,12 +84,20 @@ class Answerer:
         return replace(citation, text=text)
 
     def stream(
-        self, question: str, collection: str, top_k: int | None = None
+        self,
+        question: str,
+        collection: str,
+        top_k: int | None = None,
+        *,
+        filters: Filters | None = None,
     ) -> Iterator[AnswerEvent]:
-        """Events for one answer: the sources, then tokens, then the finished answer."""
+        """Events for one answer: the sources, then tokens, then the finished answer.
+
+        With `filters`, the answer draws only on the documents that pass them.
+        """
         question = self._check(question)
         k = top_k or self._limits.top_k
-        passages = self._retriever.retrieve(question, collection, k)
+        passages = self._retriever.retrieve(question, collection, k, filters=filters)
         yield from self.stream_with(question, passages)
 
     def stream_with(self, question: str, passages: list[Passage]) -> Iterator[AnswerEvent]:
@@ -109,9 +118,16 @@ class Answerer:
             yield TokenEvent(piece)
         yield DoneEvent(self._finish(question, "".join(pieces).strip(), sources))
 
-    def ask(self, question: str, collection: str, top_k: int | None = None) -> Answer:
+    def ask(
+        self,
+        question: str,
+        collection: str,
+        top_k: int | None = None,
+        *,
+        filters: Filters | None = None,
+    ) -> Answer:
         """The finished answer, without streaming."""
-        for event in self.stream(question, collection, top_k):
+        for event in self.stream(question, collection, top_k, filters=filters):
             if isinstance(event, DoneEvent):
                 return event.answer
         raise RuntimeError("answer stream ended without a result")  # pragma: no cover
