@@ -12,6 +12,7 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, BinaryIO
 
@@ -29,6 +30,7 @@ from api.schemas import (
     DeleteOut,
     DocumentOut,
     ErrorOut,
+    FiltersIn,
     Health,
     IngestOut,
     JobOut,
@@ -55,6 +57,7 @@ from rag.errors import (
     StoreUnavailable,
     UnsupportedFile,
 )
+from rag.filters import Filters, make_filters
 from rag.manifest import DocumentRecord
 from rag.types import DoneEvent, SourcesEvent, TokenEvent, Turn
 
@@ -190,22 +193,32 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
             raise InvalidInput(
                 f"The question is longer than {lore.settings.max_question_chars} characters."
             )
+        filters = _filters(body.filters)
         history = [Turn(t.role, t.content) for t in body.history]
         if body.stream:
             return EventSourceResponse(
-                _answer_events(lore, body.question, collection, body.top_k, history)
+                _answer_events(lore, body.question, collection, body.top_k, filters, history)
             )
         answer = await run_in_threadpool(
-            lore.answerer.ask, body.question, collection, body.top_k, history
+            partial(lore.answerer.ask, filters=filters, history=history),
+            body.question,
+            collection,
+            body.top_k,
         )
         return presenters.answer_json(answer, collection)
 
-    @app.post("/v1/search", tags=["query"], response_model=list[PassageOut])
+    @app.post(
+        "/v1/search",
+        tags=["query"],
+        response_model=list[PassageOut],
+        responses={404: {"model": ErrorOut}, 422: {"model": ErrorOut}},
+    )
     async def search(body: SearchRequest, lore: LoreDep) -> Any:
         """The passages nearest to a question, best first, without an answer."""
         collection = body.collection or lore.settings.collection
+        filters = _filters(body.filters)
         passages = await run_in_threadpool(
-            lore.retriever.search, body.question, collection, body.top_k
+            partial(lore.retriever.search, filters=filters), body.question, collection, body.top_k
         )
         return [presenters.passage_json(i, p) for i, p in enumerate(passages, start=1)]
 
@@ -324,6 +337,13 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
     return app
 
 
+def _filters(given: FiltersIn | None) -> Filters | None:
+    """The request's filters, checked (InvalidInput, a 422, names what is wrong)."""
+    if given is None:
+        return None
+    return make_filters(given.source, given.type, given.since, given.until)
+
+
 def _allowed_folder(settings: Settings, folder: str) -> Path:
     """The resolved folder, if it lies inside one of the configured ingest roots."""
     path = Path(folder).resolve()
@@ -386,13 +406,20 @@ def _stage_upload(upload: BinaryIO, settings: Settings, collection: str, name: s
 
 
 def _answer_events(
-    lore: Lore, question: str, collection: str, top_k: int | None, history: list[Turn]
+    lore: Lore,
+    question: str,
+    collection: str,
+    top_k: int | None,
+    filters: Filters | None,
+    history: list[Turn],
 ) -> AsyncIterator[dict[str, str]]:
     """Server-sent events for one answer: `sources`, `token`…, then `done` (or `error`)."""
 
     def events() -> Iterator[dict[str, str]]:
         try:
-            for event in lore.answerer.stream(question, collection, top_k, history):
+            for event in lore.answerer.stream(
+                question, collection, top_k, filters=filters, history=history
+            ):
                 if isinstance(event, SourcesEvent):
                     data: Any = [presenters.citation_json(c) for c in event.sources]
                     yield {"event": "sources", "data": json.dumps(data, ensure_ascii=False)}

@@ -47,6 +47,42 @@ JsonOption = Annotated[
 ]
 
 
+SourceOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--source",
+        help="Only documents at this path, in this folder, or matching this glob "
+        "(such as 'reports/*.pdf'); repeatable.",
+    ),
+]
+TypeOption = Annotated[
+    list[str] | None,
+    typer.Option("--type", help="Only files with this extension (pdf, md, ...); repeatable."),
+]
+SinceOption = Annotated[
+    str | None,
+    typer.Option(help="Only files modified on or after this ISO date or time (UTC by default)."),
+]
+UntilOption = Annotated[
+    str | None,
+    typer.Option(help="Only files modified on or before this ISO date (the whole day) or time."),
+]
+
+
+def _filters(
+    sources: list[str] | None, types: list[str] | None, since: str | None, until: str | None
+) -> Any:
+    """The checked filters (None when no option was given); a usage error when invalid."""
+    from rag.errors import InvalidInput
+    from rag.filters import make_filters
+
+    try:
+        filters = make_filters(sources or (), types or (), since, until)
+    except InvalidInput as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return filters or None
+
+
 def _settings() -> Settings:
     try:
         return load_settings()
@@ -251,12 +287,17 @@ def ask(
     k: Annotated[
         int | None, typer.Option("--k", min=1, max=100, help="Passages to retrieve.")
     ] = None,
+    source: SourceOption = None,
+    file_type: TypeOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Answer a question from the documents, citing its sources as [1], [2]…"""
     from api.presenters import answer_json
     from rag.types import DoneEvent, TokenEvent
 
+    filters = _filters(source, file_type, since, until)
     settings = _settings()
     target = collection or settings.collection
     started = time.perf_counter()
@@ -265,7 +306,7 @@ def ask(
     loaded = time.perf_counter()
     first_token: float | None = None
     answer = None
-    for event in lore.answerer.stream(question, target, k):
+    for event in lore.answerer.stream(question, target, k, filters=filters):
         if isinstance(event, TokenEvent):
             if first_token is None:
                 first_token = time.perf_counter() - loaded
@@ -295,14 +336,19 @@ def search(
     question: Annotated[str, typer.Argument(help="What to look for.")],
     collection: CollectionOption = None,
     k: Annotated[int, typer.Option("--k", min=1, max=100, help="Passages to return.")] = 5,
+    source: SourceOption = None,
+    file_type: TypeOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Show the passages nearest to a question, best first, without generating an answer."""
     from api.presenters import passage_json
 
+    filters = _filters(source, file_type, since, until)
     settings = _settings()
     target = collection or settings.collection
-    passages = _lore(settings).retriever.search(question, target, k)
+    passages = _lore(settings).retriever.search(question, target, k, filters=filters)
     rows = [passage_json(rank, p) for rank, p in enumerate(passages, start=1)]
     if as_json:
         _print_json(rows)

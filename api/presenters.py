@@ -31,6 +31,7 @@ def passage_json(rank: int, passage: Passage) -> dict[str, Any]:
     return {
         "rank": rank,
         "score": round(passage.score, 4),
+        "rerank_score": None if passage.rerank_score is None else round(passage.rerank_score, 4),
         "chunk_id": chunk.id,
         "doc_id": chunk.doc_id,
         "source": chunk.source,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 COLLECTION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{1,510}[A-Za-z0-9]$"
+FilterValue = Annotated[str, Field(max_length=4096)]
 
 
 class Strict(BaseModel):
@@ -18,10 +19,40 @@ class TurnIn(Strict):
     content: str = Field(max_length=8000)
 
 
+class FiltersIn(Strict):
+    """Which documents to draw on. Values of one field are alternatives; fields combine."""
+
+    source: list[FilterValue] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Source paths: an exact path, a folder, or a glob such as reports/*.pdf.",
+        examples=[["reports/*.pdf"]],
+    )
+    type: list[FilterValue] = Field(
+        default_factory=list,
+        max_length=20,
+        description="File extensions, such as pdf or md.",
+        examples=[["pdf", "docx"]],
+    )
+    since: str | None = Field(
+        default=None,
+        max_length=40,
+        description="Modified at or after this ISO 8601 date or time (UTC unless it says).",
+        examples=["2024-01-01"],
+    )
+    until: str | None = Field(
+        default=None,
+        max_length=40,
+        description="Modified at or before this ISO 8601 date (the whole day) or time.",
+        examples=["2024-12-31"],
+    )
+
+
 class QueryRequest(Strict):
     question: str = Field(min_length=1, max_length=8000, examples=["What port does Lore use?"])
     collection: str | None = Field(default=None, pattern=COLLECTION_PATTERN)
     top_k: int | None = Field(default=None, ge=1, le=50)
+    filters: FiltersIn | None = None
     stream: bool = False
     history: list[TurnIn] = Field(
         default_factory=list,
@@ -35,6 +66,7 @@ class SearchRequest(Strict):
     question: str = Field(min_length=1, max_length=8000)
     collection: str | None = Field(default=None, pattern=COLLECTION_PATTERN)
     top_k: int = Field(default=5, ge=1, le=50)
+    filters: FiltersIn | None = None
 
 
 class CitationOut(BaseModel):
@@ -65,6 +97,7 @@ class QueryResponse(BaseModel):
 class PassageOut(BaseModel):
     rank: int
     score: float
+    rerank_score: float | None
     chunk_id: str
     doc_id: str
     source: str

@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 
 from rag import prompts
 from rag.errors import InvalidInput
+from rag.filters import Filters
 from rag.generation import Generator
 from rag.retrieval import Retriever
 from rag.types import (
@@ -114,17 +115,20 @@ class Answerer:
         question: str,
         collection: str,
         top_k: int | None = None,
+        *,
+        filters: Filters | None = None,
         history: Sequence[Turn] = (),
     ) -> Iterator[AnswerEvent]:
         """Events for one answer: the sources, then tokens, then the finished answer.
 
-        With `history` (the earlier turns of a conversation), the question is first
+        With `filters`, the answer draws only on the documents that pass them. With
+        `history` (the earlier turns of a conversation), the question is first
         rewritten into a standalone one, which is what is searched for and answered.
         """
         question = self._check(question)
         query = self.standalone(question, history)
         k = top_k or self._limits.top_k
-        passages = self._retriever.retrieve(query, collection, k)
+        passages = self._retriever.retrieve(query, collection, k, filters=filters)
         for event in self.stream_with(query, passages):
             if isinstance(event, DoneEvent) and query != question:
                 event = DoneEvent(replace(event.answer, question=question, query=query))
@@ -153,10 +157,12 @@ class Answerer:
         question: str,
         collection: str,
         top_k: int | None = None,
+        *,
+        filters: Filters | None = None,
         history: Sequence[Turn] = (),
     ) -> Answer:
         """The finished answer, without streaming."""
-        for event in self.stream(question, collection, top_k, history):
+        for event in self.stream(question, collection, top_k, filters=filters, history=history):
             if isinstance(event, DoneEvent):
                 return event.answer
         raise RuntimeError("answer stream ended without a result")  # pragma: no cover

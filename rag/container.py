@@ -13,7 +13,7 @@ from pathlib import Path
 
 from rag.answering import Answerer, AnswerLimits
 from rag.config import Settings
-from rag.embeddings import Embedder, SentenceTransformerEmbedder
+from rag.embeddings import CrossEncoderReranker, Embedder, Reranker, SentenceTransformerEmbedder
 from rag.errors import ConfigError
 from rag.generation import Generator, LlamaCppGenerator, OpenAICompatibleGenerator
 from rag.keyword import KeywordIndex
@@ -46,6 +46,20 @@ def build_store(settings: Settings, embedder_name: str) -> VectorStore:
             settings.chroma_host, settings.chroma_port, settings.chroma_ssl, embedder_name
         )
     return ChromaStore.embedded(settings.chroma_dir, embedder_name)
+
+
+def build_reranker(settings: Settings) -> Reranker | None:
+    """The configured cross-encoder, or None; ConfigError when its folder is not usable."""
+    path = settings.reranker_model_path
+    if path is None:
+        return None
+    if not path.is_dir():
+        raise ConfigError(
+            f"reranker_model_path {path} is not a folder. Point it at a local "
+            "sentence-transformers cross-encoder, or unset it (no reranker weights ship "
+            "with Lore)."
+        )
+    return CrossEncoderReranker(path, device=settings.device)
 
 
 def build_generator(settings: Settings) -> Generator:
@@ -143,6 +157,7 @@ class Lore:
             self.keywords,
             min_score=min_score_for(self.settings),
             mode=self.settings.retrieval_mode,
+            reranker=build_reranker(self.settings),
         )
 
     @cached_property

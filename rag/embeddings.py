@@ -36,6 +36,12 @@ class Embedder(Protocol):
     def embed_query(self, text: str) -> list[float]: ...
 
 
+class Reranker(Protocol):
+    """Scores how well each text answers a query, reading both together (higher is better)."""
+
+    def score(self, query: str, texts: Sequence[str]) -> list[float]: ...
+
+
 def cpu_has_native_bfloat16() -> bool:
     """True on CPUs with bfloat16 instructions (AVX512-BF16 or AMX), read from /proc/cpuinfo."""
     try:
@@ -193,3 +199,41 @@ class SentenceTransformerEmbedder:
 
     def embed_query(self, text: str) -> list[float]:
         return [float(x) for x in self._encode([text], self._query_prompt)[0]]
+
+
+class CrossEncoderReranker:
+    """A sentence-transformers cross-encoder loaded from a local folder, never from a hub.
+
+    The folder is one a `CrossEncoder` saved (config.json, weights, tokenizer), such as
+    a copy of cross-encoder/ms-marco-MiniLM-L6-v2. Lore ships no reranker weights.
+    """
+
+    def __init__(self, path: Path, *, device: str = "auto", batch_size: int = 16):
+        if not (path / "config.json").is_file():
+            raise ConfigError(
+                f"reranker_model_path {path} is not a model folder (it has no config.json). "
+                "Point it at a local sentence-transformers cross-encoder, or unset it."
+            )
+        from sentence_transformers import CrossEncoder
+
+        self._batch_size = batch_size
+        try:
+            # One output: a relevance score per (query, text) pair, as rerankers have.
+            self._model: Any = CrossEncoder(
+                str(path), num_labels=1, device=pick_device(device), local_files_only=True
+            )
+        except Exception as exc:
+            raise ConfigError(
+                f"The reranker at {path} could not be loaded as a cross-encoder: {exc}"
+            ) from exc
+
+    def score(self, query: str, texts: Sequence[str]) -> list[float]:
+        if not texts:
+            return []
+        scores = self._model.predict(
+            [(query, text) for text in texts],
+            batch_size=self._batch_size,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return [float(x) for x in np.asarray(scores, dtype=np.float32).reshape(-1)]

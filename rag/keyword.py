@@ -12,10 +12,11 @@ visible yet (or no longer): retrieval keeps only what the manifest marks indexed
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,17 +171,27 @@ class KeywordIndex:
         rare = [t for t in present if counts[t] <= self.COMMON_SHARE * total]
         return sorted(rare or present, key=lambda t: counts[t])
 
-    def search(self, collection: str, question: str, k: int) -> list[KeywordHit]:
-        """The `k` best chunks of `collection` for `question` by BM25, best first."""
+    def search(
+        self, collection: str, question: str, k: int, doc_ids: Collection[str] | None = None
+    ) -> list[KeywordHit]:
+        """The `k` best chunks of `collection` for `question` by BM25, best first.
+
+        With `doc_ids`, only chunks of those documents are ranked.
+        """
         terms = self.query_terms(question)
-        if not terms:
+        if not terms or (doc_ids is not None and not doc_ids):
             return []
+        query = (
+            "SELECT r.chunk_id, r.doc_id, bm25(chunk_terms) AS rank FROM chunk_terms "
+            "JOIN chunk_rows r ON r.rowid = chunk_terms.rowid "
+            "WHERE chunk_terms MATCH ? AND r.collection = ? "
+        )
+        args: list[str | int] = [_match_expression(terms), collection]
+        if doc_ids is not None:
+            # One JSON parameter, however many ids: SQLite caps the number of parameters.
+            query += "AND r.doc_id IN (SELECT value FROM json_each(?)) "
+            args.append(json.dumps(sorted(doc_ids)))
         with self._lock:
-            rows = self._db.execute(
-                "SELECT r.chunk_id, r.doc_id, bm25(chunk_terms) AS rank FROM chunk_terms "
-                "JOIN chunk_rows r ON r.rowid = chunk_terms.rowid "
-                "WHERE chunk_terms MATCH ? AND r.collection = ? ORDER BY rank LIMIT ?",
-                (_match_expression(terms), collection, k),
-            ).fetchall()
+            rows = self._db.execute(query + "ORDER BY rank LIMIT ?", (*args, k)).fetchall()
         # FTS5's bm25() is negative, lower is better; flip it so higher is better.
         return [KeywordHit(chunk_id, doc_id, -rank) for chunk_id, doc_id, rank in rows]

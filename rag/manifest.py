@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from rag.filters import Filters, epoch_microseconds, source_globs
+
 Status = Literal["pending", "indexed", "failed", "deleting"]
 
 _SCHEMA = """
@@ -179,6 +181,42 @@ class Manifest:
                 ).fetchall()
                 found.update(row["doc_id"] for row in rows)
         return found
+
+    def matching(self, collection: str, filters: Filters) -> set[str]:
+        """Ids of the visible documents with a source path that meets every condition."""
+        clauses = ["s.collection = ?", "d.status = 'indexed'"]
+        args: list[str | int] = [collection]
+        if filters.sources:
+            globs = [g for pattern in filters.sources for g in source_globs(pattern)]
+            clauses.append("(" + " OR ".join(["s.source GLOB ?"] * len(globs)) + ")")
+            args += globs
+        if filters.types:
+            clauses.append("(" + " OR ".join(["lower(s.source) GLOB ?"] * len(filters.types)) + ")")
+            args += [f"*.{extension}" for extension in filters.types]
+        # Compared in microseconds: nanoseconds of a far date overflow SQLite's integers.
+        if filters.since:
+            clauses.append("s.mtime_ns / 1000 >= ?")
+            args.append(epoch_microseconds(filters.since))
+        if filters.until:
+            clauses.append("s.mtime_ns / 1000 <= ?")
+            args.append(epoch_microseconds(filters.until))
+        # The clauses are the fixed strings above; every value is a bound parameter.
+        query = (
+            "SELECT DISTINCT s.doc_id FROM sources s JOIN documents d "  # noqa: S608
+            "ON d.collection = s.collection AND d.doc_id = s.doc_id WHERE " + " AND ".join(clauses)
+        )
+        with self._lock:
+            rows = self._db.execute(query, args).fetchall()
+        return {row["doc_id"] for row in rows}
+
+    def visible_count(self, collection: str) -> int:
+        """How many documents of `collection` queries may see."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT count(*) FROM documents WHERE collection = ? AND status = 'indexed'",
+                (collection,),
+            ).fetchone()
+        return int(row[0])
 
     def sources_under(self, collection: str, folder: str) -> list[str]:
         """Recorded source paths inside `folder` (a resolved directory path)."""

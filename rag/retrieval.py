@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
 
-from rag.embeddings import Embedder
+from rag.embeddings import Embedder, Reranker
+from rag.filters import Filters
 from rag.keyword import KeywordIndex
 from rag.manifest import Manifest
 from rag.store import VectorStore
@@ -50,6 +52,14 @@ def drop_near_duplicates(passages: Sequence[Passage], threshold: float = 0.9) ->
     return [p for p, _ in kept]
 
 
+@dataclass(frozen=True)
+class _Scope:
+    """The documents a filtered search may use (None: all) and the ids the indexes are given."""
+
+    allowed: set[str] | None = None
+    pushed_down: set[str] | None = None
+
+
 class Retriever:
     """Finds the passages for a question, best first, among visible documents only.
 
@@ -58,6 +68,10 @@ class Retriever:
     its cosine similarity to the question, whichever list found it, and `min_score` is
     the similarity under which a passage is treated as unrelated: an answer built on no
     passage is declined rather than invented.
+
+    `filters` limit the search to some documents before the best `k` are taken, so a
+    narrow filter still yields `k` passages when that many exist. With a `reranker`, the
+    best `RERANK_CANDIDATES` passages are reordered by its score before the cut to `k`.
     """
 
     # Over-fetch when some hits belong to documents that are not visible (being written,
@@ -65,6 +79,14 @@ class Retriever:
     _MAX_FETCH = 2000
     # Each list contributes this many candidates (at least) to the fusion.
     CANDIDATES = 20
+    # A filter that lets through less than this share of a collection's documents is
+    # handed to both indexes, which then rank only those documents. A broader one is
+    # applied to the hits instead, over-fetching as for invisible documents: a quarter of
+    # the hits or more pass it, so a few rounds suffice, and a long id list slows Chroma
+    # (docs/benchmarks.md has the measurements).
+    PUSH_DOWN_SHARE = 0.25
+    # How many passages the reranker reorders.
+    RERANK_CANDIDATES = 20
 
     def __init__(
         self,
@@ -75,64 +97,107 @@ class Retriever:
         *,
         min_score: float = 0.0,
         mode: Mode = "hybrid",
+        reranker: Reranker | None = None,
     ):
         self._embedder = embedder
         self._store = store
         self._manifest = manifest
         self._keywords = keywords
+        self._reranker = reranker
         self.min_score = min_score
         self.mode: Mode = mode if keywords is not None else "dense"
 
     def search(
-        self, question: str, collection: str, k: int, *, mode: Mode | None = None
+        self,
+        question: str,
+        collection: str,
+        k: int,
+        *,
+        mode: Mode | None = None,
+        filters: Filters | None = None,
     ) -> list[Passage]:
-        """The `k` best visible passages, best first, without the filter on `min_score`."""
+        """The `k` best visible passages that pass `filters`, best first, whatever their score."""
         mode = mode or self.mode
+        allowed = self._manifest.matching(collection, filters) if filters else None
+        narrow = allowed is not None and (
+            len(allowed) < self.PUSH_DOWN_SHARE * self._manifest.visible_count(collection)
+        )
+        scope = _Scope(allowed, allowed if narrow else None)
+        # Without a reranker `pool` is `k`: the reranker needs a wider choice than `k`.
+        pool = max(k, self.RERANK_CANDIDATES) if self._reranker else k
         vector = self._embedder.embed_query(question)
         if mode == "dense" or self._keywords is None:
-            return drop_near_duplicates(self._dense(vector, collection, k))
-        wanted = max(k, self.CANDIDATES) if mode == "hybrid" else k
-        keyword_ids = self._keyword(self._keywords, question, collection, wanted)
-        if mode == "keyword":
-            return self._with_scores(keyword_ids[:k], vector, collection, {})
-        dense = self._dense(vector, collection, wanted)
-        fused = reciprocal_rank_fusion([[p.chunk.id for p in dense], keyword_ids])
-        known = {p.chunk.id: p for p in dense}
-        passages = self._with_scores(fused[: 2 * k], vector, collection, known)
-        return drop_near_duplicates(passages)[:k]
+            passages = drop_near_duplicates(self._dense(vector, collection, pool, scope))
+        else:
+            wanted = max(pool, self.CANDIDATES) if mode == "hybrid" else pool
+            keyword_ids = self._keyword(self._keywords, question, collection, wanted, scope)
+            if mode == "keyword":
+                passages = self._with_scores(keyword_ids[:pool], vector, collection, {})
+            else:
+                dense = self._dense(vector, collection, wanted, scope)
+                fused = reciprocal_rank_fusion([[p.chunk.id for p in dense], keyword_ids])
+                known = {p.chunk.id: p for p in dense}
+                passages = self._with_scores(fused[: 2 * pool], vector, collection, known)
+                passages = drop_near_duplicates(passages)[:pool]
+        if self._reranker is not None:
+            passages = self._rerank(self._reranker, question, passages)
+        return passages[:k]
 
-    def retrieve(self, question: str, collection: str, k: int) -> list[Passage]:
-        """The best passages above `min_score`, best first; possibly none."""
-        return [p for p in self.search(question, collection, k) if p.score >= self.min_score]
+    def retrieve(
+        self, question: str, collection: str, k: int, *, filters: Filters | None = None
+    ) -> list[Passage]:
+        """The best passages above `min_score` that pass `filters`, best first; possibly none."""
+        passages = self.search(question, collection, k, filters=filters)
+        return [p for p in passages if p.score >= self.min_score]
+
+    @staticmethod
+    def _rerank(reranker: Reranker, question: str, passages: list[Passage]) -> list[Passage]:
+        """`passages` by the reranker's score, best first; each keeps its cosine `score`."""
+        if not passages:
+            return []
+        scores = reranker.score(question, [p.chunk.embedding_text() for p in passages])
+        if len(scores) != len(passages):
+            raise RuntimeError("the reranker must give one score per passage")
+        best_first = sorted(range(len(passages)), key=lambda i: -scores[i])
+        return [replace(passages[i], rerank_score=scores[i]) for i in best_first]
 
     def _visible_prefix(
-        self, fetch_hits: Callable[[int], list[tuple[str, str]]], collection: str, k: int
+        self,
+        fetch_hits: Callable[[int], list[tuple[str, str]]],
+        collection: str,
+        k: int,
+        scope: _Scope,
     ) -> list[str]:
-        """The first `k` hits (chunk id, doc id) whose documents are visible, over-fetching."""
+        """The first `k` hits (chunk id, doc id) of visible documents in scope, over-fetching."""
         fetch = k
         while True:
             hits = fetch_hits(fetch)
             visible = self._manifest.visible(collection, {doc for _, doc in hits})
+            if scope.allowed is not None:
+                visible &= scope.allowed
             kept = [chunk for chunk, doc in hits if doc in visible]
             if len(kept) >= k or len(hits) < fetch or fetch >= self._MAX_FETCH:
                 return kept[:k]
             fetch = min(fetch * 4, self._MAX_FETCH)
 
-    def _dense(self, vector: list[float], collection: str, k: int) -> list[Passage]:
+    def _dense(self, vector: list[float], collection: str, k: int, scope: _Scope) -> list[Passage]:
         found: dict[str, Passage] = {}
 
         def fetch(n: int) -> list[tuple[str, str]]:
-            hits = self._store.query(collection, vector, n)
+            hits = self._store.query(collection, vector, n, scope.pushed_down)
             found.update((p.chunk.id, p) for p in hits)
             return [(p.chunk.id, p.chunk.doc_id) for p in hits]
 
-        return [found[i] for i in self._visible_prefix(fetch, collection, k)]
+        return [found[i] for i in self._visible_prefix(fetch, collection, k, scope)]
 
-    def _keyword(self, keywords: KeywordIndex, question: str, collection: str, k: int) -> list[str]:
+    def _keyword(
+        self, keywords: KeywordIndex, question: str, collection: str, k: int, scope: _Scope
+    ) -> list[str]:
         def fetch(n: int) -> list[tuple[str, str]]:
-            return [(h.chunk_id, h.doc_id) for h in keywords.search(collection, question, n)]
+            hits = keywords.search(collection, question, n, scope.pushed_down)
+            return [(h.chunk_id, h.doc_id) for h in hits]
 
-        return self._visible_prefix(fetch, collection, k)
+        return self._visible_prefix(fetch, collection, k, scope)
 
     def _with_scores(
         self, ids: Sequence[str], vector: list[float], collection: str, known: dict[str, Passage]

@@ -7,7 +7,7 @@ function would download a model at run time, so it is never created.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,7 +26,15 @@ class VectorStore(Protocol):
 
     def add(self, collection: str, chunks: Sequence[Chunk], vectors: Vectors) -> None: ...
 
-    def query(self, collection: str, vector: Sequence[float], k: int) -> list[Passage]: ...
+    def query(
+        self,
+        collection: str,
+        vector: Sequence[float],
+        k: int,
+        doc_ids: Collection[str] | None = None,
+    ) -> list[Passage]:
+        """The `k` chunks nearest to `vector`; with `doc_ids`, only chunks of those documents."""
+        ...
 
     def document_chunks(self, collection: str, doc_id: str) -> list[Chunk]: ...
 
@@ -157,11 +165,20 @@ class ChromaStore:
                 embeddings=np.asarray(vectors[start : start + _WRITE_BATCH], dtype=np.float32),
             )
 
-    def query(self, collection: str, vector: Sequence[float], k: int) -> list[Passage]:
+    def query(
+        self,
+        collection: str,
+        vector: Sequence[float],
+        k: int,
+        doc_ids: Collection[str] | None = None,
+    ) -> list[Passage]:
         target = self._existing(collection)
+        if doc_ids is not None and not doc_ids:
+            return []
         result = target.query(
             query_embeddings=[list(vector)],
             n_results=k,
+            where={"doc_id": {"$in": sorted(doc_ids)}} if doc_ids is not None else None,
             include=["documents", "metadatas", "distances"],
         )
         passages = []

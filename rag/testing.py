@@ -74,3 +74,18 @@ class ScriptedGenerator:
         words = reply.split(" ")
         for index, word in enumerate(words[:max_tokens]):
             yield word if index == 0 else " " + word
+
+
+class WordCountReranker:
+    """Scores each text by how often it contains `word`, and records every call.
+
+    A stand-in for a cross-encoder whose preference a test can predict exactly.
+    """
+
+    def __init__(self, word: str):
+        self.word = word.lower()
+        self.calls: list[tuple[str, list[str]]] = []
+
+    def score(self, query: str, texts: Sequence[str]) -> list[float]:
+        self.calls.append((query, list(texts)))
+        return [float(text.lower().count(self.word)) for text in texts]

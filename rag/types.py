@@ -31,10 +31,15 @@ class Chunk:
 
 @dataclass(frozen=True)
 class Passage:
-    """A chunk found for a query, with its cosine similarity to the query (higher is closer)."""
+    """A chunk found for a query, with its cosine similarity to the query (higher is closer).
+
+    `rerank_score` is the cross-encoder's relevance score when a reranker ordered the
+    passages (higher is more relevant; its scale is the model's own), else None.
+    """
 
     chunk: Chunk
     score: float
+    rerank_score: float | None = None
 
 
 @dataclass(frozen=True)

@@ -172,3 +172,57 @@ def test_empty_upload_is_refused(client: TestClient) -> None:
     refused = client.post("/v1/documents", files={"file": ("notes.md", b"")})
     assert refused.status_code == 422
     assert "empty" in refused.json()["message"]
+
+
+def test_search_and_query_apply_filters(client: TestClient, docs: Path) -> None:
+    _upload(client, docs / "ports.md")
+    chinese = _upload(client, docs / "zh.txt")
+    only_txt = {"type": ["txt"]}
+    found = client.post(
+        "/v1/search", json={"question": "Which port does Lore use?", "filters": only_txt}
+    )
+    assert found.status_code == 200, found.text
+    assert {p["doc_id"] for p in found.json()} == {chinese["doc_id"]}
+    assert found.json()[0]["rerank_score"] is None
+
+    answer = client.post(
+        "/v1/query", json={"question": "长城有多长？", "filters": {"source": ["*.md"]}}
+    ).json()
+    assert all(s["source"].endswith(".md") for s in answer["sources"])
+    nothing = client.post(
+        "/v1/search", json={"question": "port", "filters": {"since": "2999-01-01"}}
+    )
+    assert nothing.json() == []
+    missing = {"question": "port", "collection": "no-such-collection", "filters": only_txt}
+    assert client.post("/v1/search", json=missing).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("filters", "message"),
+    [
+        ({"since": "yesterday"}, "'yesterday' is not a date"),
+        ({"since": "2024-05-01", "until": "2024-01-01"}, "date range is empty"),
+        ({"type": ["application/pdf"]}, "is not a file type"),
+    ],
+)
+@pytest.mark.parametrize("path", ["/v1/search", "/v1/query"])
+def test_bad_filters_are_422_with_a_clear_message(
+    client: TestClient, path: str, filters: dict[str, object], message: str
+) -> None:
+    response = client.post(
+        path,
+        json={"question": "port?", "filters": filters, "stream": False}
+        if path == "/v1/query"
+        else {"question": "port?", "filters": filters},
+    )
+    assert response.status_code == 422
+    assert response.json()["code"] == "invalid_input"
+    assert message in response.json()["message"]
+
+
+def test_unknown_or_oversized_filter_fields_are_422(client: TestClient) -> None:
+    response = client.post("/v1/search", json={"question": "q", "filters": {"folder": "x"}})
+    assert response.status_code == 422
+    assert "filters.folder" in response.json()["message"]
+    too_many = {"type": ["md"] * 21}
+    assert client.post("/v1/search", json={"question": "q", "filters": too_many}).status_code == 422

@@ -50,3 +50,28 @@ def test_overlap_must_be_smaller_than_chunk() -> None:
 def test_chroma_path_can_live_outside_data_dir(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data", chroma_path=tmp_path / "index")
     assert settings.chroma_dir == tmp_path / "index"
+
+
+@pytest.mark.parametrize(
+    ("folder", "message"), [("absent", "is not a folder"), ("", "has no config.json")]
+)
+def test_a_reranker_path_that_is_not_a_model_folder_stops_the_start(
+    tmp_path: Path, folder: str, message: str
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from rag.container import Lore
+    from rag.errors import ConfigError
+    from rag.testing import HashingEmbedder, ScriptedGenerator
+
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        embedding_backend="hashing",
+        reranker_model_path=tmp_path / folder,
+    )
+    lore = Lore(
+        settings, embedder_override=HashingEmbedder(), generator_override=ScriptedGenerator()
+    )
+    with pytest.raises(ConfigError, match=message), TestClient(create_app(lore=lore)):
+        pass

@@ -1,0 +1,62 @@
+"""The command line's filter options, on a real data directory with the hashing embedder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from api.cli import app
+from ingest.pipeline import ingest_file
+from rag.config import Settings
+from rag.container import Lore
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def env(tmp_path: Path, docs: Path) -> dict[str, str]:
+    """Settings for a CLI run whose data directory holds the two sample documents."""
+    data = tmp_path / "cli-data"
+    lore = Lore(Settings(data_dir=data, embedding_backend="hashing"))
+    for path in sorted(docs.iterdir()):
+        ingest_file(lore, path, "default")
+    lore.manifest.close()
+    lore.keywords.close()
+    return {"LORE_DATA_DIR": str(data), "LORE_EMBEDDING_BACKEND": "hashing", "LORE_CONFIG": ""}
+
+
+def test_search_filters_by_type_and_source(env: dict[str, str]) -> None:
+    runner = CliRunner()
+    by_type = runner.invoke(app, ["search", "port 8000", "--type", "txt", "--json"], env=env)
+    assert by_type.exit_code == 0, by_type.output
+    assert {Path(row["source"]).name for row in json.loads(by_type.output)} == {"zh.txt"}
+    by_source = runner.invoke(
+        app, ["search", "长城", "--source", "*/ports.md", "--source", "nowhere/", "--json"], env=env
+    )
+    assert {Path(row["source"]).name for row in json.loads(by_source.output)} == {"ports.md"}
+    later = runner.invoke(app, ["search", "port", "--since", "2999-01-01", "--json"], env=env)
+    assert json.loads(later.output) == []
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--since", "soon"], "'soon' is not a date"),
+        (["--since", "2024-02-01", "--until", "2024-01-01"], "date range is empty"),
+        (["--type", "a/b"], "is not a file type"),
+    ],
+)
+@pytest.mark.parametrize("command", ["search", "ask"])
+def test_bad_filter_options_are_a_usage_error_before_any_work(
+    tmp_path: Path, command: str, options: list[str], message: str
+) -> None:
+    data = tmp_path / "untouched"
+    result = CliRunner().invoke(
+        app, [command, "question", *options], env={"LORE_DATA_DIR": str(data), "LORE_CONFIG": ""}
+    )
+    assert result.exit_code == 2
+    assert message in result.output
+    assert not data.exists()
