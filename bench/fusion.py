@@ -1,7 +1,8 @@
 """Compare ways of fusing the dense and keyword rankings on the dev sets.
 
-Lore fuses with reciprocal rank fusion (RRF). The alternative is to normalise each
-list's scores (min-max over its candidates) and add them with a weight. This script
+Lore normalises each list's scores (min-max over its candidates) and adds them
+(`rag.retrieval.score_fusion`). The alternatives are reciprocal rank fusion (RRF) and
+other weights for the two lists. This script
 takes the same candidates for every question (the 20 nearest chunks by embedding and
 the 20 best by BM25) and ranks them each way, so the figures differ only by the fusion.
 
@@ -20,10 +21,19 @@ from pathlib import Path
 from rag.config import Settings
 from rag.container import Lore
 from rag.evaluation import Question, hit_rank, load_questions
-from rag.retrieval import reciprocal_rank_fusion
+from rag.retrieval import score_fusion
 from rag.types import Chunk, Passage
 
 CANDIDATES = 20
+
+
+def reciprocal_rank_fusion(rankings: Sequence[Sequence[str]], k: int = 60) -> list[str]:
+    """Ids ranked by the sum of 1 / (k + rank) over the rankings (Cormack et al., 2009)."""
+    scores: dict[str, float] = {}
+    for ranking in rankings:
+        for rank, item in enumerate(ranking, start=1):
+            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
+    return sorted(scores, key=lambda item: -scores[item])
 
 
 def min_max(scores: dict[str, float]) -> dict[str, float]:
@@ -51,11 +61,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     lore = Lore(Settings())
     questions = [q for q in load_questions(args.questions, sample=args.sample) if q.doc]
     methods: dict[str, Callable[[dict[str, float], dict[str, float]], list[str]]] = {
+        "min-max sum (Lore)": lambda d, k: score_fusion([d, k]),
         "rrf (k=60)": lambda d, k: reciprocal_rank_fusion([list(d), list(k)]),
         "dense only": lambda d, k: list(d),
         "keyword only": lambda d, k: list(k),
     }
-    for alpha in (0.3, 0.5, 0.7):
+    for alpha in (0.3, 0.7):
         methods[f"min-max, alpha {alpha}"] = lambda d, k, a=alpha: weighted(d, k, a)
 
     ranks: dict[str, dict[str, list[int]]] = {m: {} for m in methods}

@@ -7,7 +7,7 @@ import pytest
 from ingest.pipeline import delete_document, ingest_file
 from rag.container import Lore
 from rag.keyword import KeywordIndex, words
-from rag.retrieval import drop_near_duplicates, reciprocal_rank_fusion
+from rag.retrieval import drop_near_duplicates, score_fusion
 from rag.types import Chunk, Passage
 
 pytestmark = pytest.mark.unit
@@ -64,9 +64,11 @@ def test_words_in_most_chunks_are_left_out_of_the_query(tmp_path: Path) -> None:
     assert index.query_terms("lore note") != []
 
 
-def test_reciprocal_rank_fusion_rewards_agreement() -> None:
-    # b is 2nd and 1st, a is 1st and 3rd: both lists agree on b more than on a.
-    assert reciprocal_rank_fusion([["a", "b", "c"], ["b", "d", "a"]]) == ["b", "a", "d", "c"]
+def test_score_fusion_adds_normalised_scores() -> None:
+    dense = {"a": 0.9, "b": 0.7, "c": 0.5}  # cosine: normalised to 1, 0.5, 0
+    keyword = {"b": 30.0, "d": 20.0, "a": 10.0}  # BM25: normalised to 1, 0.5, 0
+    assert score_fusion([dense, keyword]) == ["b", "a", "d", "c"]
+    assert score_fusion([{"x": 2.0}, {}]) == ["x"]  # one candidate: no division by zero
 
 
 def test_near_duplicates_are_dropped_keeping_the_better_ranked() -> None:
