@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     # hybrid: vectors and BM25 keywords fused; dense or keyword: one of them alone.
     retrieval_mode: Literal["hybrid", "dense", "keyword"] = "hybrid"
     min_score: float | None = Field(default=None, ge=-1.0, le=1.0)
+    # Under this evidence score (rag/evidence.py: closeness + distinctness + coverage of
+    # the passages found) a question is declined without generating. None: per embedder.
+    min_evidence: float | None = Field(default=None, ge=0.0, le=3.0)
     # A local sentence-transformers cross-encoder folder; when set, it reorders the best
     # passages before the top_k cut. None (the default): no reranking. None is shipped.
     reranker_model_path: Path | None = None

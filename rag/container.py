@@ -18,7 +18,7 @@ from rag.errors import ConfigError
 from rag.generation import Generator, LlamaCppGenerator, OpenAICompatibleGenerator
 from rag.keyword import KeywordIndex
 from rag.manifest import Manifest
-from rag.models import get_spec, resolve_model_path
+from rag.models import ModelSpec, get_spec, resolve_model_path
 from rag.offline import force_offline
 from rag.retrieval import Retriever
 from rag.store import ChromaStore, VectorStore
@@ -84,14 +84,29 @@ def build_generator(settings: Settings) -> Generator:
     )
 
 
+def _embedder_spec(settings: Settings) -> ModelSpec | None:
+    """The spec of a known embedder; None for the test embedder or one given by path."""
+    if settings.embedding_backend == "hashing" or settings.embedding_model_path is not None:
+        return None
+    return get_spec(settings.embedding_model)
+
+
 def min_score_for(settings: Settings) -> float:
     """The relevance threshold: the configured one, else the embedder's calibrated default."""
     if settings.min_score is not None:
         return settings.min_score
     if settings.embedding_backend == "hashing":
         return 0.05
-    spec = get_spec(settings.embedding_model) if settings.embedding_model_path is None else None
+    spec = _embedder_spec(settings)
     return spec.min_score if spec else 0.0
+
+
+def min_evidence_for(settings: Settings) -> float:
+    """The evidence threshold: the configured one, else the embedder's measured default."""
+    if settings.min_evidence is not None:
+        return settings.min_evidence
+    spec = _embedder_spec(settings)
+    return spec.min_evidence if spec else 0.0
 
 
 @dataclass
@@ -156,6 +171,7 @@ class Lore:
             self.manifest,
             self.keywords,
             min_score=min_score_for(self.settings),
+            min_evidence=min_evidence_for(self.settings),
             mode=self.settings.retrieval_mode,
             reranker=build_reranker(self.settings),
         )

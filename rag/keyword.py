@@ -13,6 +13,7 @@ visible yet (or no longer): retrieval keeps only what the manifest marks indexed
 from __future__ import annotations
 
 import json
+import math
 import re
 import sqlite3
 import threading
@@ -153,22 +154,32 @@ class KeywordIndex:
             ).fetchall()
         return {doc_id: count for doc_id, count in rows}
 
-    def query_terms(self, question: str) -> list[str]:
-        """The distinct words of `question` worth searching for, rarest first."""
-        distinct = list(dict.fromkeys(words(question)))
+    def document_counts(self, terms: Sequence[str]) -> tuple[dict[str, int], int]:
+        """How many chunks hold each of `terms` (absent: 0), and how many chunks there are."""
+        distinct = list(dict.fromkeys(terms))
         if not distinct:
-            return []
+            return {}, 0
         with self._lock:
-            total = self._db.execute("SELECT count(*) FROM chunk_rows").fetchone()[0] or 1
+            total = self._db.execute("SELECT count(*) FROM chunk_rows").fetchone()[0]
             marks = ",".join("?" * len(distinct))
-            counts = dict(
+            found = dict(
                 self._db.execute(
                     f"SELECT term, doc FROM chunk_vocab WHERE term IN ({marks})",  # noqa: S608
                     distinct,
                 ).fetchall()
             )
-        present = [t for t in distinct if counts.get(t, 0) > 0]
-        rare = [t for t in present if counts[t] <= self.COMMON_SHARE * total]
+        return {t: found.get(t, 0) for t in distinct}, total
+
+    def rarity(self, terms: Sequence[str]) -> dict[str, float]:
+        """The inverse document frequency of each term: high for rare words, 0 for common."""
+        counts, total = self.document_counts(terms)
+        return {t: max(0.0, math.log((total + 1) / (n + 0.5))) for t, n in counts.items()}
+
+    def query_terms(self, question: str) -> list[str]:
+        """The distinct words of `question` worth searching for, rarest first."""
+        counts, total = self.document_counts(words(question))
+        present = [t for t, n in counts.items() if n > 0]
+        rare = [t for t in present if counts[t] <= self.COMMON_SHARE * max(total, 1)]
         return sorted(rare or present, key=lambda t: counts[t])
 
     def search(

@@ -63,6 +63,9 @@ class ModelSpec:
     wheel_folder: str = ""
     # Embedders: cosine similarity below which a passage is treated as unrelated.
     min_score: float = 0.0
+    # Embedders: evidence score (rag/evidence.py) under which a question is declined as
+    # not answered by the documents; 0 where it has not been measured for the model.
+    min_evidence: float = 0.0
 
     def path(self, models_dir: Path) -> Path:
         return models_dir / self.target
@@ -128,6 +131,7 @@ CATALOGUE: dict[str, ModelSpec] = {
                 for i in range(1, 26)
             ),
             min_score=0.30,
+            min_evidence=1.0,
         ),
         ModelSpec(
             name="all-minilm-l6-v2",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -9,15 +10,17 @@ from typing import Literal
 import numpy as np
 
 from rag.embeddings import Embedder, Reranker
+from rag.evidence import evidence
 from rag.filters import Filters
 from rag.keyword import KeywordIndex
 from rag.manifest import Manifest
 from rag.store import VectorStore
 from rag.types import Chunk, Passage
 
+log = logging.getLogger(__name__)
+
 Mode = Literal["hybrid", "dense", "keyword"]
 MODES: tuple[Mode, ...] = ("hybrid", "dense", "keyword")
-
 
 
 def score_fusion(scored: Sequence[dict[str, float]]) -> list[str]:
@@ -102,6 +105,7 @@ class Retriever:
         keywords: KeywordIndex | None = None,
         *,
         min_score: float = 0.0,
+        min_evidence: float = 0.0,
         mode: Mode = "hybrid",
         reranker: Reranker | None = None,
     ):
@@ -111,6 +115,7 @@ class Retriever:
         self._keywords = keywords
         self._reranker = reranker
         self.min_score = min_score
+        self.min_evidence = min_evidence
         self.mode: Mode = mode if keywords is not None else "dense"
 
     def search(
@@ -152,8 +157,17 @@ class Retriever:
     def retrieve(
         self, question: str, collection: str, k: int, *, filters: Filters | None = None
     ) -> list[Passage]:
-        """The best passages above `min_score` that pass `filters`, best first; possibly none."""
+        """The passages to answer from: the best above `min_score`, best first; possibly none.
+
+        None at all when their evidence score (rag/evidence.py) is under `min_evidence`:
+        the documents don't answer the question, and an answer would be a guess.
+        """
         passages = self.search(question, collection, k, filters=filters)
+        rarity = self._keywords.rarity if self._keywords is not None else None
+        support = evidence(question, passages, rarity)
+        if support.total < self.min_evidence:
+            log.info("declining %r: evidence %s", question[:80], support)
+            return []
         return [p for p in passages if p.score >= self.min_score]
 
     @staticmethod

@@ -73,8 +73,9 @@ def test_context_budget_limits_sources(
     assert len(roomy.fit_budget(question, passages)) == len(passages)
     tight = Answerer(lore.retriever, generator, AnswerLimits(context_tokens=1))
     chosen = tight.fit_budget(question, passages)
-    assert [c.number for c in chosen] == [1], "the best passage is always kept"
-    assert len(chosen[0].text) < len(passages[0].chunk.text), "and cut to fit"
+    assert [c.chunk_id for c in chosen] == [passages[0].chunk.id], "the best is always kept"
+    assert passages[0].chunk.text.startswith(chosen[0].text)
+    assert generator.count_tokens(chosen[0].text) <= 16, "cut to the smallest useful size"
 
 
 def test_bad_questions_and_collections_are_clear_errors(lore: Lore) -> None:
