@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
@@ -28,6 +29,9 @@ class AnswerLimits:
     context_tokens: int = 1200
     max_tokens: int = 384
     max_question_chars: int = 2000
+    # At or above this evidence score (rag/evidence.py) the passages surely hold the
+    # answer, and the model is not offered the refusal; infinity: always offered.
+    firm_evidence: float = math.inf
 
 
 def _as_citation(number: int, passage: Passage) -> Citation:
@@ -128,14 +132,20 @@ class Answerer:
         question = self._check(question)
         query = self.standalone(question, history)
         k = top_k or self._limits.top_k
-        passages = self._retriever.retrieve(query, collection, k, filters=filters)
-        for event in self.stream_with(query, passages):
+        found = self._retriever.retrieve(query, collection, k, filters=filters)
+        may_decline = found.evidence.total < self._limits.firm_evidence
+        for event in self.stream_with(query, found.passages, may_decline=may_decline):
             if isinstance(event, DoneEvent) and query != question:
                 event = DoneEvent(replace(event.answer, question=question, query=query))
             yield event
 
-    def stream_with(self, question: str, passages: list[Passage]) -> Iterator[AnswerEvent]:
-        """Events for an answer from the given passages (the evaluation's oracle run)."""
+    def stream_with(
+        self, question: str, passages: list[Passage], *, may_decline: bool = True
+    ) -> Iterator[AnswerEvent]:
+        """Events for an answer from the given passages (the evaluation's oracle run).
+
+        Without `may_decline` the model is not offered the refusal (see `firm_evidence`).
+        """
         question = self._check(question)
         sources = self.fit_budget(question, passages)
         yield SourcesEvent(tuple(sources))
@@ -146,7 +156,8 @@ class Answerer:
             return
         pieces: list[str] = []
         for piece in self._generator.stream(
-            prompts.build_messages(question, sources), self._limits.max_tokens
+            prompts.build_messages(question, sources, may_decline=may_decline),
+            self._limits.max_tokens,
         ):
             pieces.append(piece)
             yield TokenEvent(piece)

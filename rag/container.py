@@ -7,6 +7,7 @@ components (fakes) to `Lore` directly.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -109,6 +110,14 @@ def min_evidence_for(settings: Settings) -> float:
     return spec.min_evidence if spec else 0.0
 
 
+def firm_evidence_for(settings: Settings) -> float:
+    """The evidence score from which the model is not offered the refusal."""
+    if settings.firm_evidence is not None:
+        return settings.firm_evidence
+    spec = _embedder_spec(settings)
+    return spec.firm_evidence if spec else math.inf
+
+
 @dataclass
 class Lore:
     """Lore's components for one process; the `*_override` fields replace built ones."""
@@ -183,5 +192,6 @@ class Lore:
             context_tokens=self.settings.context_tokens,
             max_tokens=self.settings.max_tokens,
             max_question_chars=self.settings.max_question_chars,
+            firm_evidence=firm_evidence_for(self.settings),
         )
         return Answerer(self.retriever, self.generator, limits)

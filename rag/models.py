@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -66,6 +67,8 @@ class ModelSpec:
     # Embedders: evidence score (rag/evidence.py) under which a question is declined as
     # not answered by the documents; 0 where it has not been measured for the model.
     min_evidence: float = 0.0
+    # Embedders: evidence score from which the chat model is not offered the refusal.
+    firm_evidence: float = math.inf
 
     def path(self, models_dir: Path) -> Path:
         return models_dir / self.target

@@ -15,20 +15,32 @@ _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 # [1], [1, 2], [1][2], and the full-width 【1】 that Chinese answers sometimes use.
 _MARKER = re.compile(r"[\[【]\s*(\d+(?:\s*[,，、]\s*\d+)*)\s*[\]】]")
 
-SYSTEM_EN = (
+_INTRO_EN = (
     "You are Lore, an assistant that answers questions using only the numbered sources "
-    "the user provides. Rules:\n"
-    "1. Use only facts stated in the sources. Do not use outside knowledge.\n"
-    f'2. If the sources do not answer the question, reply exactly: "{REFUSAL_EN}"\n'
-    "3. Answer in English, briefly, in full sentences."
+    "the user provides. Rules:"
+)
+_RULES_EN = (
+    "Use only facts stated in the sources. Do not use outside knowledge.",
+    f'If the sources do not answer the question, reply exactly: "{REFUSAL_EN}"',
+    "Answer in English, briefly, in full sentences.",
+)
+_INTRO_ZH = "你是 Lore，只根据用户提供的编号资料回答问题。规则："
+_RULES_ZH = (
+    "只使用资料中写明的事实，不要使用资料以外的知识。",
+    f"如果资料不能回答这个问题，只回答：“{REFUSAL_ZH}”",
+    "用中文简洁地回答，使用完整的句子。",
 )
 
-SYSTEM_ZH = (
-    "你是 Lore，只根据用户提供的编号资料回答问题。规则：\n"
-    "1. 只使用资料中写明的事实，不要使用资料以外的知识。\n"
-    f"2. 如果资料不能回答这个问题，只回答：“{REFUSAL_ZH}”\n"
-    "3. 用中文简洁地回答，使用完整的句子。"
-)
+
+def system_prompt(chinese: bool, *, may_decline: bool = True) -> str:
+    """The rules for answering; without `may_decline`, the rule on declining is left out.
+
+    It is left out when the evidence that the sources hold the answer is firm: a small
+    model offered a way out takes it too often (rag/evidence.py).
+    """
+    intro, rules = (_INTRO_ZH, _RULES_ZH) if chinese else (_INTRO_EN, _RULES_EN)
+    kept = [rule for index, rule in enumerate(rules) if may_decline or index != 1]
+    return "\n".join([intro, *(f"{number}. {rule}" for number, rule in enumerate(kept, 1))])
 
 
 def is_chinese(text: str) -> bool:
@@ -47,7 +59,9 @@ def format_source(citation: Citation) -> str:
     return f"[{citation.number}] ({where})\n{citation.text.strip()}"
 
 
-def build_messages(question: str, sources: list[Citation]) -> list[dict[str, str]]:
+def build_messages(
+    question: str, sources: list[Citation], *, may_decline: bool = True
+) -> list[dict[str, str]]:
     """Chat messages asking `question` over `sources`, numbered [1]..[n] in order."""
     chinese = is_chinese(question)
     body = "\n\n".join(format_source(s) for s in sources)
@@ -56,7 +70,7 @@ def build_messages(question: str, sources: list[Citation]) -> list[dict[str, str
     else:
         user = f"Sources:\n{body}\n\nQuestion: {question}"
     return [
-        {"role": "system", "content": SYSTEM_ZH if chinese else SYSTEM_EN},
+        {"role": "system", "content": system_prompt(chinese, may_decline=may_decline)},
         {"role": "user", "content": user},
     ]
 

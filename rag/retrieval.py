@@ -10,7 +10,7 @@ from typing import Literal
 import numpy as np
 
 from rag.embeddings import Embedder, Reranker
-from rag.evidence import evidence
+from rag.evidence import Evidence, evidence
 from rag.filters import Filters
 from rag.keyword import KeywordIndex
 from rag.manifest import Manifest
@@ -67,6 +67,14 @@ class _Scope:
 
     allowed: set[str] | None = None
     pushed_down: set[str] | None = None
+
+
+@dataclass(frozen=True)
+class Retrieved:
+    """What `Retriever.retrieve` found, and how firmly it supports an answer."""
+
+    passages: list[Passage]
+    evidence: Evidence
 
 
 class Retriever:
@@ -156,7 +164,7 @@ class Retriever:
 
     def retrieve(
         self, question: str, collection: str, k: int, *, filters: Filters | None = None
-    ) -> list[Passage]:
+    ) -> Retrieved:
         """The passages to answer from: the best above `min_score`, best first; possibly none.
 
         None at all when their evidence score (rag/evidence.py) is under `min_evidence`:
@@ -166,9 +174,9 @@ class Retriever:
         rarity = self._keywords.rarity if self._keywords is not None else None
         support = evidence(question, passages, rarity)
         if support.total < self.min_evidence:
-            log.info("declining %r: evidence %s", question[:80], support)
-            return []
-        return [p for p in passages if p.score >= self.min_score]
+            log.info("declining %r: %s", question[:80], support)
+            return Retrieved([], support)
+        return Retrieved([p for p in passages if p.score >= self.min_score], support)
 
     @staticmethod
     def _rerank(reranker: Reranker, question: str, passages: list[Passage]) -> list[Passage]:

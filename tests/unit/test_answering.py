@@ -67,7 +67,7 @@ def test_context_budget_limits_sources(
 ) -> None:
     ingest_paths(lore, [docs], "default")
     question = "Lore port backup 长城"
-    passages = lore.retriever.retrieve(question, "default", 4)
+    passages = lore.retriever.retrieve(question, "default", 4).passages
     roomy = Answerer(lore.retriever, generator, AnswerLimits(context_tokens=10_000))
     assert len(passages) >= 2
     assert len(roomy.fit_budget(question, passages)) == len(passages)
@@ -124,3 +124,27 @@ def test_a_useless_rewrite_falls_back_to_the_earlier_question() -> None:
         "长城是什么时候建的？"
     )
     assert prompts.rewrite_messages(history, follow_up)[-1]["content"].startswith("对话：")
+
+
+def test_weak_evidence_declines_without_generating(
+    lore: Lore, docs: Path, generator: ScriptedGenerator
+) -> None:
+    ingest_paths(lore, [docs], "default")
+    lore.retriever.min_evidence = 2.5  # more than the passages can show
+    answer = lore.answerer.ask("Which port does the Lore server listen on?", "default")
+    assert answer.declined
+    assert answer.text == prompts.REFUSAL_EN
+    assert generator.prompts == []
+
+
+def test_firm_evidence_takes_the_refusal_out_of_the_prompt(
+    lore: Lore, docs: Path, generator: ScriptedGenerator
+) -> None:
+    ingest_paths(lore, [docs], "default")
+    question = "Which port does the Lore server listen on?"
+    firm = Answerer(lore.retriever, generator, AnswerLimits(firm_evidence=0.0))
+    firm.ask(question, "default")
+    lore.answerer.ask(question, "default")  # firm_evidence is infinite by default
+    firm_system, default_system = (p[0]["content"] for p in generator.prompts)
+    assert prompts.REFUSAL_EN not in firm_system
+    assert prompts.REFUSAL_EN in default_system
