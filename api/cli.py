@@ -399,13 +399,15 @@ def models_install(
     settings = _settings()
     wanted = names or [settings.chat_model, settings.embedding_model]
     for name in wanted:
+        spec = get_spec(name)
         path = install(
-            get_spec(name),
+            spec,
             settings.resolved_models_dir,
             force=force,
             progress=lambda m: typer.echo(m, err=True),
         )
-        if name == settings.embedding_model and settings.embedding_backend != "hashing":
+        converts = spec.layout != "python_package" and settings.embedding_backend != "hashing"
+        if name == settings.embedding_model and converts:
             # Store the weights in the type this machine will load, so no job pays for it.
             from rag.embeddings import converted_copy, pick_device, pick_dtype
 

