@@ -148,7 +148,8 @@ CATALOGUE: dict[str, ModelSpec] = {
                 for i in range(1, 26)
             ),
             min_score=0.30,
-            min_evidence=1.0,
+            min_evidence=0.95,
+            firm_evidence=1.1,
         ),
         ModelSpec(
             name="all-minilm-l6-v2",

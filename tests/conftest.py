@@ -21,7 +21,11 @@ REPO = Path(__file__).resolve().parent.parent
 def settings(tmp_path: Path) -> Settings:
     # The hashing embedder of the tests has its own scale: no per-model thresholds.
     return Settings(
-        data_dir=tmp_path / "data", models_dir=tmp_path / "models", min_score=0.05, min_evidence=0.0
+        data_dir=tmp_path / "data",
+        models_dir=tmp_path / "models",
+        min_score=0.05,
+        min_evidence=0.0,
+        firm_evidence=float("inf"),
     )
 
 
