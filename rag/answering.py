@@ -26,7 +26,7 @@ from rag.types import (
 @dataclass(frozen=True)
 class AnswerLimits:
     top_k: int = 4
-    context_tokens: int = 1200
+    context_tokens: int = 600
     max_tokens: int = 384
     max_question_chars: int = 2000
     # At or above this evidence score (rag/evidence.py) the passages surely hold the

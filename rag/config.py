@@ -107,7 +107,7 @@ class Settings(BaseSettings):
     # A local sentence-transformers cross-encoder folder; when set, it reorders the best
     # passages before the top_k cut. None (the default): no reranking. None is shipped.
     reranker_model_path: Path | None = None
-    context_tokens: int = Field(default=1200, ge=64)
+    context_tokens: int = Field(default=600, ge=64)
 
     # Serving
     host: str = "127.0.0.1"
