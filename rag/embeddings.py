@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -151,6 +152,10 @@ class SentenceTransformerEmbedder:
         dtype: str = "auto",
         batch_size: int = 16,
     ):
+        # oneDNN caches a compiled kernel for every input shape it meets (1024 by default);
+        # batches of chunks come in many shapes, so the cache grows the process by ~3 MiB a
+        # batch. A small cache costs no measurable speed (docs/benchmarks.md, issue 3).
+        os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "8")
         import torch
         from sentence_transformers import SentenceTransformer
 
