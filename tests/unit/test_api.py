@@ -100,6 +100,11 @@ def test_errors_are_json_with_code_and_request_id(client: TestClient, tmp_path: 
     assert client.post("/v1/query", json={"question": "hi", "top_k": 1000}).status_code == 422
     bad_turn = {"question": "hi", "history": [{"role": "system", "content": "x"}]}
     assert client.post("/v1/query", json=bad_turn).status_code == 422
+    long_history = {"question": "hi", "history": [{"role": "user", "content": "x"}] * 51}
+    refused = client.post("/v1/query", json=long_history)
+    assert refused.status_code == 422
+    assert refused.json()["code"] == "invalid_request"
+    assert "history" in refused.json()["message"]
 
     binary = tmp_path / "thing.exe"
     binary.write_bytes(b"MZ")

@@ -75,3 +75,21 @@ def test_a_reranker_path_that_is_not_a_model_folder_stops_the_start(
     )
     with pytest.raises(ConfigError, match=message), TestClient(create_app(lore=lore)):
         pass
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("min_evidence", -0.1), ("min_evidence", 3.5), ("firm_evidence", -1.0)]
+)
+def test_evidence_thresholds_out_of_range_are_refused(field: str, value: float) -> None:
+    with pytest.raises(ValidationError, match=field):
+        Settings(**{field: value})
+
+
+def test_embedder_thresholds_come_from_the_model_unless_set() -> None:
+    from rag.container import firm_evidence_for, min_evidence_for
+
+    assert min_evidence_for(Settings()) == 0.95
+    assert firm_evidence_for(Settings()) == 1.1
+    assert min_evidence_for(Settings(min_evidence=0.5)) == 0.5
+    assert min_evidence_for(Settings(embedding_model="multilingual-e5-small")) == 0.0
+    assert firm_evidence_for(Settings(embedding_backend="hashing")) == float("inf")
