@@ -45,8 +45,11 @@ models: install system-deps
 demo: models
 	$(BIN)/lore ingest demo
 
+# The demo serves one person on this machine: auth off, loopback only (the server
+# refuses any other address without auth). To serve a network, make keys with
+# `lore keys create` and run `lore serve` with auth on (the default).
 run: demo
-	$(BIN)/lore serve --host $(HOST) --port $(PORT)
+	LORE_AUTH=false $(BIN)/lore serve --host $(HOST) --port $(PORT)
 
 lint: install
 	$(BIN)/ruff check rag ingest api tests bench

@@ -8,43 +8,62 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import tempfile
+import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, BinaryIO
 
-from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
-from fastapi.concurrency import iterate_in_threadpool, run_in_threadpool
+from fastapi import FastAPI, File, Form, Query, Request, UploadFile
+from fastapi import Path as PathParam
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sse_starlette.sse import EventSourceResponse
 
 from api import presenters
+from api.answers import audit, start_answer
+from api.deps import AdminDep, CallerDep, JobsDep, LoreDep, readable, writable
+from api.limits import BodyLimit, GenerationGate, RateLimiter
+from api.observability import Metrics, request_id_var
+from api.openai_compat import router as openai_router
 from api.schemas import (
     COLLECTION_PATTERN,
+    CollectionDeleteOut,
+    CollectionIn,
+    CollectionOut,
     DeleteOut,
+    DocumentDetailOut,
     DocumentOut,
     ErrorOut,
     FiltersIn,
     Health,
     IngestOut,
     JobOut,
+    KeyIn,
+    KeyOut,
+    NewKeyOut,
     PassageOut,
     QueryRequest,
     QueryResponse,
+    Ready,
     SearchRequest,
 )
-from ingest.jobs import JobManager
+from ingest.jobs import Job, JobManager
 from ingest.parsing import check_supported
-from ingest.pipeline import delete_document, ingest_replacing, recover
+from ingest.pipeline import IngestResult, delete_document, ingest_replacing, recover
+from rag.audit import AuditLog
 from rag.config import Settings, load_settings
 from rag.container import Lore
 from rag.errors import (
+    Busy,
     ConfigError,
     Forbidden,
     GenerationFailed,
@@ -54,18 +73,22 @@ from rag.errors import (
     ModelMissing,
     NotFound,
     ParseError,
+    RateLimited,
     StoreUnavailable,
+    TimedOut,
+    Unauthorized,
     UnsupportedFile,
 )
 from rag.filters import Filters, make_filters
 from rag.manifest import DocumentRecord
-from rag.types import DoneEvent, SourcesEvent, TokenEvent, Turn
+from rag.types import AnswerEvent, DoneEvent, SourcesEvent, TokenEvent, Turn
 
 log = logging.getLogger("lore.api")
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
 _STATUS: dict[type[LoreError], int] = {
+    Unauthorized: 401,
     NotFound: 404,
     Forbidden: 403,
     InvalidInput: 422,
@@ -75,6 +98,9 @@ _STATUS: dict[type[LoreError], int] = {
     ModelMissing: 503,
     StoreUnavailable: 503,
     GenerationFailed: 502,
+    Busy: 503,
+    RateLimited: 429,
+    TimedOut: 504,
     ConfigError: 500,
 }
 
@@ -88,25 +114,17 @@ def _status_for(exc: LoreError) -> int:
 
 def _error(status: int, code: str, message: str, request: Request) -> JSONResponse:
     request_id = getattr(request.state, "request_id", "")
-    body = ErrorOut(code=code, message=message, request_id=request_id)
-    return JSONResponse(body.model_dump(), status_code=status, headers={"X-Request-ID": request_id})
+    body: dict[str, Any] = ErrorOut(code=code, message=message, request_id=request_id).model_dump()
+    if request.url.path in _OPENAI_PATHS:
+        body["error"] = {"message": message, "type": code, "code": code}
+    return JSONResponse(body, status_code=status, headers={"X-Request-ID": request_id})
 
 
-def get_lore(request: Request) -> Lore:
-    lore: Lore = request.app.state.lore
-    return lore
-
-
-LoreDep = Annotated[Lore, Depends(get_lore)]
-
-
-def get_jobs(request: Request) -> JobManager:
-    jobs: JobManager = request.app.state.jobs
-    return jobs
-
-
-JobsDep = Annotated[JobManager, Depends(get_jobs)]
 CollectionQuery = Annotated[str | None, Query(pattern=COLLECTION_PATTERN)]
+CollectionPath = Annotated[str, PathParam(pattern=COLLECTION_PATTERN)]
+DocIdPath = Annotated[str, PathParam(pattern=r"^[0-9a-f]{8,64}$")]
+JobIdPath = Annotated[str, PathParam(max_length=64)]
+KeyIdPath = Annotated[str, PathParam(pattern=r"^[0-9a-f]{12}$")]
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -127,42 +145,103 @@ def _warm_up(lore: Lore) -> None:
 
     Also clears what an earlier crash left half-written (invisible, but taking space).
     """
-    _ = lore.embedder, lore.store, lore.answerer
+    _ = lore.embedder, lore.store, lore.answerer, lore.keys
     recover(lore)
+
+
+# OpenAI clients read errors from an `error` object; these paths get one as well.
+_OPENAI_PATHS = ("/v1/chat/completions", "/v1/embeddings", "/v1/models")
 
 
 def create_app(settings: Settings | None = None, lore: Lore | None = None) -> FastAPI:
     """The FastAPI application. Pass `lore` to use ready-made components (tests do)."""
     settings = settings or (lore.settings if lore else load_settings())
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not settings.auth:
+            log.warning(
+                "AUTH IS OFF: every request is served as an admin, without a key. "
+                "This is only for one person on this machine; the server binds to loopback."
+            )
         app.state.lore = lore or Lore(settings)
+        app.state.audit = AuditLog(settings.data_dir / "audit.sqlite3")
         await run_in_threadpool(_warm_up, app.state.lore)
-        app.state.jobs = JobManager(app.state.lore)
+        app.state.jobs = JobManager(
+            app.state.lore,
+            on_result=partial(_count_ingested, metrics),
+            on_finish=partial(_audit_job, app.state.audit),
+        )
+        app.state.ready = True
         try:
             yield
         finally:
             await run_in_threadpool(app.state.jobs.close)
+            app.state.audit.close()
 
     app = FastAPI(
         title="Lore",
         version="0.1.0",
-        description="Offline, private knowledge assistant: cited answers from your own documents.",
+        description=(
+            "Offline, private knowledge assistant: cited answers from your own documents.\n\n"
+            "Every route but `/healthz` needs an API key: `Authorization: Bearer <key>` "
+            "(or `X-API-Key`). A collection a key may not read answers 404, as one that "
+            "does not exist. Errors are JSON: a stable `code`, a `message` and a `request_id`."
+        ),
         lifespan=lifespan,
         generate_unique_id_function=_operation_id,
     )
+    app.state.metrics = metrics
+    app.state.gate = GenerationGate(settings.generation_queue)
+    app.state.limiter = RateLimiter(settings.rate_limit_per_minute)
+    app.state.ready = False
+
+    async def too_large(scope: Any, receive: Any, send: Any) -> None:
+        request = Request(scope)
+        request.state.request_id = uuid.uuid4().hex
+        metrics.rejected.labels("body_too_large").inc()
+        message = "The request body is larger than this server accepts."
+        response = _error(413, LimitExceeded.code, message, request)
+        await response(scope, receive, send)
+
+    app.add_middleware(
+        BodyLimit,
+        json_bytes=settings.max_body_mb * 1024 * 1024,
+        upload_bytes=settings.max_upload_mb * 1024 * 1024 + 64 * 1024,
+        refuse=too_large,
+    )
 
     @app.middleware("http")
-    async def request_id(request: Request, call_next: Any) -> Response:
+    async def observe(request: Request, call_next: Any) -> Response:
         request.state.request_id = uuid.uuid4().hex
-        response: Response = await call_next(request)
+        token = request_id_var.set(request.state.request_id)
+        started = time.perf_counter()
+        try:
+            response: Response = await call_next(request)
+        finally:
+            request_id_var.reset(token)
+        route = request.scope.get("route")
+        template = getattr(route, "path", "unmatched")
+        metrics.latency.labels(template).observe(time.perf_counter() - started)
+        metrics.requests.labels(template, request.method, str(response.status_code)).inc()
         response.headers["X-Request-ID"] = request.state.request_id
         return response
 
     @app.exception_handler(LoreError)
     async def lore_error(request: Request, exc: LoreError) -> JSONResponse:
-        return _error(_status_for(exc), exc.code, str(exc), request)
+        status = _status_for(exc)
+        response = _error(status, exc.code, str(exc), request)
+        if isinstance(exc, Busy | RateLimited):
+            metrics.rejected.labels(exc.code).inc()
+            response.headers["Retry-After"] = str(exc.retry_after_s)
+        if isinstance(exc, Unauthorized):
+            response.headers["WWW-Authenticate"] = "Bearer"
+        if status in (401, 403):
+            await run_in_threadpool(
+                audit, request, f"denied {request.method} {request.url.path}", status=status
+            )
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -178,34 +257,67 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
 
     @app.get("/healthz", tags=["health"], response_model=Health)
     async def healthz() -> Health:
+        """Alive: answers at once, without a key, whatever the models are doing."""
         return Health(status="ok")
+
+    @app.get("/readyz", tags=["health"], response_model=Ready, responses={503: {"model": Ready}})
+    async def readyz(request: Request, lore: LoreDep, caller: CallerDep) -> Any:
+        """Ready: models loaded and the stores reachable (503 naming what is not)."""
+        checks = {"models": "ok" if request.app.state.ready else "loading"}
+        try:
+            await run_in_threadpool(lore.store.list_collections)
+            checks["vector_store"] = "ok"
+        except Exception:
+            log.exception("vector store unreachable")
+            checks["vector_store"] = "unreachable"
+        try:
+            await run_in_threadpool(lore.manifest.collections)
+            checks["manifest"] = "ok"
+        except Exception:
+            log.exception("manifest unreachable")
+            checks["manifest"] = "unreachable"
+        ready = all(v == "ok" for v in checks.values())
+        body = Ready(status="ready" if ready else "not ready", checks=checks)
+        return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+
+    @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
+    async def prometheus_metrics(caller: CallerDep) -> Response:
+        """Prometheus metrics: requests and latency by route, queue depth, time to first
+        token, tokens/s, retrieval latency, ingest counters."""
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.post(
         "/v1/query",
         tags=["query"],
         response_model=QueryResponse,
-        responses={404: {"model": ErrorOut}, 422: {"model": ErrorOut}},
+        responses={404: {"model": ErrorOut}, 422: {"model": ErrorOut}, 503: {"model": ErrorOut}},
     )
-    async def query(body: QueryRequest, lore: LoreDep) -> Any:
-        """Answer a question from a collection; with `stream`, as server-sent events."""
-        collection = body.collection or lore.settings.collection
+    async def query(body: QueryRequest, request: Request, lore: LoreDep, caller: CallerDep) -> Any:
+        """Answer a question from a collection; with `stream`, as server-sent events:
+        `sources`, then `token`s, then `done` (or `error`)."""
+        collection = readable(caller, body.collection or lore.settings.collection)
         if len(body.question) > lore.settings.max_question_chars:
             raise InvalidInput(
                 f"The question is longer than {lore.settings.max_question_chars} characters."
             )
         filters = _filters(body.filters)
-        history = [Turn(t.role, t.content) for t in body.history]
-        if body.stream:
-            return EventSourceResponse(
-                _answer_events(lore, body.question, collection, body.top_k, filters, history)
-            )
-        answer = await run_in_threadpool(
-            partial(lore.answerer.ask, filters=filters, history=history),
-            body.question,
-            collection,
-            body.top_k,
+        await run_in_threadpool(_require_collection, lore, collection)
+        events = start_answer(
+            request,
+            lore,
+            operation="query",
+            question=body.question,
+            collection=collection,
+            top_k=body.top_k,
+            filters=filters,
+            history=[Turn(t.role, t.content) for t in body.history],
         )
-        return presenters.answer_json(answer, collection)
+        if body.stream:
+            return EventSourceResponse(_answer_events(events, collection), ping=15)
+        async for event in events:
+            if isinstance(event, DoneEvent):
+                return presenters.answer_json(event.answer, collection)
+        raise RuntimeError("the answer ended without a result")  # pragma: no cover
 
     @app.post(
         "/v1/search",
@@ -213,14 +325,91 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
         response_model=list[PassageOut],
         responses={404: {"model": ErrorOut}, 422: {"model": ErrorOut}},
     )
-    async def search(body: SearchRequest, lore: LoreDep) -> Any:
+    async def search(
+        body: SearchRequest, request: Request, lore: LoreDep, caller: CallerDep
+    ) -> Any:
         """The passages nearest to a question, best first, without an answer."""
-        collection = body.collection or lore.settings.collection
+        collection = readable(caller, body.collection or lore.settings.collection)
         filters = _filters(body.filters)
+        await run_in_threadpool(_require_collection, lore, collection)
+        started = time.perf_counter()
         passages = await run_in_threadpool(
-            partial(lore.retriever.search, filters=filters), body.question, collection, body.top_k
+            partial(lore.retriever.search, filters=filters),
+            body.question,
+            collection,
+            body.top_k,
+        )
+        metrics.retrieval.observe(time.perf_counter() - started)
+        await run_in_threadpool(
+            audit,
+            request,
+            "search",
+            collection=collection,
+            question=body.question,
+            chunk_ids=[p.chunk.id for p in passages],
+            status=200,
         )
         return [presenters.passage_json(i, p) for i, p in enumerate(passages, start=1)]
+
+    # -- collections --------------------------------------------------------
+
+    @app.post(
+        "/v1/collections",
+        tags=["collections"],
+        response_model=CollectionOut,
+        status_code=201,
+        responses={403: {"model": ErrorOut}, 422: {"model": ErrorOut}},
+    )
+    async def create_collection(
+        body: CollectionIn, request: Request, lore: LoreDep, caller: CallerDep
+    ) -> Any:
+        """Create an empty collection (an admin, or a writer key naming it, may)."""
+        writable(caller, body.name)
+        await run_in_threadpool(lore.store.create_collection, body.name)
+        await run_in_threadpool(
+            audit, request, "collections.create", collection=body.name, status=201
+        )
+        return CollectionOut(name=body.name, documents=0, chunks=0)
+
+    @app.get("/v1/collections", tags=["collections"], response_model=list[CollectionOut])
+    async def list_collections(lore: LoreDep, caller: CallerDep) -> Any:
+        """The collections this key may read, with their sizes."""
+        names = await run_in_threadpool(lore.store.list_collections)
+        return [
+            await run_in_threadpool(_collection_out, lore, n) for n in names if caller.can_read(n)
+        ]
+
+    @app.get(
+        "/v1/collections/{name}",
+        tags=["collections"],
+        response_model=CollectionOut,
+        responses={404: {"model": ErrorOut}},
+    )
+    async def get_collection(name: CollectionPath, lore: LoreDep, caller: CallerDep) -> Any:
+        """One collection's size."""
+        readable(caller, name)
+        await run_in_threadpool(_require_collection, lore, name)
+        return await run_in_threadpool(_collection_out, lore, name)
+
+    @app.delete(
+        "/v1/collections/{name}",
+        tags=["collections"],
+        response_model=CollectionDeleteOut,
+        responses={403: {"model": ErrorOut}, 404: {"model": ErrorOut}},
+    )
+    async def delete_collection(
+        name: CollectionPath, request: Request, lore: LoreDep, caller: CallerDep
+    ) -> Any:
+        """Delete a collection: every document, chunk and uploaded file in it."""
+        writable(caller, name)
+        await run_in_threadpool(_require_collection, lore, name)
+        doc_ids, chunks = await run_in_threadpool(_delete_collection, lore, name)
+        await run_in_threadpool(
+            audit, request, "collections.delete", collection=name, doc_ids=doc_ids, status=200
+        )
+        return CollectionDeleteOut(name=name, deleted_documents=len(doc_ids), deleted_chunks=chunks)
+
+    # -- documents ----------------------------------------------------------
 
     @app.post(
         "/v1/documents",
@@ -230,12 +419,14 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
         responses={413: {"model": ErrorOut}, 415: {"model": ErrorOut}, 422: {"model": ErrorOut}},
     )
     async def upload_document(
+        request: Request,
         lore: LoreDep,
+        caller: CallerDep,
         file: Annotated[UploadFile, File(description="The document to index.")],
         collection: Annotated[str | None, Form(pattern=COLLECTION_PATTERN)] = None,
     ) -> Any:
         """Upload a file and index it. Uploading the same name again replaces the document."""
-        target = collection or lore.settings.collection
+        target = writable(caller, collection or lore.settings.collection)
         name = _safe_filename(file.filename)
         check_supported(Path(name))
         staged = await run_in_threadpool(_stage_upload, file.file, lore.settings, target, name)
@@ -244,39 +435,84 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
             result = await run_in_threadpool(ingest_replacing, lore, staged, final, target)
         finally:
             await run_in_threadpool(staged.unlink, missing_ok=True)  # gone already on success
+        _count_ingested(metrics, result)
+        await run_in_threadpool(
+            audit,
+            request,
+            "documents.upload",
+            collection=target,
+            doc_ids=[result.doc_id] if result.doc_id else [],
+            status=201,
+        )
         return presenters.ingest_json(result)
 
-    @app.get("/v1/documents", tags=["documents"], response_model=list[DocumentOut])
-    async def list_documents(lore: LoreDep, collection: CollectionQuery = None) -> Any:
-        """The documents in a collection, with their chunk counts."""
-        target = collection or lore.settings.collection
+    @app.get(
+        "/v1/documents",
+        tags=["documents"],
+        response_model=list[DocumentOut],
+        responses={404: {"model": ErrorOut}},
+    )
+    async def list_documents(
+        lore: LoreDep, caller: CallerDep, collection: CollectionQuery = None
+    ) -> Any:
+        """The documents in a collection, with their status and chunk counts."""
+        target = readable(caller, collection or lore.settings.collection)
         documents = await run_in_threadpool(_list_documents, lore, target)
         return [presenters.document_json(d) for d in documents]
+
+    @app.get(
+        "/v1/documents/{doc_id}",
+        tags=["documents"],
+        response_model=DocumentDetailOut,
+        responses={404: {"model": ErrorOut}},
+    )
+    async def get_document(
+        doc_id: DocIdPath, lore: LoreDep, caller: CallerDep, collection: CollectionQuery = None
+    ) -> Any:
+        """One document's record and its chunks."""
+        target = readable(caller, collection or lore.settings.collection)
+        return await run_in_threadpool(_document_detail, lore, target, doc_id)
 
     @app.delete(
         "/v1/documents/{doc_id}",
         tags=["documents"],
         response_model=DeleteOut,
-        responses={404: {"model": ErrorOut}},
+        responses={403: {"model": ErrorOut}, 404: {"model": ErrorOut}},
     )
     async def remove_document(
-        doc_id: str, lore: LoreDep, collection: CollectionQuery = None
+        doc_id: DocIdPath,
+        request: Request,
+        lore: LoreDep,
+        caller: CallerDep,
+        collection: CollectionQuery = None,
     ) -> Any:
         """Delete a document and all of its chunks (and its uploaded file, if it was uploaded)."""
-        target = collection or lore.settings.collection
+        target = writable(caller, collection or lore.settings.collection)
         removed, sources = await run_in_threadpool(_remove_document, lore, target, doc_id)
+        await run_in_threadpool(
+            audit, request, "documents.delete", collection=target, doc_ids=[doc_id], status=200
+        )
         return DeleteOut(doc_id=doc_id, deleted_chunks=removed, sources=sources)
+
+    # -- ingest jobs --------------------------------------------------------
 
     @app.post(
         "/v1/ingest/jobs",
         tags=["ingest"],
         response_model=JobOut,
         status_code=202,
-        responses={403: {"model": ErrorOut}, 413: {"model": ErrorOut}, 422: {"model": ErrorOut}},
+        responses={
+            403: {"model": ErrorOut},
+            413: {"model": ErrorOut},
+            422: {"model": ErrorOut},
+            503: {"model": ErrorOut},
+        },
     )
     async def create_ingest_job(
+        request: Request,
         lore: LoreDep,
         jobs: JobsDep,
+        caller: CallerDep,
         files: Annotated[list[UploadFile] | None, File(description="Files to index.")] = None,
         folder: Annotated[
             str | None, Form(max_length=4096, description="A server folder inside ingest_roots.")
@@ -284,10 +520,12 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
         collection: Annotated[str | None, Form(pattern=COLLECTION_PATTERN)] = None,
     ) -> Any:
         """Start indexing uploaded files, or a server-side folder inside an allowed root."""
-        target = collection or lore.settings.collection
+        target = writable(caller, collection or lore.settings.collection)
         if bool(files) == bool(folder):
             raise InvalidInput("Send either files or a folder, not both and not neither.")
         if folder:
+            if not caller.is_admin:
+                raise Forbidden("Only an admin key may ingest a folder on the server.")
             paths = [await run_in_threadpool(_allowed_folder, lore.settings, folder)]
         else:
             paths = []
@@ -300,12 +538,14 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
                 final = lore.settings.uploads_dir / target / name
                 # A job records unreadable files as failed, so the upload takes its place now.
                 paths.append(await run_in_threadpool(staged.replace, final))
-        return jobs.submit(target, paths).as_json()
+        job = jobs.submit(target, paths, actor=caller.actor)
+        await run_in_threadpool(audit, request, "ingest.jobs.create", collection=target, status=202)
+        return job.as_json()
 
     @app.get("/v1/ingest/jobs", tags=["ingest"], response_model=list[JobOut])
-    async def list_ingest_jobs(jobs: JobsDep) -> Any:
-        """Recent ingest jobs, newest first."""
-        return [job.as_json() for job in jobs.list()]
+    async def list_ingest_jobs(jobs: JobsDep, caller: CallerDep) -> Any:
+        """Recent ingest jobs into collections this key may read, newest first."""
+        return [job.as_json() for job in jobs.list() if caller.can_read(job.collection)]
 
     @app.get(
         "/v1/ingest/jobs/{job_id}",
@@ -313,19 +553,72 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
         response_model=JobOut,
         responses={404: {"model": ErrorOut}},
     )
-    async def get_ingest_job(job_id: str, jobs: JobsDep) -> Any:
+    async def get_ingest_job(job_id: JobIdPath, jobs: JobsDep, caller: CallerDep) -> Any:
         """A job's progress (files done of total, counts by outcome) and its report when done."""
-        return jobs.get(job_id).as_json()
+        job = jobs.get(job_id)
+        if not caller.can_read(job.collection):
+            raise NotFound(f"There is no ingest job '{job_id}'.")
+        return job.as_json()
 
     @app.post(
         "/v1/ingest/jobs/{job_id}/cancel",
         tags=["ingest"],
         response_model=JobOut,
-        responses={404: {"model": ErrorOut}},
+        responses={403: {"model": ErrorOut}, 404: {"model": ErrorOut}},
     )
-    async def cancel_ingest_job(job_id: str, jobs: JobsDep) -> Any:
+    async def cancel_ingest_job(
+        job_id: JobIdPath, request: Request, jobs: JobsDep, caller: CallerDep
+    ) -> Any:
         """Stop a job between files; what it finished stays indexed."""
-        return jobs.cancel(job_id).as_json()
+        job = jobs.get(job_id)
+        if not caller.can_read(job.collection):
+            raise NotFound(f"There is no ingest job '{job_id}'.")
+        writable(caller, job.collection)
+        cancelled = jobs.cancel(job_id).as_json()
+        await run_in_threadpool(
+            audit, request, "ingest.jobs.cancel", collection=job.collection, status=200
+        )
+        return cancelled
+
+    # -- keys ---------------------------------------------------------------
+
+    @app.post(
+        "/v1/keys",
+        tags=["keys"],
+        response_model=NewKeyOut,
+        status_code=201,
+        responses={403: {"model": ErrorOut}, 422: {"model": ErrorOut}},
+    )
+    async def create_key(body: KeyIn, request: Request, lore: LoreDep, admin: AdminDep) -> Any:
+        """Make an API key (admin only). The key is in this response and nowhere else."""
+        record, key = await run_in_threadpool(
+            lore.keys.create, body.name, body.role, body.collections
+        )
+        await run_in_threadpool(audit, request, f"keys.create {record.key_id}", status=201)
+        return {**record.as_json(), "key": key}
+
+    @app.get(
+        "/v1/keys", tags=["keys"], response_model=list[KeyOut], responses={403: {"model": ErrorOut}}
+    )
+    async def list_keys(lore: LoreDep, admin: AdminDep) -> Any:
+        """Every key, revoked ones included, without secrets (admin only)."""
+        return [k.as_json() for k in await run_in_threadpool(lore.keys.list)]
+
+    @app.delete(
+        "/v1/keys/{key_id}",
+        tags=["keys"],
+        response_model=KeyOut,
+        responses={403: {"model": ErrorOut}, 404: {"model": ErrorOut}},
+    )
+    async def revoke_key(
+        key_id: KeyIdPath, request: Request, lore: LoreDep, admin: AdminDep
+    ) -> Any:
+        """Revoke a key at once (admin only)."""
+        record = await run_in_threadpool(lore.keys.revoke, key_id)
+        await run_in_threadpool(audit, request, f"keys.revoke {key_id}", status=200)
+        return record.as_json()
+
+    app.include_router(openai_router)
 
     if WEB_DIR.is_dir():
         app.mount("/web", StaticFiles(directory=WEB_DIR), name="web")
@@ -335,6 +628,60 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
             return FileResponse(WEB_DIR / "index.html")
 
     return app
+
+
+def _count_ingested(metrics: Metrics, result: IngestResult) -> None:
+    metrics.ingested_files.labels(result.status).inc()
+    metrics.ingested_chunks.inc(result.chunks if result.status in ("added", "updated") else 0)
+
+
+def _audit_job(log_: AuditLog, job: Job) -> None:
+    log_.record(
+        actor=job.actor or "anonymous",
+        operation=f"ingest.jobs.{job.status}",
+        collection=job.collection,
+        doc_ids=job.doc_ids,
+        status=200,
+        request_id=job.id,
+    )
+
+
+def _require_collection(lore: Lore, collection: str) -> None:
+    if collection not in lore.store.list_collections():
+        raise NotFound(f"Collection '{collection}' does not exist.")
+
+
+def _collection_out(lore: Lore, name: str) -> CollectionOut:
+    documents = lore.manifest.visible_count(name)
+    chunks = sum(d.chunks for d in lore.manifest.documents(name) if d.status == "indexed")
+    return CollectionOut(name=name, documents=documents, chunks=chunks)
+
+
+def _delete_collection(lore: Lore, name: str) -> tuple[list[str], int]:
+    """Delete every document (each as `DELETE /v1/documents` would), then the collection."""
+    doc_ids: list[str] = []
+    chunks = 0
+    for record in lore.manifest.documents(name):
+        if record.status == "deleting":
+            continue
+        removed, _ = _remove_document(lore, name, record.doc_id)
+        doc_ids.append(record.doc_id)
+        chunks += removed
+    lore.store.drop_collection(name)
+    shutil.rmtree(lore.settings.uploads_dir / name, ignore_errors=True)
+    return doc_ids, chunks
+
+
+def _document_detail(lore: Lore, collection: str, doc_id: str) -> dict[str, Any]:
+    record = lore.manifest.document(collection, doc_id)
+    if record is None or record.status == "deleting":
+        raise NotFound(f"Document '{doc_id}' is not in collection '{collection}'.")
+    data = presenters.document_json(record)
+    data["chunk_texts"] = [
+        {"chunk_id": c.id, "page": c.page, "heading": c.heading, "text": c.text}
+        for c in (lore.store.document_chunks(collection, doc_id) if record.chunks else [])
+    ]
+    return data
 
 
 def _filters(given: FiltersIn | None) -> Filters | None:
@@ -405,38 +752,27 @@ def _stage_upload(upload: BinaryIO, settings: Settings, collection: str, name: s
     return staged
 
 
-def _answer_events(
-    lore: Lore,
-    question: str,
-    collection: str,
-    top_k: int | None,
-    filters: Filters | None,
-    history: list[Turn],
+async def _answer_events(
+    events: AsyncIterator[AnswerEvent], collection: str
 ) -> AsyncIterator[dict[str, str]]:
     """Server-sent events for one answer: `sources`, `token`…, then `done` (or `error`)."""
-
-    def events() -> Iterator[dict[str, str]]:
-        try:
-            for event in lore.answerer.stream(
-                question, collection, top_k, filters=filters, history=history
-            ):
-                if isinstance(event, SourcesEvent):
-                    data: Any = [presenters.citation_json(c) for c in event.sources]
-                    yield {"event": "sources", "data": json.dumps(data, ensure_ascii=False)}
-                elif isinstance(event, TokenEvent):
-                    yield {
-                        "event": "token",
-                        "data": json.dumps({"text": event.text}, ensure_ascii=False),
-                    }
-                elif isinstance(event, DoneEvent):
-                    data = presenters.answer_json(event.answer, collection)
-                    yield {"event": "done", "data": json.dumps(data, ensure_ascii=False)}
-        except LoreError as exc:
-            error = {"code": exc.code, "message": str(exc)}
-            yield {"event": "error", "data": json.dumps(error, ensure_ascii=False)}
-        except Exception:
-            log.exception("answer stream failed")
-            error = {"code": "internal_error", "message": "Something went wrong on the server."}
-            yield {"event": "error", "data": json.dumps(error)}
-
-    return iterate_in_threadpool(events())
+    try:
+        async for event in events:
+            if isinstance(event, SourcesEvent):
+                data: Any = [presenters.citation_json(c) for c in event.sources]
+                yield {"event": "sources", "data": json.dumps(data, ensure_ascii=False)}
+            elif isinstance(event, TokenEvent):
+                yield {
+                    "event": "token",
+                    "data": json.dumps({"text": event.text}, ensure_ascii=False),
+                }
+            elif isinstance(event, DoneEvent):
+                data = presenters.answer_json(event.answer, collection)
+                yield {"event": "done", "data": json.dumps(data, ensure_ascii=False)}
+    except LoreError as exc:
+        error = {"code": exc.code, "message": str(exc)}
+        yield {"event": "error", "data": json.dumps(error, ensure_ascii=False)}
+    except Exception:
+        log.exception("answer stream failed")
+        error = {"code": "internal_error", "message": "Something went wrong on the server."}
+        yield {"event": "error", "data": json.dumps(error)}

@@ -1,4 +1,4 @@
-"""The `lore` command line: ingest, ask, search, serve, and manage models and documents."""
+"""The `lore` command line: ingest, ask, search, serve; manage models, documents, the audit log."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from rag.audit import AuditLog
 from rag.config import Settings, load_settings, validate_collection_name
 from rag.errors import LoreError
 
@@ -20,8 +21,12 @@ app = typer.Typer(
 )
 models_app = typer.Typer(help="Install and inspect the local models.", no_args_is_help=True)
 docs_app = typer.Typer(help="List and delete indexed documents.", no_args_is_help=True)
+keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+audit_app = typer.Typer(help="Check, export and prune the audit log.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(docs_app, name="docs")
+app.add_typer(audit_app, name="audit")
+app.add_typer(keys_app, name="keys")
 
 
 def _collection(value: str | None) -> str | None:
@@ -371,15 +376,25 @@ def serve(
     import uvicorn
 
     from api.app import create_app
+    from api.observability import configure_json_logging
 
     settings = _settings()
     if collection is not None:
         settings = settings.model_copy(update={"collection": collection})
+    bind = host or settings.host
+    if not settings.auth and not _is_loopback(bind):
+        raise typer.BadParameter(
+            f"auth is off, so the server binds only to loopback (127.0.0.1 or ::1), not {bind}. "
+            "Turn auth on and make keys with `lore keys create` to serve a network.",
+            param_hint="--host",
+        )
+    configure_json_logging()
     uvicorn.run(
         create_app(settings),
-        host=host or settings.host,
+        host=bind,
         port=port or settings.port,
         log_level="info",
+        log_config=None,
     )
 
 
@@ -511,6 +526,137 @@ def docs_delete(
     target = collection or settings.collection
     removed, _ = delete_document(_lore(settings), target, doc_id)
     typer.echo(f"Deleted {doc_id}: {removed} chunks.")
+
+
+def _audit_log(settings: Settings) -> AuditLog:
+    return AuditLog(settings.data_dir / "audit.sqlite3")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Check the audit log's hash chain. Exits 0 when intact, 1 at the first bad entry."""
+    log = _audit_log(_settings())
+    try:
+        result = log.verify()
+    finally:
+        log.close()
+    if not result.ok:
+        typer.echo(f"Audit chain broken at entry {result.first_bad_seq}: {result.problem}.")
+        typer.echo(f"{result.entries} entries before it are intact.")
+        raise typer.Exit(1)
+    typer.echo(f"Audit chain intact: {result.entries} entries.")
+
+
+@audit_app.command("export")
+def audit_export(
+    since: Annotated[
+        str | None,
+        typer.Option(help="Only entries at or after this ISO date or time (UTC by default)."),
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to this file, not stdout.")
+    ] = None,
+) -> None:
+    """Print the audit log as JSON lines, one entry a line, oldest first."""
+    from rag.errors import InvalidInput
+    from rag.filters import parse_when
+
+    try:
+        moment = parse_when(since) if since is not None else None
+    except InvalidInput as exc:
+        raise typer.BadParameter(str(exc), param_hint="--since") from None
+    log = _audit_log(_settings())
+    try:
+        lines = (json.dumps(entry, ensure_ascii=False) for entry in log.export(moment))
+        if output is None:
+            for line in lines:
+                typer.echo(line)
+            return
+        count = 0
+        with output.open("w", encoding="utf-8") as file:
+            for line in lines:
+                file.write(line + "\n")
+                count += 1
+        typer.echo(f"Exported {count} entries to {output}.", err=True)
+    finally:
+        log.close()
+
+
+@audit_app.command("prune")
+def audit_prune() -> None:
+    """Remove the entries older than `audit_retention_days` (0 keeps them all)."""
+    settings = _settings()
+    days = settings.audit_retention_days
+    if days == 0:
+        typer.echo("audit_retention_days is 0: the audit log is kept forever; nothing removed.")
+        return
+    log = _audit_log(settings)
+    try:
+        removed = log.prune(days, actor="cli")
+    finally:
+        log.close()
+    typer.echo(f"Removed {removed} audit entries older than {days:g} days.")
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _keys() -> Any:
+    from rag.access import KeyStore
+
+    return KeyStore(_settings().data_dir / "keys.sqlite3")
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Argument(help="Who or what will use the key, e.g. payroll-bot.")],
+    role: Annotated[
+        str, typer.Option(help="admin (everything), or reader or writer of --collection.")
+    ] = "reader",
+    collections: Annotated[
+        list[str] | None,
+        typer.Option("--collection", "-c", help="A collection the key reaches (repeatable)."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Make an API key. It is printed once and stored only as a hash: keep it safe."""
+    record, key = _keys().create(name, role, [_collection(c) or "" for c in collections or []])
+    if as_json:
+        _print_json({**record.as_json(), "key": key})
+        return
+    reach = ", ".join(record.collections) or "every collection"
+    typer.echo(f"Created key {record.key_id} ({record.role} of {reach}) for {record.name}.")
+    typer.echo(f"Key (shown only now): {key}")
+
+
+@keys_app.command("list")
+def keys_list(as_json: JsonOption = False) -> None:
+    """Show every key (never the secret): id, name, role, collections, whether revoked."""
+    records = _keys().list()
+    if as_json:
+        _print_json([r.as_json() for r in records])
+        return
+    for r in records:
+        state = "revoked" if r.revoked_at is not None else "active"
+        reach = ", ".join(r.collections) or "*"
+        typer.echo(f"{r.key_id}  {state:7s} {r.role:6s} {r.name}  [{reach}]")
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key id, as `lore keys list` shows it.")],
+) -> None:
+    """Revoke a key; requests with it are refused from now on."""
+    record = _keys().revoke(key_id)
+    typer.echo(f"Revoked key {record.key_id} ({record.name}).")
 
 
 def main() -> None:

@@ -157,3 +157,100 @@ class JobOut(BaseModel):
     created_at: float
     started_at: float | None
     finished_at: float | None
+
+
+class ChunkOut(BaseModel):
+    chunk_id: str
+    page: int | None
+    heading: str
+    text: str
+
+
+class DocumentDetailOut(DocumentOut):
+    chunk_texts: list[ChunkOut]
+
+
+class CollectionIn(Strict):
+    name: str = Field(pattern=COLLECTION_PATTERN, examples=["contracts"])
+
+
+class CollectionOut(BaseModel):
+    name: str
+    documents: int = Field(description="Documents visible to queries (indexed).")
+    chunks: int
+
+
+class CollectionDeleteOut(BaseModel):
+    name: str
+    deleted_documents: int
+    deleted_chunks: int
+
+
+class KeyIn(Strict):
+    name: str = Field(min_length=1, max_length=200, examples=["payroll-bot"])
+    role: Literal["admin", "reader", "writer"]
+    collections: list[Annotated[str, Field(pattern=COLLECTION_PATTERN)]] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="What a reader or writer key reaches; an admin key names none.",
+    )
+
+
+class KeyOut(BaseModel):
+    key_id: str
+    name: str
+    role: str
+    collections: list[str]
+    created_at: float
+    revoked: bool
+    revoked_at: float | None
+
+
+class NewKeyOut(KeyOut):
+    key: str = Field(description="The key itself. It is shown only this once; store it safely.")
+
+
+class Ready(BaseModel):
+    status: str
+    checks: dict[str, str]
+
+
+# -- OpenAI-compatible bodies -------------------------------------------------
+
+
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: str = Field(max_length=40)
+    text: str | None = Field(default=None, max_length=8000)
+
+
+class ChatMessageIn(BaseModel):
+    # OpenAI clients send fields Lore has no use for (name, tool calls); they are ignored.
+    model_config = ConfigDict(extra="allow")
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[ContentPart] | None = Field(default=None, max_length=8000)
+
+
+class ChatCompletionRequest(BaseModel):
+    """An OpenAI chat completion request. The model `lore:<collection>` picks a collection;
+    the last message is the question, earlier user and assistant messages its history.
+    Sampling fields (temperature, top_p, ...) are accepted and ignored."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str = Field(max_length=600, examples=["lore:default"])
+    messages: list[ChatMessageIn] = Field(min_length=1, max_length=51)
+    stream: bool = False
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+
+
+class EmbeddingRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    input: str | list[Annotated[str, Field(max_length=8000)]] = Field(
+        max_length=8000, description="A text, or up to 256 texts."
+    )
+    model: str = Field(max_length=600)
+    encoding_format: Literal["float", "base64"] = Field(
+        default="float",
+        description="base64: little-endian float32 bytes (the OpenAI SDK's default).",
+    )

@@ -11,6 +11,7 @@ import queue
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -18,7 +19,7 @@ from typing import Any, Literal
 from ingest.batch import BatchOptions, run_batch
 from ingest.pipeline import IngestResult
 from rag.container import Lore
-from rag.errors import LimitExceeded, LoreError, NotFound
+from rag.errors import Busy, LoreError, NotFound
 
 JobStatus = Literal["queued", "running", "done", "cancelled", "failed"]
 
@@ -37,6 +38,9 @@ class Job:
     created_at: float = field(default_factory=time.time)
     started_at: float | None = None
     finished_at: float | None = None
+    # Who started it (an audit actor such as "key:ab12"), and the documents it changed.
+    actor: str = ""
+    doc_ids: list[str] = field(default_factory=list, repr=False)
     cancel: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def as_json(self) -> dict[str, Any]:
@@ -58,8 +62,19 @@ class Job:
 class JobManager:
     """Runs ingest jobs in order on one thread. Call `close` to stop it."""
 
-    def __init__(self, lore: Lore, *, max_queued: int = 16, keep_finished: int = 200):
+    def __init__(
+        self,
+        lore: Lore,
+        *,
+        max_queued: int = 16,
+        keep_finished: int = 200,
+        on_result: Callable[[IngestResult], None] | None = None,
+        on_finish: Callable[[Job], None] | None = None,
+    ):
+        """`on_result` hears of every file handled; `on_finish` of every job that ends."""
         self._lore = lore
+        self._on_result = on_result
+        self._on_finish = on_finish
         self._jobs: dict[str, Job] = {}
         self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=max_queued)
         self._keep_finished = keep_finished
@@ -67,8 +82,8 @@ class JobManager:
         self._thread = threading.Thread(target=self._run, name="lore-ingest-jobs", daemon=True)
         self._thread.start()
 
-    def submit(self, collection: str, paths: list[Path]) -> Job:
-        job = Job(id=uuid.uuid4().hex, collection=collection, paths=paths)
+    def submit(self, collection: str, paths: list[Path], actor: str = "") -> Job:
+        job = Job(id=uuid.uuid4().hex, collection=collection, paths=paths, actor=actor)
         with self._lock:
             self._jobs[job.id] = job
         try:
@@ -76,7 +91,9 @@ class JobManager:
         except queue.Full:
             with self._lock:
                 del self._jobs[job.id]
-            raise LimitExceeded("Too many ingest jobs are waiting; try again later.") from None
+            raise Busy(
+                "Too many ingest jobs are waiting; try again in a minute.", retry_after_s=60
+            ) from None
         return job
 
     def get(self, job_id: str) -> Job:
@@ -121,6 +138,10 @@ class JobManager:
         def progress(done: int, total: int, result: IngestResult) -> None:
             job.done, job.total = done, total
             job.counts[result.status] = job.counts.get(result.status, 0) + 1
+            if result.status in ("added", "updated", "removed"):
+                job.doc_ids.append(result.doc_id)
+            if self._on_result is not None:
+                self._on_result(result)
 
         try:
             report = run_batch(
@@ -134,6 +155,8 @@ class JobManager:
             job.report = report.as_json()
             job.status = "cancelled" if report.interrupted else "done"
         job.finished_at = time.time()
+        if self._on_finish is not None:
+            self._on_finish(job)
 
     def _forget_old(self) -> None:
         with self._lock:

@@ -122,25 +122,35 @@ class Answerer:
         *,
         filters: Filters | None = None,
         history: Sequence[Turn] = (),
+        max_tokens: int | None = None,
     ) -> Iterator[AnswerEvent]:
         """Events for one answer: the sources, then tokens, then the finished answer.
 
         With `filters`, the answer draws only on the documents that pass them. With
         `history` (the earlier turns of a conversation), the question is first
         rewritten into a standalone one, which is what is searched for and answered.
+        `max_tokens` lowers the answer's length limit for this answer.
         """
         question = self._check(question)
         query = self.standalone(question, history)
         k = top_k or self._limits.top_k
         found = self._retriever.retrieve(query, collection, k, filters=filters)
         may_decline = found.evidence.total < self._limits.firm_evidence
-        for event in self.stream_with(query, found.passages, may_decline=may_decline):
+        events = self.stream_with(
+            query, found.passages, may_decline=may_decline, max_tokens=max_tokens
+        )
+        for event in events:
             if isinstance(event, DoneEvent) and query != question:
                 event = DoneEvent(replace(event.answer, question=question, query=query))
             yield event
 
     def stream_with(
-        self, question: str, passages: list[Passage], *, may_decline: bool = True
+        self,
+        question: str,
+        passages: list[Passage],
+        *,
+        may_decline: bool = True,
+        max_tokens: int | None = None,
     ) -> Iterator[AnswerEvent]:
         """Events for an answer from the given passages (the evaluation's oracle run).
 
@@ -157,7 +167,7 @@ class Answerer:
         pieces: list[str] = []
         for piece in self._generator.stream(
             prompts.build_messages(question, sources, may_decline=may_decline),
-            self._limits.max_tokens,
+            min(max_tokens or self._limits.max_tokens, self._limits.max_tokens),
         ):
             pieces.append(piece)
             yield TokenEvent(piece)

@@ -116,6 +116,21 @@ class Settings(BaseSettings):
     max_question_chars: int = Field(default=2000, ge=1)
     # Server-side folders an ingest job may read (the API refuses any other path).
     ingest_roots: list[Path] = Field(default_factory=list)
+    # Every route but /healthz needs an API key (`lore keys create`). Turning auth off is
+    # for one person on one machine: the server then warns and binds only to loopback.
+    auth: bool = True
+    # Bounds on what one request may ask for (over them: 413 or 422).
+    max_body_mb: int = Field(default=4, ge=1, le=1024)
+    # The chat model answers one request at a time; this many more may wait for it.
+    # When they are all taken, a request is answered 503 with Retry-After at once.
+    generation_queue: int = Field(default=8, ge=0, le=1000)
+    # Wall-clock limit on one answer's generation, in seconds.
+    generation_timeout_s: float = Field(default=120.0, gt=0)
+    # Requests per minute one key may make (0: no limit); over it, 429 with Retry-After.
+    rate_limit_per_minute: int = Field(default=120, ge=0)
+    # Audit log (<data_dir>/audit.sqlite3): entries older than this many days are
+    # removed by `lore audit prune`. 0 keeps them forever.
+    audit_retention_days: float = Field(default=365, ge=0)
 
     @field_validator("collection")
     @classmethod

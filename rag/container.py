@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from rag.access import KeyStore
 from rag.answering import Answerer, AnswerLimits
 from rag.config import Settings
 from rag.embeddings import CrossEncoderReranker, Embedder, Reranker, SentenceTransformerEmbedder
@@ -176,6 +177,10 @@ class Lore:
     @cached_property
     def manifest(self) -> Manifest:
         return Manifest(self.settings.data_dir / "manifest.sqlite3")
+
+    @cached_property
+    def keys(self) -> KeyStore:
+        return KeyStore(self.settings.data_dir / "keys.sqlite3")
 
     @cached_property
     def keywords(self) -> KeywordIndex:

@@ -73,3 +73,35 @@ class MalformedDocument(ParseError):
     """The file is damaged or is not what its name says."""
 
     code = "malformed"
+
+
+class Unauthorized(LoreError):
+    """No API key, or one that is malformed, unknown or revoked."""
+
+    code = "unauthorized"
+
+
+class Busy(LoreError):
+    """The server is at capacity (the generation queue is full); try again after a pause."""
+
+    code = "busy"
+
+    def __init__(self, message: str, retry_after_s: int):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class RateLimited(LoreError):
+    """This key has made more requests than its rate allows; try again after a pause."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after_s: int):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class TimedOut(LoreError):
+    """Generation ran past its wall-clock limit."""
+
+    code = "timeout"

@@ -7,6 +7,7 @@ function would download a model at run time, so it is never created.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -47,6 +48,14 @@ class VectorStore(Protocol):
     def chunk_counts(self, collection: str) -> dict[str, int]: ...
 
     def list_collections(self) -> list[str]: ...
+
+    def create_collection(self, collection: str) -> None:
+        """Make an empty collection (nothing happens if it exists)."""
+        ...
+
+    def drop_collection(self, collection: str) -> None:
+        """Remove a collection and whatever it still holds (nothing happens if it is gone)."""
+        ...
 
 
 def _metadata(chunk: Chunk) -> dict[str, str | int]:
@@ -149,6 +158,15 @@ class ChromaStore:
 
     def list_collections(self) -> list[str]:
         return sorted(c.name for c in self._client.list_collections())
+
+    def create_collection(self, collection: str) -> None:
+        self._create_or_get(collection)
+
+    def drop_collection(self, collection: str) -> None:
+        from chromadb.errors import NotFoundError
+
+        with contextlib.suppress(NotFoundError, ValueError):
+            self._client.delete_collection(collection)
 
     # -- chunks -------------------------------------------------------------
 

@@ -20,7 +20,9 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     # The hashing embedder of the tests has its own scale: no per-model thresholds.
+    # Auth is off here, as for one local user; tests/unit/test_access.py turns it on.
     return Settings(
+        auth=False,
         data_dir=tmp_path / "data",
         models_dir=tmp_path / "models",
         min_score=0.05,

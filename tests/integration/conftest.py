@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from rag.access import KeyStore
 from rag.config import Settings, default_data_dir
 from rag.models import get_spec, verify
 
@@ -53,6 +54,12 @@ class Server:
     url: str
     data_dir: Path
     log: Path
+    key: str = ""
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """What a client sends: the admin key made for this server."""
+        return {"Authorization": f"Bearer {self.key}"}
 
 
 @contextmanager
@@ -91,6 +98,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterat
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = data_dir / "server.log"
+    _, key = KeyStore(data_dir / "keys.sqlite3").create("tests", "admin")
     command = [sys.executable, "-m", "api.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
     with running(command, f"{url}/healthz", log, lore_env(data_dir, models_dir)):
-        yield Server(url, data_dir, log)
+        yield Server(url, data_dir, log, key)

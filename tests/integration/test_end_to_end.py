@@ -26,7 +26,10 @@ def indexed(server: Server) -> dict[str, str]:
     for path in sorted(DEMO.iterdir()):
         with path.open("rb") as handle:
             response = httpx.post(
-                f"{server.url}/v1/documents", files={"file": (path.name, handle)}, timeout=TIMEOUT
+                f"{server.url}/v1/documents",
+                files={"file": (path.name, handle)},
+                headers=server.headers,
+                timeout=TIMEOUT,
             )
         assert response.status_code == 201, response.text
         assert response.json()["status"] == "added"
@@ -35,7 +38,12 @@ def indexed(server: Server) -> dict[str, str]:
 
 
 def _ask(server: Server, question: str) -> dict:  # type: ignore[type-arg]
-    response = httpx.post(f"{server.url}/v1/query", json={"question": question}, timeout=TIMEOUT)
+    response = httpx.post(
+        f"{server.url}/v1/query",
+        json={"question": question},
+        headers=server.headers,
+        timeout=TIMEOUT,
+    )
     assert response.status_code == 200, response.text
     return response.json()  # type: ignore[no-any-return]
 
@@ -75,6 +83,7 @@ def test_streamed_answer_arrives_in_pieces(server: Server, indexed: dict[str, st
         "POST",
         f"{server.url}/v1/query",
         json={"question": "How do I back up Lore?", "stream": True},
+        headers=server.headers,
         timeout=TIMEOUT,
     ) as response:
         for line in response.iter_lines():

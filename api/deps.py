@@ -1,0 +1,92 @@
+"""What routes receive through `Depends`: Lore's components, the caller, and the limits."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from api.limits import GenerationGate, RateLimiter
+from ingest.jobs import JobManager
+from rag.access import LOCAL_USER, Principal
+from rag.container import Lore
+from rag.errors import Forbidden, Unauthorized
+
+
+def get_lore(request: Request) -> Lore:
+    lore: Lore = request.app.state.lore
+    return lore
+
+
+LoreDep = Annotated[Lore, Depends(get_lore)]
+
+
+def get_jobs(request: Request) -> JobManager:
+    jobs: JobManager = request.app.state.jobs
+    return jobs
+
+
+JobsDep = Annotated[JobManager, Depends(get_jobs)]
+
+
+def get_gate(request: Request) -> GenerationGate:
+    gate: GenerationGate = request.app.state.gate
+    return gate
+
+
+GateDep = Annotated[GenerationGate, Depends(get_gate)]
+
+
+def presented_key(request: Request) -> str | None:
+    """The key from `Authorization: Bearer …` (what OpenAI clients send) or `X-API-Key`."""
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.headers.get("x-api-key") or None
+
+
+def get_caller(request: Request, lore: LoreDep) -> Principal:
+    """The caller behind the request's key (401 without a valid one), within its rate."""
+    if not lore.settings.auth:
+        principal = LOCAL_USER
+    else:
+        key = presented_key(request)
+        if key is None:
+            raise Unauthorized("This request needs an API key: send 'Authorization: Bearer <key>'.")
+        found = lore.keys.authenticate(key)
+        if found is None:
+            raise Unauthorized("That API key is not valid (unknown, malformed or revoked).")
+        principal = found
+    request.state.actor = principal.actor
+    limiter: RateLimiter = request.app.state.limiter
+    limiter.check(principal.key_id)
+    return principal
+
+
+CallerDep = Annotated[Principal, Depends(get_caller)]
+
+
+def get_admin(caller: CallerDep) -> Principal:
+    """The caller, if it holds an admin key (403 otherwise: the route is no secret)."""
+    if not caller.is_admin:
+        raise Forbidden("Only an admin key may do this.")
+    return caller
+
+
+AdminDep = Annotated[Principal, Depends(get_admin)]
+
+
+def readable(caller: Principal, collection: str) -> str:
+    """`collection`, if the caller may read it; NotFound otherwise, as for a missing one."""
+    caller.require_read(collection)
+    return collection
+
+
+def writable(caller: Principal, collection: str) -> str:
+    """`collection`, if the caller may change it: NotFound if it may not even read it,
+    Forbidden if it may read but not write."""
+    caller.require_read(collection)
+    if not caller.can_write(collection):
+        raise Forbidden(f"This key may read collection '{collection}' but not change it.")
+    return collection

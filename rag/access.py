@@ -1,0 +1,183 @@
+"""API keys and what each may do: the access rules every interface applies.
+
+A key is shown once, when it is made: `lore_<id>_<secret>`. Only the sha256 of the
+secret is stored (the secret is 256 random bits, so a slow password hash would add
+nothing), and it is compared in constant time. A key is either `admin` (everything,
+including managing keys) or a `reader` or `writer` of named collections; a writer may
+also read them. A collection a key may not read is, to that key, a collection that
+does not exist: callers answer NotFound, never Forbidden, so nothing leaks its name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, get_args
+
+from rag import database
+from rag.errors import InvalidInput, NotFound
+
+Role = Literal["admin", "reader", "writer"]
+ROLES: tuple[Role, ...] = get_args(Role)
+
+_PREFIX = "lore_"
+# Compared against when a key id is unknown, so a miss takes as long as a wrong secret.
+_DUMMY_HASH = hashlib.sha256(b"no such key").hexdigest()
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_id       TEXT PRIMARY KEY,
+    name         TEXT NOT NULL,
+    role         TEXT NOT NULL CHECK (role IN ('admin', 'reader', 'writer')),
+    collections  TEXT NOT NULL,
+    secret_hash  TEXT NOT NULL,
+    created_at   REAL NOT NULL,
+    revoked_at   REAL
+);
+"""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is asking, and which collections they may read and change."""
+
+    key_id: str
+    name: str
+    role: Role
+    collections: frozenset[str]
+
+    @property
+    def actor(self) -> str:
+        """How audit records and logs name this caller (never the secret)."""
+        return f"key:{self.key_id}"
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    def can_read(self, collection: str) -> bool:
+        return self.is_admin or collection in self.collections
+
+    def can_write(self, collection: str) -> bool:
+        return self.is_admin or (self.role == "writer" and collection in self.collections)
+
+    def require_read(self, collection: str) -> None:
+        """NotFound, worded as for a missing collection, unless this caller may read it."""
+        if not self.can_read(collection):
+            raise NotFound(f"Collection '{collection}' does not exist.")
+
+
+# The caller when auth is turned off for a local single-user setup.
+LOCAL_USER = Principal("local", "local user (auth off)", "admin", frozenset())
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """A stored key as listings show it: everything but the secret."""
+
+    key_id: str
+    name: str
+    role: Role
+    collections: tuple[str, ...]
+    created_at: float
+    revoked_at: float | None
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "key_id": self.key_id,
+            "name": self.name,
+            "role": self.role,
+            "collections": list(self.collections),
+            "created_at": self.created_at,
+            "revoked": self.revoked_at is not None,
+            "revoked_at": self.revoked_at,
+        }
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+class KeyStore:
+    """The API keys, in a SQLite file beside the index."""
+
+    def __init__(self, path: Path):
+        self._lock = threading.Lock()
+        self._db = database.connect(path)
+        self._db.executescript(_SCHEMA)
+
+    def create(
+        self, name: str, role: str, collections: list[str] | tuple[str, ...] = ()
+    ) -> tuple[KeyRecord, str]:
+        """Make a key; returns its record and the key itself, which is not stored."""
+        name = name.strip()
+        if not name or len(name) > 200:
+            raise InvalidInput("A key needs a name of 1 to 200 characters.")
+        if role not in ROLES:
+            raise InvalidInput(f"A key's role is one of {', '.join(ROLES)}, not '{role}'.")
+        wanted = tuple(sorted(set(collections)))
+        if role == "admin" and wanted:
+            raise InvalidInput("An admin key reaches every collection; name none.")
+        if role != "admin" and not wanted:
+            raise InvalidInput(f"A {role} key needs at least one collection.")
+        key_id = secrets.token_hex(6)
+        secret = secrets.token_urlsafe(32)
+        now = time.time()
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, ?, NULL)",
+                (key_id, name, role, json.dumps(wanted), _hash(secret), now),
+            )
+        record = KeyRecord(key_id, name, role, wanted, now, None)
+        return record, f"{_PREFIX}{key_id}_{secret}"
+
+    def list(self) -> list[KeyRecord]:
+        """Every key, revoked ones included, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT key_id, name, role, collections, created_at, revoked_at"
+                " FROM api_keys ORDER BY created_at"
+            ).fetchall()
+        return [
+            KeyRecord(row[0], row[1], row[2], tuple(json.loads(row[3])), row[4], row[5])
+            for row in rows
+        ]
+
+    def revoke(self, key_id: str) -> KeyRecord:
+        """Revoke a key at once (revoking it again changes nothing); NotFound if unknown."""
+        with self._lock:
+            self._db.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL",
+                (time.time(), key_id),
+            )
+        record = next((k for k in self.list() if k.key_id == key_id), None)
+        if record is None:
+            raise NotFound(f"There is no key '{key_id}'.")
+        return record
+
+    def authenticate(self, presented: str) -> Principal | None:
+        """The key's principal, or None for a malformed, unknown, wrong or revoked key."""
+        key_id, secret = "", ""
+        if presented.startswith(_PREFIX):
+            key_id, _, secret = presented[len(_PREFIX) :].partition("_")
+        with self._lock:
+            row = self._db.execute(
+                "SELECT name, role, collections, secret_hash, revoked_at"
+                " FROM api_keys WHERE key_id = ?",
+                (key_id,),
+            ).fetchone()
+        stored = row[3] if row else _DUMMY_HASH
+        matches = hmac.compare_digest(_hash(secret), stored)
+        if row is None or not matches or row[4] is not None:
+            return None
+        return Principal(key_id, row[0], row[1], frozenset(json.loads(row[2])))
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

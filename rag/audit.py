@@ -1,0 +1,509 @@
+"""The audit log: who asked what, when, and what it touched, in a tamper-evident chain.
+
+A SQLite database beside the index (`<data_dir>/audit.sqlite3`). Each entry records
+who (an actor name such as `key:ab12cd`, `cli` or `anonymous`, never a secret), when,
+the operation, the collection, the question, the ids of the chunks returned or the
+documents changed, and the outcome. Document text and keys are never written to it:
+the caller passes ids, and the actor is a name.
+
+Each entry carries the sha256 of the one before it (`prev_hash`) and its own `hash`
+over all of its fields, so changing, removing or reordering an entry breaks the chain
+from that entry on, and `verify()` names where. Two layers guard the log:
+
+- Triggers refuse any UPDATE of an entry, and any DELETE except the retention prune.
+  The prune marks itself by inserting a row into the one-row table `pruning` and
+  removes that row before its transaction commits; the delete trigger lets a DELETE
+  through only while that row exists. The triggers stop mistakes and casual edits.
+- The hash chain catches the rest: someone with the file can drop the triggers, but
+  cannot change an entry without its hash, or its successor's `prev_hash`, showing it.
+
+What the chain cannot show from the file alone: entries cut off the end of the log, or
+entries cut off the start together with a consistently forged anchor. Keep a copy of
+an export (or of the last entry's hash) elsewhere to detect those.
+
+Retention: `prune()` removes the oldest entries and keeps the seq and hash of the last
+one it removed in the table `anchor`; the remaining chain verifies from that anchor
+instead of from 64 zeros.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rag import database
+
+ZERO_HASH = "0" * 64
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    seq         INTEGER PRIMARY KEY,
+    at          REAL NOT NULL,
+    actor       TEXT NOT NULL,
+    operation   TEXT NOT NULL,
+    collection  TEXT,
+    question    TEXT,
+    chunk_ids   TEXT NOT NULL,
+    doc_ids     TEXT NOT NULL,
+    status      INTEGER NOT NULL,
+    request_id  TEXT,
+    prev_hash   TEXT NOT NULL,
+    hash        TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS anchor (
+    id    INTEGER PRIMARY KEY CHECK (id = 1),
+    seq   INTEGER NOT NULL,
+    hash  TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pruning (
+    id  INTEGER PRIMARY KEY CHECK (id = 1)
+);
+CREATE TRIGGER IF NOT EXISTS entries_no_update BEFORE UPDATE ON entries
+BEGIN
+    SELECT RAISE(ABORT, 'audit entries are append-only');
+END;
+CREATE TRIGGER IF NOT EXISTS entries_no_delete BEFORE DELETE ON entries
+WHEN NOT EXISTS (SELECT 1 FROM pruning)
+BEGIN
+    SELECT RAISE(ABORT, 'audit entries are append-only; only the retention prune removes them');
+END;
+CREATE TRIGGER IF NOT EXISTS anchor_no_insert BEFORE INSERT ON anchor
+WHEN NOT EXISTS (SELECT 1 FROM pruning)
+BEGIN
+    SELECT RAISE(ABORT, 'the audit anchor is set only by the retention prune');
+END;
+CREATE TRIGGER IF NOT EXISTS anchor_no_update BEFORE UPDATE ON anchor
+WHEN NOT EXISTS (SELECT 1 FROM pruning)
+BEGIN
+    SELECT RAISE(ABORT, 'the audit anchor is set only by the retention prune');
+END;
+CREATE TRIGGER IF NOT EXISTS anchor_no_delete BEFORE DELETE ON anchor
+BEGIN
+    SELECT RAISE(ABORT, 'the audit anchor is never removed');
+END;
+"""
+
+_COLUMNS = (
+    "seq, at, actor, operation, collection, question, chunk_ids, doc_ids, status, "
+    "request_id, prev_hash, hash"
+)
+_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One entry of the audit log.
+
+    `at` is seconds since the epoch, UTC. `status` is the HTTP status the request ended
+    with (200 done, 4xx refused, 5xx failed); interfaces without HTTP, such as the command
+    line, record the same codes. `hash` is the sha256 of every other field, `prev_hash`
+    included (see `entry_hash`).
+    """
+
+    seq: int
+    at: float
+    actor: str
+    operation: str
+    collection: str | None
+    question: str | None
+    chunk_ids: tuple[str, ...]
+    doc_ids: tuple[str, ...]
+    status: int
+    request_id: str | None
+    prev_hash: str
+    hash: str
+
+    def as_json(self) -> dict[str, Any]:
+        """The entry as a JSON-ready dict: `at` as an ISO 8601 UTC time, `at_epoch` as stored.
+
+        `at_epoch` and the other fields are exactly what the hash covers, so the hash can
+        be recomputed from an export.
+        """
+        moment = datetime.fromtimestamp(self.at, UTC).isoformat(timespec="microseconds")
+        return {
+            "seq": self.seq,
+            "at": moment.replace("+00:00", "Z"),
+            "at_epoch": self.at,
+            "actor": self.actor,
+            "operation": self.operation,
+            "collection": self.collection,
+            "question": self.question,
+            "chunk_ids": list(self.chunk_ids),
+            "doc_ids": list(self.doc_ids),
+            "status": self.status,
+            "request_id": self.request_id,
+            "prev_hash": self.prev_hash,
+            "hash": self.hash,
+        }
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """The outcome of checking the chain.
+
+    `entries` is how many entries were found intact: all of them when `ok`, else those
+    before `first_bad_seq`, the seq of the first entry that fails the check. `problem`
+    says what is wrong in a sentence.
+    """
+
+    ok: bool
+    entries: int
+    first_bad_seq: int | None = None
+    problem: str | None = None
+
+
+def entry_hash(
+    *,
+    seq: int,
+    at: float,
+    actor: str,
+    operation: str,
+    collection: str | None,
+    question: str | None,
+    chunk_ids: Iterable[str],
+    doc_ids: Iterable[str],
+    status: int,
+    request_id: str | None,
+    prev_hash: str,
+) -> str:
+    """The sha256 (hex) of an entry's fields as canonical JSON.
+
+    Canonical: keys sorted, no spaces (`separators=(",", ":")`), UTF-8 without escapes
+    (`ensure_ascii=False`), the id lists as JSON arrays.
+    """
+    fields = {
+        "seq": seq,
+        "at": at,
+        "actor": actor,
+        "operation": operation,
+        "collection": collection,
+        "question": question,
+        "chunk_ids": list(chunk_ids),
+        "doc_ids": list(doc_ids),
+        "status": status,
+        "request_id": request_id,
+        "prev_hash": prev_hash,
+    }
+    text = json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _clean(text: str) -> str:
+    # A lone surrogate (possible in JSON input) cannot be stored or hashed as UTF-8.
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _optional(text: str | None) -> str | None:
+    return None if text is None else _clean(text)
+
+
+def _entry(row: sqlite3.Row) -> AuditEntry:
+    return AuditEntry(
+        seq=row["seq"],
+        at=row["at"],
+        actor=row["actor"],
+        operation=row["operation"],
+        collection=row["collection"],
+        question=row["question"],
+        chunk_ids=tuple(json.loads(row["chunk_ids"])),
+        doc_ids=tuple(json.loads(row["doc_ids"])),
+        status=row["status"],
+        request_id=row["request_id"],
+        prev_hash=row["prev_hash"],
+        hash=row["hash"],
+    )
+
+
+def _recomputed_hash(row: sqlite3.Row) -> str | None:
+    """The hash a row's fields give, or None when the fields cannot be read back."""
+    try:
+        entry = _entry(row)
+        return entry_hash(
+            seq=entry.seq,
+            at=entry.at,
+            actor=entry.actor,
+            operation=entry.operation,
+            collection=entry.collection,
+            question=entry.question,
+            chunk_ids=entry.chunk_ids,
+            doc_ids=entry.doc_ids,
+            status=entry.status,
+            request_id=entry.request_id,
+            prev_hash=entry.prev_hash,
+        )
+    except (ValueError, TypeError):  # a hand-edited id list that is not JSON, say
+        return None
+
+
+class AuditLog:
+    """Thread-safe, append-only access to the audit log at `path` (created on first use).
+
+    `clock` gives the time of each entry and the prune cutoff, in seconds since the epoch.
+    """
+
+    def __init__(self, path: Path, clock: Callable[[], float] = time.time):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._db = self._connect()
+        self._db.executescript(_SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        return database.connect(self.path)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        # The write lock is taken before the last entry is read, so two writers, in this
+        # process or another, never both append after the same entry.
+        return database.transaction(self._db, self._lock)
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[sqlite3.Connection]:
+        # Reading through a connection of its own, inside one read transaction, sees one
+        # consistent state of the log (WAL) without holding up `record`.
+        db = self._connect()
+        try:
+            db.execute("PRAGMA query_only=ON")
+            db.execute("BEGIN")
+            yield db
+        finally:
+            db.close()
+
+    # -- writing ------------------------------------------------------------
+
+    def record(
+        self,
+        *,
+        actor: str,
+        operation: str,
+        status: int,
+        collection: str | None = None,
+        question: str | None = None,
+        chunk_ids: Iterable[str] = (),
+        doc_ids: Iterable[str] = (),
+        request_id: str | None = None,
+    ) -> AuditEntry:
+        """Append one entry after the last one and return it, hash included.
+
+        `actor` names who asked and must not be a secret. Concurrent calls, from threads
+        or from other processes, are appended one after another, never after the same entry.
+        """
+        with self._transaction() as db:
+            return self._append(
+                db,
+                actor=_clean(actor),
+                operation=_clean(operation),
+                status=status,
+                collection=_optional(collection),
+                question=_optional(question),
+                chunk_ids=tuple(_clean(i) for i in chunk_ids),
+                doc_ids=tuple(_clean(i) for i in doc_ids),
+                request_id=_optional(request_id),
+            )
+
+    def _append(
+        self,
+        db: sqlite3.Connection,
+        *,
+        actor: str,
+        operation: str,
+        status: int,
+        collection: str | None,
+        question: str | None,
+        chunk_ids: tuple[str, ...],
+        doc_ids: tuple[str, ...],
+        request_id: str | None,
+    ) -> AuditEntry:
+        last_seq, last_hash = self._last(db)
+        seq = last_seq + 1
+        at = self._clock()
+        digest = entry_hash(
+            seq=seq,
+            at=at,
+            actor=actor,
+            operation=operation,
+            collection=collection,
+            question=question,
+            chunk_ids=chunk_ids,
+            doc_ids=doc_ids,
+            status=status,
+            request_id=request_id,
+            prev_hash=last_hash,
+        )
+        db.execute(
+            f"INSERT INTO entries ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+            (
+                seq,
+                at,
+                actor,
+                operation,
+                collection,
+                question,
+                json.dumps(list(chunk_ids), ensure_ascii=False),
+                json.dumps(list(doc_ids), ensure_ascii=False),
+                status,
+                request_id,
+                last_hash,
+                digest,
+            ),
+        )
+        return AuditEntry(
+            seq,
+            at,
+            actor,
+            operation,
+            collection,
+            question,
+            chunk_ids,
+            doc_ids,
+            status,
+            request_id,
+            last_hash,
+            digest,
+        )
+
+    @staticmethod
+    def _last(db: sqlite3.Connection) -> tuple[int, str]:
+        """The seq and hash the next entry follows: the last entry, else the anchor, else zeros."""
+        row = db.execute("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
+        if row is None:
+            row = db.execute("SELECT seq, hash FROM anchor WHERE id = 1").fetchone()
+        if row is None:
+            return 0, ZERO_HASH
+        return int(row["seq"]), str(row["hash"])
+
+    def prune(self, older_than_days: float, *, actor: str = "system") -> int:
+        """Remove the entries older than `older_than_days`; return how many were removed.
+
+        0 keeps everything (as `audit_retention_days: 0` means). Only the oldest entries
+        go, up to the first one that is not older than the cutoff, so the rest stays one
+        unbroken chain, which verifies from the anchor this sets. When anything was removed,
+        the prune is itself appended, as operation `audit.prune` by `actor`.
+        """
+        if older_than_days < 0:
+            raise ValueError("older_than_days must be 0 (keep everything) or more")
+        if older_than_days == 0:
+            return 0
+        cutoff = self._clock() - older_than_days * 86400
+        with self._transaction() as db:
+            # The last entry before the first one that is recent enough to keep.
+            row = db.execute(
+                "SELECT coalesce((SELECT min(seq) FROM entries WHERE at >= ?) - 1, "
+                "(SELECT max(seq) FROM entries)) AS last",
+                (cutoff,),
+            ).fetchone()
+            last = row["last"]
+            if last is None:
+                return 0
+            found = db.execute(
+                "SELECT seq, hash, (SELECT count(*) FROM entries WHERE seq <= ?) AS removed "
+                "FROM entries WHERE seq = ?",
+                (last, last),
+            ).fetchone()
+            if found is None:  # the oldest entry is recent enough: nothing to remove
+                return 0
+            db.execute("INSERT INTO pruning (id) VALUES (1)")
+            db.execute("DELETE FROM entries WHERE seq <= ?", (last,))
+            db.execute(
+                "INSERT INTO anchor (id, seq, hash) VALUES (1, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+                (found["seq"], found["hash"]),
+            )
+            db.execute("DELETE FROM pruning")
+            self._append(
+                db,
+                actor=_clean(actor),
+                operation="audit.prune",
+                status=200,
+                collection=None,
+                question=None,
+                chunk_ids=(),
+                doc_ids=(),
+                request_id=None,
+            )
+            return int(found["removed"])
+
+    # -- reading ------------------------------------------------------------
+
+    def verify(self) -> VerifyResult:
+        """Check the whole chain, from the anchor (or 64 zeros) to the last entry.
+
+        Finds an entry whose fields no longer match its hash, a missing entry (a gap in
+        seq), an entry that does not link to the one before it (replaced or reordered),
+        and an anchor that does not lead to the first entry.
+        """
+        with self._snapshot() as db:
+            anchor = db.execute("SELECT seq, hash FROM anchor WHERE id = 1").fetchone()
+            prev_seq, prev_hash = (anchor["seq"], anchor["hash"]) if anchor else (0, ZERO_HASH)
+            after = "the retention anchor" if anchor else "the start of the log"
+            count = 0
+            read = -1  # the seq of the last row read, to page on from
+            while True:
+                rows = db.execute(
+                    f"SELECT {_COLUMNS} FROM entries WHERE seq > ? ORDER BY seq LIMIT ?",  # noqa: S608
+                    (read, _PAGE),
+                ).fetchall()
+                if not rows:
+                    return VerifyResult(ok=True, entries=count)
+                read = rows[-1]["seq"]
+                for row in rows:
+                    seq = row["seq"]
+                    if seq != prev_seq + 1:
+                        if seq <= prev_seq:
+                            problem = f"entry {seq} comes before {after} (entry {prev_seq})"
+                        else:
+                            missing = (
+                                f"entry {prev_seq + 1} is"
+                                if seq == prev_seq + 2
+                                else f"entries {prev_seq + 1} to {seq - 1} are"
+                            )
+                            problem = f"{missing} missing before entry {seq}"
+                        return VerifyResult(False, count, seq, problem)
+                    if row["prev_hash"] != prev_hash:
+                        where = after if count == 0 else f"entry {prev_seq}"
+                        problem = (
+                            f"entry {seq} does not link to {where}: "
+                            "an entry (or the anchor) was replaced, changed or reordered"
+                        )
+                        return VerifyResult(False, count, seq, problem)
+                    if _recomputed_hash(row) != row["hash"]:
+                        problem = f"entry {seq} does not match its hash: it was changed"
+                        return VerifyResult(False, count, seq, problem)
+                    prev_seq, prev_hash = seq, row["hash"]
+                    count += 1
+
+    def export(self, since: datetime | None = None) -> Iterator[dict[str, Any]]:
+        """Every entry at or after `since` (all when None), in seq order, as `as_json()` dicts.
+
+        A `since` without a time zone is UTC. The entries come from one snapshot of the
+        log, read a page at a time.
+        """
+        if since is not None and since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)
+        cutoff = since.timestamp() if since is not None else float("-inf")
+        with self._snapshot() as db:
+            last = -1
+            while True:
+                rows = db.execute(
+                    f"SELECT {_COLUMNS} FROM entries WHERE seq > ? AND at >= ? "  # noqa: S608
+                    "ORDER BY seq LIMIT ?",
+                    (last, cutoff, _PAGE),
+                ).fetchall()
+                if not rows:
+                    return
+                for row in rows:
+                    yield _entry(row).as_json()
+                last = rows[-1]["seq"]
