@@ -103,6 +103,34 @@ def _lore(settings: Settings) -> Any:
     return Lore(settings)
 
 
+def _audit_cli(
+    settings: Settings,
+    operation: str,
+    collection: str,
+    question: str | None = None,
+    chunk_ids: list[str] | None = None,
+    doc_ids: list[str] | None = None,
+) -> None:
+    """Record what was asked or changed on this machine's command line in the audit log."""
+    import getpass
+
+    from rag.audit import AuditLog
+
+    log = AuditLog(settings.data_dir / "audit.sqlite3")
+    try:
+        log.record(
+            actor=f"cli:{getpass.getuser()}",
+            operation=operation,
+            status=200,
+            collection=collection,
+            question=question,
+            chunk_ids=chunk_ids or [],
+            doc_ids=doc_ids or [],
+        )
+    finally:
+        log.close()
+
+
 def _print_json(data: object) -> None:
     typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
 
@@ -320,6 +348,7 @@ def ask(
         elif isinstance(event, DoneEvent):
             answer = event.answer
     assert answer is not None  # noqa: S101 - the stream always ends with DoneEvent
+    _audit_cli(settings, "query", target, question, [c.chunk_id for c in answer.sources])
     if as_json:
         data = answer_json(answer, target)
         finished = time.perf_counter()
@@ -354,6 +383,7 @@ def search(
     settings = _settings()
     target = collection or settings.collection
     passages = _lore(settings).retriever.search(question, target, k, filters=filters)
+    _audit_cli(settings, "search", target, question, [p.chunk.id for p in passages])
     rows = [passage_json(rank, p) for rank, p in enumerate(passages, start=1)]
     if as_json:
         _print_json(rows)
@@ -525,6 +555,7 @@ def docs_delete(
     settings = _settings()
     target = collection or settings.collection
     removed, _ = delete_document(_lore(settings), target, doc_id)
+    _audit_cli(settings, "documents.delete", target, doc_ids=[doc_id])
     typer.echo(f"Deleted {doc_id}: {removed} chunks.")
 
 
