@@ -35,18 +35,20 @@ class _Item(Generic[T]):
 _END = object()
 
 
-async def events_in_thread(
+def events_in_thread(
     start: Callable[[], Iterator[T]],
     *,
     timeout_s: float,
     on_finish: Callable[[], None] | None = None,
 ) -> AsyncIterator[T]:
-    """The events of `start()`, produced in a worker thread.
+    """The events of `start()`, produced in a worker thread started now (call this from
+    the event loop).
 
-    Raises TimedOut once `timeout_s` passes, and re-raises what the stream raised.
-    Stopping the iteration (a disconnect cancels it) stops the worker at its next
-    event. `on_finish` runs in the worker when it is done, whichever way it ended:
-    the model is busy until then, not merely until the client has gone.
+    Iterating raises TimedOut once `timeout_s` passes, and re-raises what the stream
+    raised. Stopping the iteration (a disconnect cancels it) stops the worker at its
+    next event. `on_finish` runs in the worker when it is done, whichever way it ended,
+    even if nobody ever iterates: the model is busy until then, not merely until the
+    client has gone.
     """
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[object] = asyncio.Queue()
@@ -80,6 +82,11 @@ async def events_in_thread(
     # The worker sees the request's context (its request id, for the logs).
     context = contextvars.copy_context()
     threading.Thread(target=context.run, args=(work,), name="lore-answer", daemon=True).start()
+    return _received(queue, stop)
+
+
+async def _received(queue: asyncio.Queue[object], stop: threading.Event) -> AsyncIterator[T]:
+    """What the worker hands over, until it ends; stops the worker when abandoned."""
     try:
         while True:
             item = await queue.get()
