@@ -25,6 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sse_starlette.sse import EventSourceResponse
 
@@ -180,7 +181,9 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
             await run_in_threadpool(app.state.jobs.close)
             app.state.audit.close()
 
-    app = FastAPI(
+    # FastAPIOffline serves the /docs and /redoc pages' scripts itself, not from a CDN:
+    # Lore's networks have no internet.
+    app = FastAPIOffline(
         title="Lore",
         version="0.1.0",
         description=(

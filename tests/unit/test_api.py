@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -231,3 +232,14 @@ def test_unknown_or_oversized_filter_fields_are_422(client: TestClient) -> None:
     assert "filters.folder" in response.json()["message"]
     too_many = {"type": ["md"] * 21}
     assert client.post("/v1/search", json={"question": "q", "filters": too_many}).status_code == 422
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_api_docs_load_nothing_from_other_hosts(client: TestClient, page: str) -> None:
+    html = client.get(page)
+    assert html.status_code == 200
+    assert re.findall(r"https?://", html.text) == []
+    scripts = re.findall(r'src="([^"]+)"', html.text)
+    assert scripts
+    for script in scripts:
+        assert client.get(script).status_code == 200, script
