@@ -77,6 +77,10 @@ class PeakMemory:
         self.peak = 0
         self.peak_main = 0
         self.peak_child = 0
+        # Private (anonymous) memory: RSS less file-backed and shared pages. The model's
+        # weights are memory-mapped, so they count in RSS as they are paged in, but are
+        # clean pages the kernel may drop at any time.
+        self.peak_private = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -84,17 +88,21 @@ class PeakMemory:
         me = psutil.Process()
         while not self._stop.is_set():
             total = 0
+            private = 0
             for process in [me, *me.children(recursive=True)]:
                 try:
-                    rss = process.memory_info().rss
+                    info = process.memory_info()
                 except psutil.Error:
                     continue
+                rss = info.rss
                 total += rss
+                private += rss - getattr(info, "shared", 0)
                 if process.pid == me.pid:
                     self.peak_main = max(self.peak_main, rss)
                 else:
                     self.peak_child = max(self.peak_child, rss)
             self.peak = max(self.peak, total)
+            self.peak_private = max(self.peak_private, private)
             time.sleep(0.1)
 
     def __enter__(self) -> PeakMemory:
@@ -183,6 +191,8 @@ def main() -> None:
     print(f"| peak RSS, job and parsers together | {memory.peak / 2**20:,.0f} MiB |")
     print(f"| peak RSS, main process (models, index) | {memory.peak_main / 2**20:,.0f} MiB |")
     print(f"| peak RSS, largest parsing process | {memory.peak_child / 2**20:,.0f} MiB |")
+    private = memory.peak_private / 2**20
+    print(f"| peak private memory (RSS less file-backed pages), all | {private:,.0f} MiB |")
 
 
 if __name__ == "__main__":

@@ -149,7 +149,12 @@ def parse_in_worker(
     """Parse and chunk one file; returns title, chunks and the seconds it took."""
     return_free_memory()  # what the previous file left behind
     started = time.perf_counter()
-    title, chunks = build_chunks(Path(path), doc_id, sha256, source, plan)
+    try:
+        title, chunks = build_chunks(Path(path), doc_id, sha256, source, plan)
+    finally:
+        # The parse's working memory (a big DOCX: 200 MB) is handed back now, not when
+        # the next file comes, since the job may embed this file's chunks for a long time.
+        return_free_memory()
     return title, chunks, time.perf_counter() - started
 
 
