@@ -168,6 +168,8 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
             )
         app.state.lore = lore or Lore(settings)
         app.state.audit = AuditLog(settings.data_dir / "audit.sqlite3")
+        # Retention is applied at every start (and by `lore audit prune`).
+        await run_in_threadpool(app.state.audit.prune, settings.audit_retention_days)
         await run_in_threadpool(_warm_up, app.state.lore)
         app.state.jobs = JobManager(
             app.state.lore,
@@ -222,11 +224,21 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
         started = time.perf_counter()
         try:
             response: Response = await call_next(request)
+            route = request.scope.get("route")
+            template = getattr(route, "path", "unmatched")
+            seconds = time.perf_counter() - started
+            # The access log: the route's template, never its values or the body.
+            log.info(
+                "%s %s %d %.1f ms",
+                request.method,
+                template,
+                response.status_code,
+                seconds * 1000,
+                extra={"actor": getattr(request.state, "actor", "")},
+            )
         finally:
             request_id_var.reset(token)
-        route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")
-        metrics.latency.labels(template).observe(time.perf_counter() - started)
+        metrics.latency.labels(template).observe(seconds)
         metrics.requests.labels(template, request.method, str(response.status_code)).inc()
         response.headers["X-Request-ID"] = request.state.request_id
         return response

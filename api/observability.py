@@ -96,3 +96,6 @@ def configure_json_logging(level: int = logging.INFO) -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    # Lore logs each request itself, with its request id and caller; uvicorn's line
+    # would repeat it without them.
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)

@@ -60,3 +60,31 @@ def test_bad_filter_options_are_a_usage_error_before_any_work(
     assert result.exit_code == 2
     assert message in result.output
     assert not data.exists()
+
+
+def test_serve_without_auth_refuses_to_bind_beyond_loopback(env: dict[str, str]) -> None:
+    result = CliRunner().invoke(
+        app,
+        ["serve", "--host", "0.0.0.0"],
+        env={**env, "LORE_AUTH": "false"},  # noqa: S104
+    )
+    assert result.exit_code == 2
+    assert "loopback" in result.output
+
+
+def test_keys_are_made_listed_and_revoked_from_the_command_line(env: dict[str, str]) -> None:
+    runner = CliRunner()
+    made = runner.invoke(
+        app, ["keys", "create", "bot", "--role", "reader", "-c", "default", "--json"], env=env
+    )
+    assert made.exit_code == 0, made.output
+    key = json.loads(made.output)
+    assert key["key"].startswith(f"lore_{key['key_id']}_")
+    listed = runner.invoke(app, ["keys", "list"], env=env)
+    assert key["key_id"] in listed.output
+    assert key["key"] not in listed.output
+    assert runner.invoke(app, ["keys", "revoke", key["key_id"]], env=env).exit_code == 0
+    assert "revoked" in runner.invoke(app, ["keys", "list"], env=env).output
+    wrong = runner.invoke(app, ["keys", "create", "x", "--role", "owner", "-c", "a1b"], env=env)
+    assert wrong.exit_code == 1
+    assert "role is one of" in str(wrong.exception)

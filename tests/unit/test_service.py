@@ -307,3 +307,35 @@ def test_the_openai_client_works_against_lore(settings: Settings, docs: Path) ->
             client.chat.completions.create(
                 model="lore:nowhere", messages=[{"role": "user", "content": "hi"}]
             )
+
+
+def test_logs_are_json_lines_with_the_request_id(
+    lore: Lore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import logging
+
+    from api.observability import configure_json_logging
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    configure_json_logging()
+    try:
+        with TestClient(create_app(lore=lore)) as client:
+            response = client.post("/v1/query", json={"question": "port?", "collection": "nope"})
+            logging.getLogger("lore.api").info("after the request")
+        request_id = response.headers["X-Request-ID"]
+    finally:
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line]
+    assert lines
+    assert all({"time", "level", "logger", "message", "request_id"} <= set(x) for x in lines)
+    warned = [x for x in lines if "AUTH IS OFF" in x["message"]]
+    assert warned
+    assert warned[0]["level"] == "WARNING"
+    served = [x for x in lines if x["request_id"] == request_id]
+    assert served
+    assert served[0]["message"] == f"POST /v1/query 404 {served[0]['message'].split()[-2]} ms"
+    assert served[0]["actor"] == "key:local"
+    after = next(x for x in lines if x["message"] == "after the request")
+    assert after["request_id"] == ""  # logged outside any request
