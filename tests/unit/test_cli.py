@@ -63,10 +63,9 @@ def test_bad_filter_options_are_a_usage_error_before_any_work(
 
 
 def test_serve_without_auth_refuses_to_bind_beyond_loopback(env: dict[str, str]) -> None:
+    every_interface = "0.0.0.0"  # noqa: S104 (the address the server must refuse)
     result = CliRunner().invoke(
-        app,
-        ["serve", "--host", "0.0.0.0"],
-        env={**env, "LORE_AUTH": "false"},  # noqa: S104
+        app, ["serve", "--host", every_interface], env={**env, "LORE_AUTH": "false"}
     )
     assert result.exit_code == 2
     assert "loopback" in result.output
