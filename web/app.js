@@ -77,9 +77,12 @@ async function ask(question, collection) {
   answerBox.textContent = "";
   sourceList.replaceChildren();
   setStatus("Searching the documents…");
+  const headers = { "Content-Type": "application/json", Accept: "text/event-stream" };
+  const key = form.apiKey.value.trim();
+  if (key) headers.Authorization = `Bearer ${key}`;
   const response = await fetch("/v1/query", {
     method: "POST",
-    headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
+    headers,
     body: JSON.stringify({
       question,
       collection,
@@ -89,7 +92,8 @@ async function ask(question, collection) {
   });
   if (!response.ok) {
     const error = await response.json().catch(() => ({ message: response.statusText }));
-    setStatus(`Error ${response.status}: ${error.message}`, true);
+    const hint = response.status === 401 ? " Paste an API key above (lore keys create)." : "";
+    setStatus(`Error ${response.status}: ${error.message}${hint}`, true);
     return;
   }
   for await (const { event, data } of readEvents(response)) {
@@ -112,6 +116,12 @@ async function ask(question, collection) {
     }
   }
 }
+
+// The key lives in this tab's session storage: gone when the tab closes.
+form.apiKey.value = sessionStorage.getItem("lore-api-key") || "";
+form.apiKey.addEventListener("change", () => {
+  sessionStorage.setItem("lore-api-key", form.apiKey.value.trim());
+});
 
 form.addEventListener("submit", async (submitted) => {
   submitted.preventDefault();
