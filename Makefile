@@ -16,8 +16,9 @@ PORT ?= 8000
 .PHONY: run test install models demo lint types unit integration clean system-deps
 
 # OCR (tesseract, Chinese and English) and LibreOffice for legacy .doc/.ppt, from Debian.
+# Chromium runs the web page's browser tests (headless).
 SYSTEM_PACKAGES := tesseract-ocr tesseract-ocr-chi-sim tesseract-ocr-eng \
-	libreoffice-writer-nogui libreoffice-impress-nogui
+	libreoffice-writer-nogui libreoffice-impress-nogui chromium
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,10 +29,20 @@ $(INSTALLED): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(INSTALLED)
 
-install: $(INSTALLED)
+# The web page's one third-party script (markdown-it, MIT), from the npm registry at
+# the version package-lock.json pins, copied next to the page; nothing loads from a CDN.
+WEB_VENDOR := web/vendor/markdown-it.js
+$(WEB_VENDOR): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --ignore-scripts --silent
+	mkdir -p web/vendor
+	cp web/node_modules/markdown-it/dist/browser/markdown-it.esm.min.mjs $(WEB_VENDOR)
+	cp web/node_modules/markdown-it/LICENSE web/vendor/markdown-it.LICENSE
+
+install: $(INSTALLED) $(WEB_VENDOR)
 
 system-deps:
 	@if command -v tesseract >/dev/null && command -v soffice >/dev/null \
+		&& command -v chromium >/dev/null \
 		&& tesseract --list-langs 2>/dev/null | grep -q chi_sim; then \
 		echo "system packages present"; \
 	else \

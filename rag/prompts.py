@@ -174,12 +174,27 @@ def supporting_span(claim: str, passage: str) -> tuple[int, int] | None:
     return best
 
 
+_LEADING_MARKERS = re.compile(rf"^\s*(?:{_MARKER.pattern}\s*)+")
+
+
 def claims_by_source(answer: str) -> dict[int, str]:
-    """For each source number the answer cites, the answer sentences that cite it."""
+    """For each source number the answer cites, the answer sentences that cite it.
+
+    Markers that open a sentence ("… port 8000. [1] Backups …") cite the one before it.
+    """
     claims: dict[int, list[str]] = {}
+    previous = ""
     for sentence in _SENTENCE_END.split(answer):
+        leading = _LEADING_MARKERS.match(sentence)
+        if leading and previous:
+            for number in cited_numbers(leading.group()):
+                claims.setdefault(number, []).append(previous)
+            sentence = sentence[leading.end() :]
+        if not _MARKER.sub("", sentence).strip():
+            continue
         for number in cited_numbers(sentence):
             claims.setdefault(number, []).append(sentence)
+        previous = sentence
     return {number: " ".join(parts) for number, parts in claims.items()}
 
 

@@ -1,146 +1,438 @@
-// A minimal client of Lore's public HTTP API: ask, stream the answer, show the sources.
+// Lore's web page: log in, ask with streamed answers and clickable citations, manage
+// documents, give feedback. It uses only the public /v1 API, with the reader's key.
 
-const form = document.getElementById("ask-form");
-const answerBox = document.getElementById("answer");
-const statusLine = document.getElementById("status");
-const sourceList = document.getElementById("sources");
-const askButton = document.getElementById("ask");
-const newConversationButton = document.getElementById("new-conversation");
+import {
+  ApiError, apiKey, call, getJson, readEvents, sendJson, setApiKey, uploadJob,
+} from "/web/api.js";
+import { applyTranslations, currentLanguage, setLanguage, t } from "/web/i18n.js";
 
-// The earlier turns, sent with each question so that a follow-up ("and when was he
-// born?") is understood; the server rewrites it into a standalone question.
-let conversation = [];
-const KEPT_TURNS = 6;
+const $ = (id) => document.getElementById(id);
+const KEPT_TURNS = 6; // earlier turns sent with a follow-up question
 
-function setStatus(text, isError = false) {
-  statusLine.textContent = text;
-  statusLine.classList.toggle("error", isError);
+let conversation = []; // [{role, content}], oldest first
+let running = null; // the AbortController of the answer being streamed
+let markdown = null; // markdown-it, when its script is present
+
+// -- small helpers -----------------------------------------------------------
+
+function setStatus(message, isError = false) {
+  $("status").textContent = message;
+  $("status").classList.toggle("error", isError);
 }
 
-function showSources(sources, cited = []) {
-  sourceList.replaceChildren();
-  const citedNumbers = new Set(cited.map((c) => c.number));
-  for (const source of sources) {
-    const item = document.createElement("li");
-    item.id = `source-${source.number}`;
-    if (citedNumbers.has(source.number)) item.classList.add("cited");
-    const where = document.createElement("div");
-    where.className = "where";
-    const name = source.source.split("/").pop();
-    where.textContent = `[${source.number}] ${source.title || name} — ${name}` +
-      (source.page != null ? `, page ${source.page}` : "");
-    if (source.heading) where.textContent += ` · ${source.heading}`;
-    const text = document.createElement("div");
-    text.className = "text";
-    showText(text, source.text, source.span);
-    item.append(where, text);
-    sourceList.append(item);
+function showError(error) {
+  if (error instanceof ApiError) {
+    setStatus(error.describe(), true);
+    if (error.status === 401) showLogin();
+  } else {
+    setStatus(t("eNetwork", { message: error.message }), true);
   }
 }
 
-// Puts a passage into `box`, with the characters that support the answer marked.
-function showText(box, text, span) {
-  if (!span) {
-    box.textContent = text;
-    return;
-  }
-  const [start, end] = span;
-  const marked = document.createElement("mark");
-  marked.textContent = text.slice(start, end);
-  box.replaceChildren(text.slice(0, start), marked, text.slice(end));
+function element(tag, attributes = {}, text = "") {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
+  if (text) node.textContent = text;
+  return node;
 }
 
-// Parses a text/event-stream body into {event, data} objects.
-async function* readEvents(response) {
-  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-  let buffer = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return;
-    buffer += value.replace(/\r\n/g, "\n");
-    let end;
-    while ((end = buffer.indexOf("\n\n")) >= 0) {
-      const block = buffer.slice(0, end);
-      buffer = buffer.slice(end + 2);
-      let event = "message";
-      const data = [];
-      for (const line of block.split("\n")) {
-        if (line.startsWith("event:")) event = line.slice(6).trim();
-        else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
-      }
-      if (data.length) yield { event, data: JSON.parse(data.join("\n")) };
-    }
-  }
+function collection() {
+  return $("collection").value || "default";
 }
 
-async function ask(question, collection) {
-  answerBox.textContent = "";
-  sourceList.replaceChildren();
-  setStatus("Searching the documents…");
-  const headers = { "Content-Type": "application/json", Accept: "text/event-stream" };
-  const key = form.apiKey.value.trim();
-  if (key) headers.Authorization = `Bearer ${key}`;
-  const response = await fetch("/v1/query", {
-    method: "POST",
-    headers,
-    body: JSON.stringify({
-      question,
-      collection,
-      stream: true,
-      history: conversation.slice(-KEPT_TURNS),
-    }),
-  });
-  if (!response.ok) {
-    const error = await response.json().catch(() => ({ message: response.statusText }));
-    const hint = response.status === 401 ? " Paste an API key above (lore keys create)." : "";
-    setStatus(`Error ${response.status}: ${error.message}${hint}`, true);
-    return;
-  }
-  for await (const { event, data } of readEvents(response)) {
-    if (event === "sources") {
-      showSources(data);
-      setStatus(data.length ? "Writing the answer…" : "");
-    } else if (event === "token") {
-      answerBox.textContent += data.text;
-    } else if (event === "done") {
-      answerBox.textContent = data.answer;
-      showSources(data.sources, data.citations);
-      const searched = data.query !== question ? `Searched for: ${data.query}` : "";
-      setStatus(data.declined ? "The documents do not answer this." : searched);
-      conversation.push(
-        { role: "user", content: question },
-        { role: "assistant", content: data.answer },
-      );
-    } else if (event === "error") {
-      setStatus(`Error: ${data.message}`, true);
-    }
-  }
-}
+// -- Markdown, safely ----------------------------------------------------------
 
-// The key lives in this tab's session storage: gone when the tab closes.
-form.apiKey.value = sessionStorage.getItem("lore-api-key") || "";
-form.apiKey.addEventListener("change", () => {
-  sessionStorage.setItem("lore-api-key", form.apiKey.value.trim());
-});
-
-form.addEventListener("submit", async (submitted) => {
-  submitted.preventDefault();
-  const question = form.question.value.trim();
-  if (!question) return;
-  askButton.disabled = true;
+async function loadMarkdown() {
   try {
-    await ask(question, form.collection.value.trim() || "default");
-  } catch (failure) {
-    setStatus(`Could not reach Lore: ${failure.message}`, true);
-  } finally {
-    askButton.disabled = false;
+    const { default: MarkdownIt } = await import("/web/vendor/markdown-it.js");
+    // No raw HTML, no images, links only within Lore: an answer can't pull anything in.
+    markdown = new MarkdownIt({ html: false, linkify: false, typographer: false });
+    markdown.disable("image");
+    markdown.validateLink = (url) => url.startsWith("/") && !url.startsWith("//");
+  } catch {
+    markdown = null; // plain text it is
   }
-});
+}
 
-newConversationButton.addEventListener("click", () => {
-  conversation = [];
-  answerBox.textContent = "";
-  sourceList.replaceChildren();
-  setStatus("");
-  form.question.focus();
-});
+/** Render answer text into `target`: Markdown when available, [n] markers as buttons. */
+function renderAnswer(target, text, citations) {
+  target.replaceChildren();
+  if (markdown) {
+    const parsed = new DOMParser().parseFromString(markdown.render(text), "text/html");
+    target.append(...parsed.body.childNodes);
+  } else {
+    target.append(element("p", {}, text));
+  }
+  const numbers = new Map(citations.map((c) => [c.number, c]));
+  const walker = document.createTreeWalker(target, NodeFilter.SHOW_TEXT);
+  const texts = [];
+  while (walker.nextNode()) texts.push(walker.currentNode);
+  for (const node of texts) {
+    const parts = node.textContent.split(/(\[\d+\])/);
+    if (parts.length === 1) continue;
+    const pieces = parts.map((part) => {
+      const match = /^\[(\d+)\]$/.exec(part);
+      const citation = match && numbers.get(Number(match[1]));
+      if (!citation) return document.createTextNode(part);
+      const button = element("button", { type: "button", class: "cite" }, part);
+      button.setAttribute("aria-label", `${t("source")} ${citation.number}: ${fileName(citation.source)}`);
+      button.addEventListener("click", () => showPassage(citation));
+      return button;
+    });
+    node.replaceWith(...pieces);
+  }
+}
+
+function fileName(path) {
+  return (path || "").split("/").pop();
+}
+
+// -- the passage panel -----------------------------------------------------------
+
+let shownCitation = null;
+
+function showPassage(citation) {
+  shownCitation = citation;
+  const where = [fileName(citation.source)];
+  if (citation.page != null) where.push(`${t("page")} ${citation.page}`);
+  if (citation.heading) where.push(citation.heading);
+  $("passage-meta").textContent = where.join(" · ");
+  const box = $("passage-text");
+  box.replaceChildren();
+  const text = citation.text || "";
+  if (citation.span) {
+    const [start, end] = citation.span;
+    box.append(text.slice(0, start), element("mark", {}, text.slice(start, end)), text.slice(end));
+  } else {
+    box.append(text);
+  }
+  $("passage").hidden = false;
+  $("passage").focus();
+}
+
+async function downloadOriginal() {
+  if (!shownCitation) return;
+  const { doc_id: docId, source } = shownCitation;
+  try {
+    const path = `/v1/documents/${docId}/file?collection=${encodeURIComponent(collection())}`;
+    const blob = await (await call(path)).blob();
+    const link = element("a", { href: URL.createObjectURL(blob), download: fileName(source) });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
+  } catch (error) {
+    showError(error);
+  }
+}
+
+// -- chat -------------------------------------------------------------------------
+
+function addTurn(role, text) {
+  const item = element("li", { class: `turn ${role}` });
+  item.append(element("p", { class: "who" }, role === "user" ? t("you") : t("lore")));
+  const body = element("div", { class: "body" }, text);
+  item.append(body);
+  $("conversation").append(item);
+  item.scrollIntoView({ block: "end" });
+  return { item, body };
+}
+
+function feedbackControls(item, question, answer) {
+  const bar = element("div", { class: "row actions" });
+  const copy = element("button", { type: "button", class: "link" }, t("copy"));
+  copy.addEventListener("click", async () => {
+    try {
+      await navigator.clipboard.writeText(answer.answer);
+      copy.textContent = t("copied");
+    } catch { /* the clipboard may be off limits; nothing to do */ }
+  });
+  bar.append(copy);
+  for (const rating of ["up", "down"]) {
+    const label = rating === "up" ? t("helpful") : t("notHelpful");
+    const button = element("button", { type: "button", class: "link", "data-rating": rating },
+      `${rating === "up" ? "👍" : "👎"} ${label}`);
+    button.addEventListener("click", () => openFeedback(item, bar, rating, question, answer));
+    bar.append(button);
+  }
+  item.append(bar);
+}
+
+function openFeedback(item, bar, rating, question, answer) {
+  const form = element("form", { class: "feedback" });
+  const comment = element("textarea", { rows: "2", maxlength: "2000", "aria-label": t("commentPrompt") });
+  comment.placeholder = t("commentPrompt");
+  const send = element("button", { type: "submit" }, rating === "up" ? "👍" : "👎");
+  form.append(comment, send);
+  form.addEventListener("submit", async (submitted) => {
+    submitted.preventDefault();
+    try {
+      await sendJson("/v1/feedback", {
+        collection: collection(),
+        question,
+        answer: answer.answer,
+        chunk_ids: answer.citations.map((c) => c.chunk_id),
+        rating,
+        comment: comment.value.trim() || null,
+      });
+      form.replaceWith(element("p", { class: "hint" }, t("thanks")));
+      bar.querySelectorAll("[data-rating]").forEach((b) => { b.disabled = true; });
+    } catch (error) {
+      showError(error);
+    }
+  });
+  item.querySelector("form.feedback")?.remove();
+  item.append(form);
+  comment.focus();
+}
+
+async function ask(question) {
+  addTurn("user", question);
+  const { item, body } = addTurn("assistant", "");
+  body.classList.add("streaming");
+  setStatus(t("searching"));
+  running = new AbortController();
+  $("stop").hidden = false;
+  $("ask").disabled = true;
+  let text = "";
+  let sources = [];
+  try {
+    const response = await call("/v1/query", {
+      method: "POST",
+      signal: running.signal,
+      headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
+      body: JSON.stringify({
+        question,
+        collection: collection(),
+        stream: true,
+        history: conversation.slice(-KEPT_TURNS),
+      }),
+    });
+    for await (const { event, data } of readEvents(response)) {
+      if (event === "sources") {
+        sources = data;
+        setStatus(data.length ? t("writing") : "");
+      } else if (event === "token") {
+        text += data.text;
+        body.textContent = text;
+      } else if (event === "done") {
+        renderAnswer(body, data.answer, data.sources);
+        const note = data.declined ? t("declined")
+          : data.query !== question ? t("searchedFor", { query: data.query }) : "";
+        setStatus(note);
+        conversation.push({ role: "user", content: question }, { role: "assistant", content: data.answer });
+        feedbackControls(item, question, data);
+      } else if (event === "error") {
+        setStatus(t("eOther", { status: data.code, message: data.message }), true);
+      }
+    }
+  } catch (error) {
+    if (error.name === "AbortError") {
+      renderAnswer(body, text, sources);
+      setStatus(t("stopped"));
+    } else {
+      showError(error);
+    }
+  } finally {
+    body.classList.remove("streaming");
+    running = null;
+    $("stop").hidden = true;
+    $("ask").disabled = false;
+  }
+}
+
+// -- documents ----------------------------------------------------------------------
+
+async function refreshDocuments() {
+  let documents = [];
+  try {
+    documents = await getJson(`/v1/documents?collection=${encodeURIComponent(collection())}`);
+  } catch (error) {
+    if (!(error instanceof ApiError && error.status === 404)) showError(error);
+  }
+  const filter = $("doc-search").value.trim().toLowerCase();
+  const rows = documents
+    .filter((d) => !filter || (d.sources[0] || d.title).toLowerCase().includes(filter))
+    .map((d) => {
+      const name = fileName(d.sources[0]) || d.title || d.doc_id;
+      const row = element("tr", { "data-doc": d.doc_id });
+      const state = d.error ? `${t(d.status)}: ${d.error}` : t(d.status);
+      row.append(element("td", {}, name), element("td", { class: d.status }, state),
+        element("td", {}, String(d.chunks)));
+      const remove = element("button", { type: "button", class: "link danger" }, t("delete"));
+      remove.setAttribute("aria-label", `${t("delete")} ${name}`);
+      remove.addEventListener("click", () => deleteDocument(d.doc_id, name));
+      const cell = element("td");
+      cell.append(remove);
+      row.append(cell);
+      return row;
+    });
+  $("doc-rows").replaceChildren(...rows);
+}
+
+async function deleteDocument(docId, name) {
+  if (!window.confirm(t("confirmDelete", { name }))) return;
+  try {
+    await call(`/v1/documents/${docId}?collection=${encodeURIComponent(collection())}`,
+      { method: "DELETE" });
+    setStatus(t("deleted", { name }));
+    await refreshDocuments();
+  } catch (error) {
+    showError(error);
+  }
+}
+
+async function upload(files) {
+  if (!files.length) return;
+  const line = element("li", {}, "");
+  const names = [...files].map((f) => f.name).join(", ");
+  $("uploads").prepend(line);
+  const show = (state) => { line.textContent = `${names}: ${state}`; };
+  try {
+    const job = await uploadJob(files, collection(), (percent) => show(t("uploading", { percent })));
+    show(t("indexing"));
+    for (;;) {
+      const now = await getJson(`/v1/ingest/jobs/${job.id}`);
+      show(`${t("indexing")} ${now.done}/${now.total || files.length}`);
+      if (["done", "failed", "cancelled"].includes(now.status)) {
+        const failed = now.counts.failed || 0;
+        show(failed ? `${t("failed")}: ${failed}` : t("indexed"));
+        line.dataset.state = failed ? "failed" : "indexed";
+        break;
+      }
+      await new Promise((wait) => { setTimeout(wait, 700); });
+    }
+    await loadCollections(collection());
+    await refreshDocuments();
+  } catch (error) {
+    show(t("failed"));
+    showError(error);
+  }
+}
+
+// -- collections, login, tabs --------------------------------------------------------
+
+async function loadCollections(keep) {
+  const listed = await getJson("/v1/collections");
+  const names = listed.map((c) => c.name);
+  if (!names.length) setStatus(t("noCollections"));
+  if (!names.includes("default")) names.unshift("default");
+  const select = $("collection");
+  select.replaceChildren(...names.map((n) => element("option", { value: n }, n)));
+  select.value = names.includes(keep) ? keep : names[0];
+}
+
+function showLogin() {
+  $("login").hidden = false;
+  $("chat").hidden = true;
+  $("docs").hidden = true;
+  $("logout").hidden = true;
+  $("api-key").focus();
+}
+
+async function enter() {
+  await loadCollections(sessionStorage.getItem("lore-collection") || "default");
+  $("login").hidden = true;
+  $("logout").hidden = !apiKey();
+  showTab("chat");
+}
+
+function showTab(name) {
+  $("chat").hidden = name !== "chat";
+  $("docs").hidden = name !== "docs";
+  $("tab-chat").setAttribute("aria-pressed", String(name === "chat"));
+  $("tab-docs").setAttribute("aria-pressed", String(name === "docs"));
+  if (name === "docs") refreshDocuments();
+  else $("question").focus();
+}
+
+function wire() {
+  $("login-form").addEventListener("submit", async (submitted) => {
+    submitted.preventDefault();
+    setApiKey($("api-key").value.trim());
+    try {
+      await enter();
+      setStatus("");
+    } catch (error) {
+      setApiKey("");
+      showError(error);
+    }
+  });
+  $("logout").addEventListener("click", () => {
+    setApiKey("");
+    conversation = [];
+    $("conversation").replaceChildren();
+    showLogin();
+  });
+  $("ask-form").addEventListener("submit", (submitted) => {
+    submitted.preventDefault();
+    const question = $("question").value.trim();
+    if (!question || running) return;
+    $("question").value = "";
+    ask(question);
+  });
+  $("question").addEventListener("keydown", (pressed) => {
+    if (pressed.key === "Enter" && !pressed.shiftKey) {
+      pressed.preventDefault();
+      $("ask-form").requestSubmit();
+    }
+  });
+  $("stop").addEventListener("click", () => running?.abort());
+  $("new-conversation").addEventListener("click", () => {
+    conversation = [];
+    $("conversation").replaceChildren();
+    setStatus("");
+    $("question").focus();
+  });
+  $("close-passage").addEventListener("click", () => { $("passage").hidden = true; });
+  $("download").addEventListener("click", downloadOriginal);
+  $("tab-chat").addEventListener("click", () => showTab("chat"));
+  $("tab-docs").addEventListener("click", () => showTab("docs"));
+  $("collection").addEventListener("change", () => {
+    sessionStorage.setItem("lore-collection", collection());
+    conversation = [];
+    $("conversation").replaceChildren();
+    if (!$("docs").hidden) refreshDocuments();
+  });
+  $("doc-search").addEventListener("input", refreshDocuments);
+  $("language").addEventListener("click", () => {
+    setLanguage(currentLanguage() === "zh" ? "en" : "zh");
+    $("language").textContent = currentLanguage() === "zh" ? "English" : "中文";
+    $("question").placeholder = t("questionPlaceholder");
+  });
+  const drop = $("drop");
+  drop.addEventListener("click", () => $("file-input").click());
+  drop.addEventListener("keydown", (pressed) => {
+    if (pressed.key === "Enter" || pressed.key === " ") $("file-input").click();
+  });
+  drop.addEventListener("dragover", (over) => { over.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (dropped) => {
+    dropped.preventDefault();
+    drop.classList.remove("over");
+    upload(dropped.dataTransfer.files);
+  });
+  $("file-input").addEventListener("change", () => {
+    upload($("file-input").files);
+    $("file-input").value = "";
+  });
+  document.addEventListener("keydown", (pressed) => {
+    if (pressed.key === "Escape") $("passage").hidden = true;
+  });
+}
+
+async function start() {
+  applyTranslations();
+  $("language").textContent = currentLanguage() === "zh" ? "English" : "中文";
+  $("question").placeholder = t("questionPlaceholder");
+  wire();
+  await loadMarkdown();
+  try {
+    await enter(); // a stored key, or a server with auth off, needs no login
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) showLogin();
+    else showError(error);
+  }
+}
+
+start();

@@ -79,3 +79,13 @@ def test_claims_by_source_groups_the_sentences_citing_each_source() -> None:
     claims = prompts.claims_by_source(answer)
     assert claims[1] == "Denver won [1]. Both are true [1, 2]."
     assert claims[2] == "It was in Santa Clara [2]. Both are true [1, 2]."
+
+
+def test_a_marker_after_the_full_stop_cites_the_sentence_before_it() -> None:
+    answer = "The Lore server listens on 127.0.0.1, port 8000. 【1】 Backups copy the folder [2]."
+    claims = prompts.claims_by_source(answer)
+    assert claims[1] == "The Lore server listens on 127.0.0.1, port 8000."
+    passage = "Ports\n\nBy default the Lore server listens on 127.0.0.1, port 8000. Then /."
+    span = prompts.supporting_span(claims[1], passage)
+    assert span is not None
+    assert passage[span[0] : span[1]].startswith("By default the Lore server listens")

@@ -1,0 +1,120 @@
+"""The web page in a real browser (Debian's chromium, headless, driven by Playwright)
+against a real `lore serve` with the default models. Screenshots go to test-artifacts/."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import Server
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts" / "web"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ANSWER_TIMEOUT_MS = 240_000
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("chromium is not installed (make system-deps installs it)")
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
+        )
+        yield launched
+        launched.close()
+
+
+def _shot(page: object, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)  # type: ignore[attr-defined]
+
+
+def test_first_visit_upload_ask_cite_feedback_delete(
+    browser: object, server: Server, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    context = browser.new_context(locale="en-US", viewport={"width": 1100, "height": 900})  # type: ignore[attr-defined]
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    failures: list[str] = []
+    page.on("console", lambda m: failures.append(m.text) if m.type == "error" else None)
+    page.on("requestfailed", lambda r: failures.append(f"request failed: {r.url}"))
+
+    page.goto(server.url)
+    expect(page.locator("#login")).to_be_visible()
+    _shot(page, "01-login")
+    page.fill("#api-key", "lore_wrong_key")
+    page.click("#login-form button[type=submit]")
+    expect(page.locator("#status")).to_contain_text("not accepted")
+    page.fill("#api-key", server.key)
+    page.click("#login-form button[type=submit]")
+    expect(page.locator("#chat")).to_be_visible()
+
+    # Documents: upload two files, watch them get indexed.
+    page.click("#tab-docs")
+    page.set_input_files(
+        "#file-input", [str(REPO / "demo" / "operations.md"), str(REPO / "demo" / "lore-zh.md")]
+    )
+    expect(page.locator("#uploads li").first).to_have_attribute(
+        "data-state", "indexed", timeout=ANSWER_TIMEOUT_MS
+    )
+    expect(page.locator("#doc-rows tr")).to_have_count(2)
+    page.fill("#doc-search", "operations")
+    expect(page.locator("#doc-rows tr")).to_have_count(1)
+    page.fill("#doc-search", "")
+    _shot(page, "02-documents")
+
+    # Ask in English: a streamed answer with a citation to click.
+    page.click("#tab-chat")
+    page.fill("#question", "What port does the Lore server listen on by default?")
+    page.click("#ask")
+    answer = page.locator(".turn.assistant .body").last
+    expect(page.locator(".turn.assistant .actions").last).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+    expect(answer).to_contain_text("8000")
+    citation = answer.locator("button.cite").first
+    expect(citation).to_be_visible()
+    citation.click()
+    expect(page.locator("#passage")).to_be_visible()
+    expect(page.locator("#passage-meta")).to_contain_text("operations.md")
+    expect(page.locator("#passage-text mark")).to_have_count(1)
+    _shot(page, "03-answer-and-passage")
+    page.keyboard.press("Escape")
+
+    # Feedback on that answer.
+    page.locator(".turn.assistant [data-rating=up]").last.click()
+    page.locator(".turn.assistant form.feedback textarea").last.fill("清楚，谢谢")
+    page.locator(".turn.assistant form.feedback button").last.click()
+    expect(page.locator(".turn.assistant .hint").last).to_be_visible()
+
+    # Ask in Chinese, on a page switched to Chinese.
+    page.click("#language")
+    expect(page.locator("#ask")).to_have_text("提问")
+    page.fill("#question", "Lore 默认使用哪个端口？")
+    page.click("#ask")
+    expect(page.locator(".turn.assistant .actions")).to_have_count(2, timeout=ANSWER_TIMEOUT_MS)
+    expect(page.locator(".turn.assistant .body").last).to_contain_text(re.compile(r"8000"))
+    _shot(page, "04-chinese-answer")
+
+    # Delete a document, confirming the dialog.
+    page.click("#tab-docs")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("#doc-rows tr", has_text="operations.md").get_by_role("button").click()
+    expect(page.locator("#doc-rows tr")).to_have_count(1)
+    _shot(page, "05-after-delete")
+
+    # A phone-width screen still shows the whole chat.
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.click("#tab-chat")
+    _shot(page, "06-phone")
+    assert failures == [], failures
+    context.close()
