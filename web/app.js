@@ -150,8 +150,8 @@ function feedbackControls(item, question, answer) {
   bar.append(copy);
   for (const rating of ["up", "down"]) {
     const label = rating === "up" ? t("helpful") : t("notHelpful");
-    const button = element("button", { type: "button", class: "link", "data-rating": rating },
-      `${rating === "up" ? "👍" : "👎"} ${label}`);
+    // Words, not emoji: an offline machine may have no emoji font.
+    const button = element("button", { type: "button", class: "link", "data-rating": rating }, label);
     button.addEventListener("click", () => openFeedback(item, bar, rating, question, answer));
     bar.append(button);
   }
@@ -162,7 +162,7 @@ function openFeedback(item, bar, rating, question, answer) {
   const form = element("form", { class: "feedback" });
   const comment = element("textarea", { rows: "2", maxlength: "2000", "aria-label": t("commentPrompt") });
   comment.placeholder = t("commentPrompt");
-  const send = element("button", { type: "submit" }, rating === "up" ? "👍" : "👎");
+  const send = element("button", { type: "submit" }, t("send"));
   form.append(comment, send);
   form.addEventListener("submit", async (submitted) => {
     submitted.preventDefault();
