@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, BinaryIO
@@ -44,6 +45,8 @@ from api.schemas import (
     DocumentDetailOut,
     DocumentOut,
     ErrorOut,
+    FeedbackIn,
+    FeedbackOut,
     FiltersIn,
     Health,
     IngestOut,
@@ -59,7 +62,13 @@ from api.schemas import (
 )
 from ingest.jobs import Job, JobManager
 from ingest.parsing import check_supported
-from ingest.pipeline import IngestResult, delete_document, ingest_replacing, recover
+from ingest.pipeline import (
+    IngestResult,
+    delete_document,
+    file_sha256,
+    ingest_replacing,
+    recover,
+)
 from rag.audit import AuditLog
 from rag.config import Settings, load_settings
 from rag.container import Lore
@@ -80,13 +89,24 @@ from rag.errors import (
     Unauthorized,
     UnsupportedFile,
 )
-from rag.filters import Filters, make_filters
+from rag.filters import Filters, make_filters, parse_when
 from rag.manifest import DocumentRecord
 from rag.types import AnswerEvent, DoneEvent, SourcesEvent, TokenEvent, Turn
 
 log = logging.getLogger("lore.api")
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+
+# The web page loads only its own files and talks only to this server. /docs and /redoc
+# are left out: their pages run an inline script.
+_PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
+        "form-action 'self'; frame-ancestors 'none'"
+    ),
+    "Referrer-Policy": "no-referrer",
+}
 
 _STATUS: dict[type[LoreError], int] = {
     Unauthorized: 401,
@@ -146,7 +166,7 @@ def _warm_up(lore: Lore) -> None:
 
     Also clears what an earlier crash left half-written (invisible, but taking space).
     """
-    _ = lore.embedder, lore.store, lore.answerer, lore.keys
+    _ = lore.embedder, lore.store, lore.answerer, lore.keys, lore.feedback
     recover(lore)
 
 
@@ -241,6 +261,9 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
         metrics.latency.labels(template).observe(seconds)
         metrics.requests.labels(template, request.method, str(response.status_code)).inc()
         response.headers["X-Request-ID"] = request.state.request_id
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        if request.url.path == "/" or request.url.path.startswith("/web/"):
+            response.headers.update(_PAGE_HEADERS)
         return response
 
     @app.exception_handler(LoreError)
@@ -488,6 +511,31 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
         target = readable(caller, collection or lore.settings.collection)
         return await run_in_threadpool(_document_detail, lore, target, doc_id)
 
+    @app.get(
+        "/v1/documents/{doc_id}/file",
+        tags=["documents"],
+        response_class=FileResponse,
+        responses={
+            200: {"content": {"application/octet-stream": {}}, "description": "The file."},
+            404: {"model": ErrorOut},
+        },
+    )
+    async def download_document(
+        doc_id: DocIdPath,
+        request: Request,
+        lore: LoreDep,
+        caller: CallerDep,
+        collection: CollectionQuery = None,
+    ) -> FileResponse:
+        """The document's original file, as an attachment under its own name: the first
+        path it was ingested from that still holds the same bytes."""
+        target = readable(caller, collection or lore.settings.collection)
+        path = await run_in_threadpool(_original_file, lore, target, doc_id)
+        await run_in_threadpool(
+            audit, request, "documents.download", collection=target, doc_ids=[doc_id], status=200
+        )
+        return FileResponse(path, filename=path.name)
+
     @app.delete(
         "/v1/documents/{doc_id}",
         tags=["documents"],
@@ -595,6 +643,77 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
         )
         return cancelled
 
+    # -- feedback -----------------------------------------------------------
+
+    @app.post(
+        "/v1/feedback",
+        tags=["feedback"],
+        response_model=FeedbackOut,
+        status_code=201,
+        responses={404: {"model": ErrorOut}, 422: {"model": ErrorOut}},
+    )
+    async def create_feedback(
+        body: FeedbackIn, request: Request, lore: LoreDep, caller: CallerDep
+    ) -> Any:
+        """Rate an answer up or down, with the question, the answer and the chunks it cited."""
+        collection = readable(caller, body.collection or lore.settings.collection)
+        await run_in_threadpool(_require_collection, lore, collection)
+        record = await run_in_threadpool(
+            partial(
+                lore.feedback.add,
+                actor=caller.actor,
+                collection=collection,
+                question=body.question,
+                answer=body.answer,
+                chunk_ids=body.chunk_ids,
+                rating=body.rating,
+                comment=body.comment,
+                request_id=request.state.request_id,
+            )
+        )
+        await run_in_threadpool(
+            audit,
+            request,
+            "feedback",
+            collection=collection,
+            chunk_ids=body.chunk_ids,
+            status=201,
+        )
+        return FeedbackOut(id=record.id, at=record.as_json()["at"])
+
+    @app.get(
+        "/v1/feedback/export",
+        tags=["feedback"],
+        response_class=Response,
+        responses={
+            200: {
+                "content": {"application/x-ndjson": {}},
+                "description": "One rating a line, as JSON, oldest first.",
+            },
+            403: {"model": ErrorOut},
+            422: {"model": ErrorOut},
+        },
+    )
+    async def export_feedback(
+        request: Request,
+        lore: LoreDep,
+        admin: AdminDep,
+        since: Annotated[
+            str | None,
+            Query(
+                max_length=40,
+                description="Only ratings at or after this ISO 8601 date or time (UTC unless "
+                "it says).",
+            ),
+        ] = None,
+    ) -> Response:
+        """Every rating (admin only), as JSON lines: id, at, actor, collection, question,
+        answer, chunk_ids, rating, comment, request_id."""
+        moment = parse_when(since) if since is not None else None
+        body = await run_in_threadpool(_feedback_lines, lore, moment)
+        await run_in_threadpool(audit, request, "feedback.export", status=200)
+        return Response(body, media_type="application/x-ndjson")
+
     # -- keys ---------------------------------------------------------------
 
     @app.post(
@@ -697,6 +816,29 @@ def _document_detail(lore: Lore, collection: str, doc_id: str) -> dict[str, Any]
         for c in (lore.store.document_chunks(collection, doc_id) if record.chunks else [])
     ]
     return data
+
+
+def _original_file(lore: Lore, collection: str, doc_id: str) -> Path:
+    """The first source path of the document that still holds its bytes (the manifest's
+    paths only, never one from a client); NotFound when there is none."""
+    record = lore.manifest.document(collection, doc_id)
+    if record is None or record.status == "deleting":
+        raise NotFound(f"Document '{doc_id}' is not in collection '{collection}'.")
+    for source in record.sources:
+        path = Path(source)
+        # A file changed since it was ingested no longer holds this document.
+        try:
+            if path.is_file() and file_sha256(path) == record.sha256:
+                return path
+        except OSError:  # unreadable now: as good as gone
+            continue
+    raise NotFound(f"Document '{doc_id}' has no original file on this server any more.")
+
+
+def _feedback_lines(lore: Lore, since: datetime | None) -> str:
+    return "".join(
+        json.dumps(record, ensure_ascii=False) + "\n" for record in lore.feedback.export(since)
+    )
 
 
 def _filters(given: FiltersIn | None) -> Filters | None:

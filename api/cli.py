@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,10 +25,12 @@ models_app = typer.Typer(help="Install and inspect the local models.", no_args_i
 docs_app = typer.Typer(help="List and delete indexed documents.", no_args_is_help=True)
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 audit_app = typer.Typer(help="Check, export and prune the audit log.", no_args_is_help=True)
+feedback_app = typer.Typer(help="Export the ratings given to answers.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(docs_app, name="docs")
 app.add_typer(audit_app, name="audit")
 app.add_typer(keys_app, name="keys")
+app.add_typer(feedback_app, name="feedback")
 
 
 def _collection(value: str | None) -> str | None:
@@ -578,39 +582,71 @@ def audit_verify() -> None:
     typer.echo(f"Audit chain intact: {result.entries} entries.")
 
 
+OutputOption = Annotated[
+    Path | None, typer.Option("--output", "-o", help="Write to this file, not stdout.")
+]
+
+
+def _since(value: str | None) -> datetime | None:
+    """The `--since` moment (None when not given); a usage error when it is not a date."""
+    from rag.errors import InvalidInput
+    from rag.filters import parse_when
+
+    try:
+        return parse_when(value) if value is not None else None
+    except InvalidInput as exc:
+        raise typer.BadParameter(str(exc), param_hint="--since") from None
+
+
+def _write_lines(records: Iterable[dict[str, Any]], output: Path | None, what: str) -> None:
+    """Records as JSON lines, to stdout or to `output` (then a count on stderr)."""
+    lines = (json.dumps(record, ensure_ascii=False) for record in records)
+    if output is None:
+        for line in lines:
+            typer.echo(line)
+        return
+    count = 0
+    with output.open("w", encoding="utf-8") as file:
+        for line in lines:
+            file.write(line + "\n")
+            count += 1
+    typer.echo(f"Exported {count} {what} to {output}.", err=True)
+
+
 @audit_app.command("export")
 def audit_export(
     since: Annotated[
         str | None,
         typer.Option(help="Only entries at or after this ISO date or time (UTC by default)."),
     ] = None,
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write to this file, not stdout.")
-    ] = None,
+    output: OutputOption = None,
 ) -> None:
     """Print the audit log as JSON lines, one entry a line, oldest first."""
-    from rag.errors import InvalidInput
-    from rag.filters import parse_when
-
-    try:
-        moment = parse_when(since) if since is not None else None
-    except InvalidInput as exc:
-        raise typer.BadParameter(str(exc), param_hint="--since") from None
+    moment = _since(since)
     log = _audit_log(_settings())
     try:
-        lines = (json.dumps(entry, ensure_ascii=False) for entry in log.export(moment))
-        if output is None:
-            for line in lines:
-                typer.echo(line)
-            return
-        count = 0
-        with output.open("w", encoding="utf-8") as file:
-            for line in lines:
-                file.write(line + "\n")
-                count += 1
-        typer.echo(f"Exported {count} entries to {output}.", err=True)
+        _write_lines(log.export(moment), output, "entries")
     finally:
         log.close()
+
+
+@feedback_app.command("export")
+def feedback_export(
+    since: Annotated[
+        str | None,
+        typer.Option(help="Only ratings at or after this ISO date or time (UTC by default)."),
+    ] = None,
+    output: OutputOption = None,
+) -> None:
+    """Print the ratings of answers as JSON lines, one a line, oldest first."""
+    from rag.feedback import FeedbackStore
+
+    moment = _since(since)
+    store = FeedbackStore(_settings().data_dir / "feedback.sqlite3")
+    try:
+        _write_lines(store.export(moment), output, "ratings")
+    finally:
+        store.close()
 
 
 @audit_app.command("prune")

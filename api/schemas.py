@@ -210,6 +210,26 @@ class NewKeyOut(KeyOut):
     key: str = Field(description="The key itself. It is shown only this once; store it safely.")
 
 
+class FeedbackIn(Strict):
+    """A rating of one answer, with what was asked and answered and the chunks it drew on."""
+
+    collection: str | None = Field(default=None, pattern=COLLECTION_PATTERN)
+    question: str = Field(min_length=1, max_length=8000)
+    answer: str = Field(max_length=20000, description="The answer as shown (may be empty).")
+    chunk_ids: list[Annotated[str, Field(max_length=200)]] = Field(
+        default_factory=list,
+        max_length=50,
+        description="The ids of the chunks the answer cited (`citations[].chunk_id`).",
+    )
+    rating: Literal["up", "down"]
+    comment: str | None = Field(default=None, max_length=2000)
+
+
+class FeedbackOut(BaseModel):
+    id: str
+    at: str = Field(description="When it was recorded: ISO 8601, UTC.")
+
+
 class Ready(BaseModel):
     status: str
     checks: dict[str, str]

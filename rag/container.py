@@ -17,6 +17,7 @@ from rag.answering import Answerer, AnswerLimits
 from rag.config import Settings
 from rag.embeddings import CrossEncoderReranker, Embedder, Reranker, SentenceTransformerEmbedder
 from rag.errors import ConfigError
+from rag.feedback import FeedbackStore
 from rag.generation import Generator, LlamaCppGenerator, OpenAICompatibleGenerator
 from rag.keyword import KeywordIndex
 from rag.manifest import Manifest
@@ -181,6 +182,10 @@ class Lore:
     @cached_property
     def keys(self) -> KeyStore:
         return KeyStore(self.settings.data_dir / "keys.sqlite3")
+
+    @cached_property
+    def feedback(self) -> FeedbackStore:
+        return FeedbackStore(self.settings.data_dir / "feedback.sqlite3")
 
     @cached_property
     def keywords(self) -> KeywordIndex:
