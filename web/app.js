@@ -282,30 +282,37 @@ async function deleteDocument(docId, name) {
   }
 }
 
+/** Upload each file as its own ingest job, each with its own line of progress. */
 async function upload(files) {
-  if (!files.length) return;
-  const line = element("li", {}, "");
-  const names = [...files].map((f) => f.name).join(", ");
+  const chosen = [...files];
+  if (!chosen.length) return;
+  const target = collection();
+  await Promise.all(chosen.map((file) => uploadOne(file, target)));
+  await loadCollections(target);
+  await refreshDocuments();
+}
+
+async function uploadOne(file, target) {
+  const line = element("li", { "data-file": file.name }, "");
   $("uploads").prepend(line);
-  const show = (state) => { line.textContent = `${names}: ${state}`; };
+  const show = (state) => { line.textContent = `${file.name}: ${state}`; };
   try {
-    const job = await uploadJob(files, collection(), (percent) => show(t("uploading", { percent })));
+    const job = await uploadJob([file], target, (percent) => show(t("uploading", { percent })));
     show(t("indexing"));
     for (;;) {
       const now = await getJson(`/v1/ingest/jobs/${job.id}`);
-      show(`${t("indexing")} ${now.done}/${now.total || files.length}`);
       if (["done", "failed", "cancelled"].includes(now.status)) {
-        const failed = now.counts.failed || 0;
-        show(failed ? `${t("failed")}: ${failed}` : t("indexed"));
+        const failed = (now.counts.failed || 0) > 0 || now.status !== "done";
+        const reason = now.report?.failures?.[0]?.error || now.error || "";
+        show(failed ? `${t("failed")} ${reason}`.trim() : t("indexed"));
         line.dataset.state = failed ? "failed" : "indexed";
-        break;
+        return;
       }
       await new Promise((wait) => { setTimeout(wait, 700); });
     }
-    await loadCollections(collection());
-    await refreshDocuments();
   } catch (error) {
     show(t("failed"));
+    line.dataset.state = "failed";
     showError(error);
   }
 }

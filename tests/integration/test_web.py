@@ -137,3 +137,52 @@ def test_first_visit_upload_ask_cite_feedback_delete(
     ]
     assert unexpected == [], failures
     context.close()
+
+
+def test_answers_render_markdown_safely_and_errors_read_plainly(
+    browser: object, settings: object, docs: Path, tmp_path: Path
+) -> None:
+    """With a scripted model (no real models needed): hostile Markdown in an answer
+    stays inert, and an upload over the limit gets a plain sentence."""
+    from playwright.sync_api import expect
+
+    from rag.testing import ScriptedGenerator
+    from tests.unit.test_service import live
+
+    hostile = (
+        'Port **8000** [1]. <img src=x onerror="window.pwned=1"> '
+        "<script>window.pwned=2</script> [out](https://evil.example/x) "
+        "[in](/v1/collections) ![pic](https://evil.example/p.png)"
+    )
+    small = settings.model_copy(update={"max_upload_mb": 1})  # type: ignore[attr-defined]
+    with live(small, ScriptedGenerator(hostile), docs) as url:
+        context = browser.new_context(locale="en-US")  # type: ignore[attr-defined]
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        page.goto(url)
+        expect(page.locator("#chat")).to_be_visible()  # auth off: no login
+        page.fill("#question", "Which port does Lore use?")
+        page.keyboard.press("Enter")
+        body = page.locator(".turn.assistant .body").last
+        expect(page.locator(".turn.assistant .actions")).to_have_count(1)
+        expect(body.locator("strong")).to_have_text("8000")
+        expect(body.locator("img")).to_have_count(0)
+        expect(body.locator("script")).to_have_count(0)
+        expect(body.locator("a[href^='http']")).to_have_count(0)
+        expect(body.locator("a[href='/v1/collections']")).to_have_count(1)
+        expect(body).to_contain_text("<img src=x")  # shown as text, not run
+        assert page.evaluate("window.pwned") is None
+        body.locator("button.cite").click()
+        expect(page.locator("#passage-meta")).to_contain_text("ports.md")
+        _shot(page, "10-safe-markdown")
+
+        big = tmp_path / "big.txt"
+        big.write_text("port 8000 " * 220_000, encoding="utf-8")  # 2.2 MB
+        page.click("#tab-docs")
+        page.set_input_files("#file-input", str(big))
+        expect(page.locator("#uploads li[data-file='big.txt']")).to_have_attribute(
+            "data-state", "failed"
+        )
+        expect(page.locator("#status")).to_have_text("Too large for this server.")
+        _shot(page, "11-too-large")
+        context.close()
