@@ -156,7 +156,9 @@ def test_answers_render_markdown_safely_and_errors_read_plainly(
     )
     small = settings.model_copy(update={"max_upload_mb": 1})  # type: ignore[attr-defined]
     with live(small, ScriptedGenerator(hostile), docs) as url:
-        context = browser.new_context(locale="en-US")  # type: ignore[attr-defined]
+        context = browser.new_context(  # type: ignore[attr-defined]
+            locale="en-US", permissions=["clipboard-read", "clipboard-write"]
+        )
         page = context.new_page()
         page.set_default_timeout(30_000)
         page.goto(url)
@@ -175,6 +177,15 @@ def test_answers_render_markdown_safely_and_errors_read_plainly(
         body.locator("button.cite").click()
         expect(page.locator("#passage-meta")).to_contain_text("ports.md")
         _shot(page, "10-safe-markdown")
+        with page.expect_download() as download:
+            page.click("#download")
+        assert download.value.suggested_filename == "ports.md"
+        assert Path(download.value.path()).read_bytes() == (docs / "ports.md").read_bytes()
+        page.keyboard.press("Escape")
+        expect(page.locator("#passage")).to_be_hidden()
+        page.locator(".turn.assistant .actions button").first.click()  # Copy
+        expect(page.locator(".turn.assistant .actions button").first).to_have_text("Copied")
+        assert page.evaluate("navigator.clipboard.readText()").startswith("Port **8000**")
 
         big = tmp_path / "big.txt"
         big.write_text("port 8000 " * 220_000, encoding="utf-8")  # 2.2 MB
@@ -185,4 +196,33 @@ def test_answers_render_markdown_safely_and_errors_read_plainly(
         )
         expect(page.locator("#status")).to_have_text("Too large for this server.")
         _shot(page, "11-too-large")
+        context.close()
+
+
+def test_stop_ends_the_generation_on_the_server(
+    browser: object, settings: object, docs: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    from tests.unit.test_service import SlowGenerator, live
+
+    generator = SlowGenerator(delay=0.2, words=200)  # 40 s if left to run
+    with live(settings, generator, docs) as url:  # type: ignore[arg-type]
+        context = browser.new_context(locale="zh-CN")  # type: ignore[attr-defined]
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        page.goto(url)
+        expect(page.locator("#ask")).to_have_text("提问")  # the browser's language
+        page.fill("#question", "Lore 用哪个端口？")
+        page.click("#ask")
+        expect(page.locator("#stop")).to_be_visible()
+        expect(page.locator(".turn.assistant .body").last).to_contain_text("word")
+        page.click("#stop")
+        expect(page.locator("#status")).to_have_text("已停止。")
+        expect(page.locator("#stop")).to_be_hidden()
+        deadline = 50
+        while generator.stopped == 0 and deadline:
+            page.wait_for_timeout(100)
+            deadline -= 1
+        assert generator.stopped == 1, "the server kept generating after Stop"
         context.close()
