@@ -197,13 +197,8 @@ def entry_hash(
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _clean(text: str) -> str:
-    # A lone surrogate (possible in JSON input) cannot be stored or hashed as UTF-8.
-    return text.encode("utf-8", "replace").decode("utf-8")
-
-
 def _optional(text: str | None) -> str | None:
-    return None if text is None else _clean(text)
+    return None if text is None else database.storable(text)
 
 
 def _entry(row: sqlite3.Row) -> AuditEntry:
@@ -304,13 +299,13 @@ class AuditLog:
         with self._transaction() as db:
             return self._append(
                 db,
-                actor=_clean(actor),
-                operation=_clean(operation),
+                actor=database.storable(actor),
+                operation=database.storable(operation),
                 status=status,
                 collection=_optional(collection),
                 question=_optional(question),
-                chunk_ids=tuple(_clean(i) for i in chunk_ids),
-                doc_ids=tuple(_clean(i) for i in doc_ids),
+                chunk_ids=tuple(database.storable(i) for i in chunk_ids),
+                doc_ids=tuple(database.storable(i) for i in doc_ids),
                 request_id=_optional(request_id),
             )
 
@@ -425,7 +420,7 @@ class AuditLog:
             db.execute("DELETE FROM pruning")
             self._append(
                 db,
-                actor=_clean(actor),
+                actor=database.storable(actor),
                 operation="audit.prune",
                 status=200,
                 collection=None,

@@ -33,3 +33,9 @@ def transaction(db: sqlite3.Connection, lock: threading.RLock) -> Iterator[sqlit
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+
+
+def storable(text: str) -> str:
+    """`text` as SQLite can store it: a lone surrogate (possible in JSON input) can't be
+    encoded as UTF-8, so it becomes "?"."""
+    return text.encode("utf-8", "replace").decode("utf-8")

@@ -77,11 +77,6 @@ class FeedbackRecord:
         }
 
 
-def _clean(text: str) -> str:
-    # A lone surrogate (possible in JSON input) cannot be stored as UTF-8.
-    return text.encode("utf-8", "replace").decode("utf-8")
-
-
 def _record(row: sqlite3.Row) -> FeedbackRecord:
     return FeedbackRecord(
         id=row["id"],
@@ -136,14 +131,14 @@ class FeedbackStore:
         record = FeedbackRecord(
             id=uuid.uuid4().hex,
             at=self._clock(),
-            actor=_clean(actor),
-            collection=_clean(collection),
-            question=_clean(question),
-            answer=_clean(answer),
-            chunk_ids=tuple(_clean(i) for i in chunk_ids),
+            actor=database.storable(actor),
+            collection=database.storable(collection),
+            question=database.storable(question),
+            answer=database.storable(answer),
+            chunk_ids=tuple(database.storable(i) for i in chunk_ids),
             rating=rating,
-            comment=None if comment is None else _clean(comment),
-            request_id=None if request_id is None else _clean(request_id),
+            comment=None if comment is None else database.storable(comment),
+            request_id=None if request_id is None else database.storable(request_id),
         )
         with database.transaction(self._db, self._lock) as db:
             db.execute(
