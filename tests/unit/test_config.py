@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,26 @@ def test_embedder_thresholds_come_from_the_model_unless_set() -> None:
     assert min_evidence_for(Settings(min_evidence=0.5)) == 0.5
     assert min_evidence_for(Settings(embedding_model="multilingual-e5-small")) == 0.0
     assert firm_evidence_for(Settings(embedding_backend="hashing")) == float("inf")
+
+
+def test_the_example_config_loads_and_matches_the_defaults_it_shows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    example = Path(__file__).resolve().parents[2] / "lore.example.yaml"
+    for name in list(os.environ):
+        if name.startswith("LORE_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("LORE_CONFIG", str(example))
+    loaded = load_settings()
+    defaults = Settings()
+    for field in (
+        "auth",
+        "max_body_mb",
+        "generation_queue",
+        "generation_timeout_s",
+        "rate_limit_per_minute",
+        "audit_retention_days",
+        "max_upload_mb",
+        "context_tokens",
+    ):
+        assert getattr(loaded, field) == getattr(defaults, field), field
