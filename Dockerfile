@@ -3,9 +3,10 @@
 FROM python:3.11-slim-bookworm
 
 # The same Debian packages as `make system-deps`: OCR (Chinese and English) and
-# LibreOffice for legacy .doc/.ppt, plus what llama.cpp needs to compile.
+# LibreOffice for legacy .doc/.ppt, plus what llama.cpp needs to compile and npm for
+# the web page's one script (no browser: the image doesn't run the tests).
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends build-essential cmake git libmagic1 \
+    && apt-get install -y --no-install-recommends build-essential cmake git libmagic1 npm \
         tesseract-ocr tesseract-ocr-chi-sim tesseract-ocr-eng \
         libreoffice-writer-nogui libreoffice-impress-nogui \
     && rm -rf /var/lib/apt/lists/*
@@ -24,6 +25,12 @@ COPY rag rag
 COPY ingest ingest
 COPY api api
 COPY web web
+# markdown-it at the version web/package-lock.json pins, as `make` installs it.
+RUN cd web && npm ci --no-audit --no-fund --ignore-scripts \
+    && mkdir -p vendor \
+    && cp node_modules/markdown-it/dist/browser/markdown-it.esm.min.mjs vendor/markdown-it.js \
+    && cp node_modules/markdown-it/LICENSE vendor/markdown-it.LICENSE \
+    && rm -rf node_modules
 COPY demo demo
 RUN pip install -e .
 
