@@ -9,8 +9,9 @@ from fastapi import Depends, Request
 from api.limits import GenerationGate, RateLimiter
 from ingest.jobs import JobManager
 from rag.access import LOCAL_USER, Principal
+from rag.config import validate_collection_name
 from rag.container import Lore
-from rag.errors import Forbidden, Unauthorized
+from rag.errors import Forbidden, InvalidInput, Unauthorized
 
 
 def get_lore(request: Request) -> Lore:
@@ -77,8 +78,17 @@ def get_admin(caller: CallerDep) -> Principal:
 AdminDep = Annotated[Principal, Depends(get_admin)]
 
 
+def _valid(collection: str) -> str:
+    """The name, if Lore allows it (the HTTP pattern can't say "no '..'"); else a 422."""
+    try:
+        return validate_collection_name(collection)
+    except ValueError as exc:
+        raise InvalidInput(f"'{collection[:100]}' is not a collection name: {exc}.") from None
+
+
 def readable(caller: Principal, collection: str) -> str:
     """`collection`, if the caller may read it; NotFound otherwise, as for a missing one."""
+    _valid(collection)
     caller.require_read(collection)
     return collection
 
@@ -86,6 +96,7 @@ def readable(caller: Principal, collection: str) -> str:
 def writable(caller: Principal, collection: str) -> str:
     """`collection`, if the caller may change it: NotFound if it may not even read it,
     Forbidden if it may read but not write."""
+    _valid(collection)
     caller.require_read(collection)
     if not caller.can_write(collection):
         raise Forbidden(f"This key may read collection '{collection}' but not change it.")

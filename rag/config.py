@@ -7,6 +7,7 @@ below. A misspelled key is an error, not a silent default.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -41,12 +42,21 @@ def config_file() -> Path | None:
 
 def validate_collection_name(name: str) -> str:
     """Return `name` if it is a valid collection name, else raise ValueError."""
-    if not _COLLECTION_RE.match(name) or ".." in name:
+    if not _COLLECTION_RE.match(name) or ".." in name or _is_ipv4(name):
         raise ValueError(
             "collection names are 3-512 characters of letters, digits, '.', '_' or '-', "
-            "starting and ending with a letter or digit"
+            "starting and ending with a letter or digit, without '..', and not an IPv4 address"
         )
     return name
+
+
+def _is_ipv4(name: str) -> bool:
+    """Chroma refuses collection names that read as IPv4 addresses (such as 10.0.0.1)."""
+    try:
+        ipaddress.IPv4Address(name)
+    except ValueError:
+        return False
+    return True
 
 
 class Settings(BaseSettings):

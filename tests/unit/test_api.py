@@ -243,3 +243,21 @@ def test_api_docs_load_nothing_from_other_hosts(client: TestClient, page: str) -
     assert scripts
     for script in scripts:
         assert client.get(script).status_code == 200, script
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/v1/collections", {"name": "a..b"}),
+        ("POST", "/v1/search", {"question": "port?", "collection": "a..b"}),
+        ("GET", "/v1/documents?collection=a..b", None),
+        ("GET", "/v1/collections/a..b", None),
+        ("POST", "/v1/collections", {"name": "10.0.0.1"}),
+    ],
+)
+def test_collection_names_with_two_dots_are_422_not_500(
+    client: TestClient, method: str, path: str, body: dict[str, str] | None
+) -> None:
+    response = client.request(method, path, json=body)
+    assert response.status_code == 422, response.text
+    assert "not a collection name" in response.json()["message"]
