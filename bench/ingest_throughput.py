@@ -18,6 +18,7 @@ other formats (a stated convention, not a measurement).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import re
@@ -70,10 +71,34 @@ def count_pages(path: Path) -> float:
     return path.stat().st_size / 3000
 
 
-class PeakMemory:
-    """Samples the resident memory of this process and its children every 100 ms."""
+def status_bytes(pid: int, *fields: str) -> list[int]:
+    """Fields of /proc/PID/status (RssAnon, RssFile, VmHWM...) in bytes; 0 when unreadable."""
+    found = dict.fromkeys(fields, 0)
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                name, _, value = line.partition(":")
+                if name in found:
+                    found[name] = int(value.split()[0]) * 1024
+    except OSError:
+        pass
+    return [found[f] for f in fields]
 
-    def __init__(self) -> None:
+
+def resident(pid: int) -> tuple[int, int]:
+    """Anonymous (private heap) and file-backed resident bytes of a process."""
+    anon, file = status_bytes(pid, "RssAnon", "RssFile")
+    return anon, file
+
+
+class PeakMemory:
+    """Samples the resident memory of this process and its children every 100 ms.
+
+    With `series`, also writes one line a second: seconds, the main process's anonymous
+    and file-backed MiB, and the parsing processes' MiB, to see what grows when.
+    """
+
+    def __init__(self, series: Path | None = None) -> None:
         self.peak = 0
         self.peak_main = 0
         self.peak_child = 0
@@ -81,14 +106,25 @@ class PeakMemory:
         # weights are memory-mapped, so they count in RSS as they are paged in, but are
         # clean pages the kernel may drop at any time.
         self.peak_private = 0
+        self.peak_main_anon = 0
+        self.peak_main_file = 0
+        # The kernel's high-water marks (VmHWM), which no sampling interval can miss: the
+        # main process's is reset when the job starts; a child's covers its whole life.
+        self.hwm_main = 0
+        self.hwm_children: dict[int, int] = {}
+        self._series = series
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         me = psutil.Process()
+        started = time.perf_counter()
+        written = -1.0
+        out = self._series.open("w") if self._series else None
         while not self._stop.is_set():
             total = 0
             private = 0
+            children = 0
             for process in [me, *me.children(recursive=True)]:
                 try:
                     info = process.memory_info()
@@ -99,19 +135,36 @@ class PeakMemory:
                 private += rss - getattr(info, "shared", 0)
                 if process.pid == me.pid:
                     self.peak_main = max(self.peak_main, rss)
+                    anon, file = resident(me.pid)
+                    self.peak_main_anon = max(self.peak_main_anon, anon)
+                    self.peak_main_file = max(self.peak_main_file, file)
                 else:
+                    children += rss
                     self.peak_child = max(self.peak_child, rss)
+                    (hwm,) = status_bytes(process.pid, "VmHWM")
+                    self.hwm_children[process.pid] = max(self.hwm_children.get(process.pid, 0), hwm)
             self.peak = max(self.peak, total)
             self.peak_private = max(self.peak_private, private)
+            now = time.perf_counter() - started
+            if out is not None and now - written >= 1.0:
+                written = now
+                anon, file = resident(me.pid)
+                out.write(f"{now:.0f}\t{anon >> 20}\t{file >> 20}\t{children >> 20}\n")
+                out.flush()
             time.sleep(0.1)
+        if out is not None:
+            out.close()
 
     def __enter__(self) -> PeakMemory:
+        with contextlib.suppress(OSError):  # "5" resets this process's VmHWM
+            Path("/proc/self/clear_refs").write_text("5")
         self._thread.start()
         return self
 
     def __exit__(self, *_: object) -> None:
         self._stop.set()
         self._thread.join()
+        (self.hwm_main,) = status_bytes(os.getpid(), "VmHWM")
 
 
 def main() -> None:
@@ -120,6 +173,9 @@ def main() -> None:
     parser.add_argument("--embedding-model", default=None)
     parser.add_argument("--workers", type=int, default=default_workers())
     parser.add_argument("--raw-sample", type=int, default=0, help="chunks to time raw (0: all)")
+    parser.add_argument(
+        "--memory-series", type=Path, default=None, help="write memory over time to this file"
+    )
     args = parser.parse_args()
     force_offline()
 
@@ -131,11 +187,10 @@ def main() -> None:
         settings = Settings(**overrides)  # type: ignore[arg-type]
         lore = Lore(settings)
         _ = lore.embedder  # load the model before the clock starts, as a server would have
-        files = select_files(args.paths, (), ())
-        pages = sum(count_pages(f) for f in files)
-
-        with PeakMemory() as memory:
+        with PeakMemory(args.memory_series) as memory:
             report = run_batch(lore, args.paths, "bench", BatchOptions(workers=args.workers))
+        # Counted after the job, so that the PDF library this loads isn't counted in its memory.
+        pages = sum(count_pages(f) for f in select_files(args.paths, (), ()))
         data = report.as_json()
         total = data["seconds"]["total"]
 
@@ -191,6 +246,12 @@ def main() -> None:
     print(f"| peak RSS, job and parsers together | {memory.peak / 2**20:,.0f} MiB |")
     print(f"| peak RSS, main process (models, index) | {memory.peak_main / 2**20:,.0f} MiB |")
     print(f"| peak RSS, largest parsing process | {memory.peak_child / 2**20:,.0f} MiB |")
+    anon, file = memory.peak_main_anon / 2**20, memory.peak_main_file / 2**20
+    label = "peak of main process: anonymous / file-backed (weights)"
+    print(f"| {label} | {anon:,.0f} / {file:,.0f} MiB |")
+    bound = (memory.hwm_main + sum(memory.hwm_children.values())) / 2**20
+    label = "upper bound: sum of each process's own peak (kernel VmHWM)"
+    print(f"| {label} | {bound:,.0f} MiB |")
     private = memory.peak_private / 2**20
     print(f"| peak private memory (RSS less file-backed pages), all | {private:,.0f} MiB |")
 

@@ -27,6 +27,7 @@ from typing import Any
 from pebble import ProcessExpired, ProcessFuture, ProcessPool
 
 from ingest.pipeline import (
+    EMBED_GROUP,
     ChunkPlan,
     IngestResult,
     Todo,
@@ -199,19 +200,21 @@ def run_batch(
             progress(done, len(files), result)
 
     def flush(batch: _Batch) -> None:
-        if not batch.items:
-            return
-        texts = [c.embedding_text() for _, _, chunks in batch.items for c in chunks]
+        # Small documents are embedded together; a big one streams through `write`,
+        # EMBED_GROUP chunks at a time, so its vectors never all sit in memory.
+        small = [item for item in batch.items if len(item[2]) <= EMBED_GROUP]
+        texts = [c.embedding_text() for _, _, chunks in small for c in chunks]
         began = time.perf_counter()
-        vectors = lore.embedder.embed_documents(texts)
+        vectors = lore.embedder.embed_documents(texts) if texts else None
         report.seconds["embed"] += time.perf_counter() - began
-        began = time.perf_counter()
         offset = 0
         for todo, title, chunks in batch.items:
+            if len(chunks) > EMBED_GROUP or vectors is None:
+                finish(write(lore, collection, todo, title, chunks, seconds=report.seconds))
+                continue
             mine = vectors[offset : offset + len(chunks)]
             offset += len(chunks)
-            finish(write(lore, collection, todo, title, chunks, mine))
-        report.seconds["write"] += time.perf_counter() - began
+            finish(write(lore, collection, todo, title, chunks, mine, report.seconds))
         batch.items.clear()
         del texts, vectors
         return_free_memory()

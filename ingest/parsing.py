@@ -63,7 +63,7 @@ class Limits:
     max_zip_members: int = 20000
     max_archive_depth: int = 3
     # Extracted text bounds the memory of the rest of the job (chunks, texts to embed).
-    max_text_mb: int = 64
+    max_text_mb: int = 16
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ the same ingest again converges without duplicates (the LangChain indexing API's
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -224,26 +225,50 @@ def record_failure(lore: Lore, collection: str, todo: Todo, code: str, error: st
     return IngestResult(todo.source, todo.doc_id, "failed", 0, code, error)
 
 
+# A document's chunks are embedded and written this many at a time, so that a big file's
+# vectors (3 KB a chunk for a 768-dimension model) never all sit in memory at once.
+EMBED_GROUP = 256
+
+
 def write(
     lore: Lore,
     collection: str,
     todo: Todo,
     title: str,
     chunks: list[Chunk],
-    vectors: Vectors,
+    vectors: Vectors | None = None,
+    seconds: dict[str, float] | None = None,
 ) -> IngestResult:
-    """Write a document's chunks invisibly, then make it visible and retire what it replaces."""
+    """Write a document's chunks invisibly, then make it visible and retire what it replaces.
+
+    Without `vectors`, the chunks are embedded here, EMBED_GROUP at a time, each group
+    written before the next is embedded. `seconds`, when given, gains the time spent
+    embedding ("embed") and writing ("write").
+    """
+    timing = seconds if seconds is not None else {}
+    began = time.perf_counter()
     manifest = lore.manifest
     manifest.begin(collection, todo.doc_id, todo.sha256, pipeline_version(lore))
     # Leftovers of an interrupted run or an older pipeline share this doc id.
     drop_chunks(lore, collection, todo.doc_id)
-    lore.store.add(collection, chunks, vectors)
-    lore.keywords.add(collection, chunks)
+    for start in range(0, len(chunks), EMBED_GROUP):
+        group = chunks[start : start + EMBED_GROUP]
+        if vectors is None:
+            embedding = time.perf_counter()
+            group_vectors = lore.embedder.embed_documents([c.embedding_text() for c in group])
+            spent = time.perf_counter() - embedding
+            timing["embed"] = timing.get("embed", 0.0) + spent
+            began += spent  # the rest of this call counts as writing
+        else:
+            group_vectors = vectors[start : start + EMBED_GROUP]
+        lore.store.add(collection, group, group_vectors)
+        lore.keywords.add(collection, group)
     retired = manifest.commit(
         collection, todo.doc_id, title=title, chunks=len(chunks), source=todo.source,
         size=todo.size, mtime_ns=todo.mtime_ns,
     )  # fmt: skip
     purge(lore, collection, retired)
+    timing["write"] = timing.get("write", 0.0) + time.perf_counter() - began
     return IngestResult(
         todo.source, todo.doc_id, "updated" if todo.replaces else "added", len(chunks)
     )
@@ -265,8 +290,7 @@ def ingest_file(
         )
     except LoreError as exc:
         return record_failure(lore, collection, planned, exc.code, str(exc))
-    vectors = lore.embedder.embed_documents([c.embedding_text() for c in chunks])
-    return write(lore, collection, planned, title, chunks, vectors)
+    return write(lore, collection, planned, title, chunks)
 
 
 def ingest_replacing(lore: Lore, staged: Path, final: Path, collection: str) -> IngestResult:
@@ -283,8 +307,7 @@ def ingest_replacing(lore: Lore, staged: Path, final: Path, collection: str) -> 
         return planned
     title, chunks = build_chunks(staged, planned.doc_id, planned.sha256, source, chunk_plan(lore))
     staged.replace(final)  # same folder: a rename, which keeps the size and mtime planned on
-    vectors = lore.embedder.embed_documents([c.embedding_text() for c in chunks])
-    return write(lore, collection, planned, title, chunks, vectors)
+    return write(lore, collection, planned, title, chunks)
 
 
 def iter_files(paths: Iterable[Path]) -> Iterator[Path]:

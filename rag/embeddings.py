@@ -136,6 +136,82 @@ def converted_copy(path: Path, dtype: str) -> Path:
     return target
 
 
+# Texts a replacement tokenizer must split exactly as the model's own before it is used:
+# both scripts, mixed, special tokens written out, spacing, symbols and an empty string.
+TOKENIZER_PROBES = (
+    "",
+    " ",
+    "  two  spaces\tand a tab\n\nnew paragraph ",
+    "title: none | text: How do I back up Lore?",
+    "task: search result | query: 同一个文件导入两次会怎样？",
+    "中华人民共和国成立于1949年10月1日。首都是北京；人口约14亿！",
+    "混合 text 中文，English。\uff41\uff42\uff43 full-width, émigré naïve café",
+    "<bos> a written-out <eos> and <start_of_image> token",
+    "emoji 😀🚀, symbols ©®™ \u00b1\u00d7\u00f7 and code `x = a[0] -> b`",
+    "\u00a0non-breaking\u3000ideographic space",
+)
+
+
+def use_sentencepiece_tokenizer(module: Any, folder: Path) -> bool:
+    """Swap a model's Rust tokenizer for the SentencePiece model it was built from.
+
+    EmbeddingGemma's `tokenizer.json` (262k tokens) takes about 315 MB of memory once
+    loaded; the same vocabulary from `tokenizer.model` through SentencePiece takes about
+    55 MB and gives the same ids (docs/benchmarks.md, issue 3). The swap happens only
+    when the folder ships a `tokenizer.model` and both agree on TOKENIZER_PROBES, ids,
+    padding and truncation; otherwise the model keeps its own tokenizer.
+    """
+    if not (folder / "tokenizer.model").is_file():
+        return False
+    own = getattr(module, "processor", None)
+    if own is None or not getattr(own, "is_fast", False):
+        return False
+    from transformers.tokenization_utils_sentencepiece import SentencePieceBackend
+
+    # Which special tokens the own tokenizer adds, as it shows on an empty text.
+    empty = list(own("")["input_ids"])
+    add_bos = own.bos_token_id is not None and empty[:1] == [own.bos_token_id]
+    add_eos = own.eos_token_id is not None and empty[-1:] == [own.eos_token_id]
+    pattern = {(True, True): "bos_eos", (True, False): "bos", (False, True): "eos"}
+    try:
+        light = SentencePieceBackend.from_pretrained(
+            str(folder),
+            sp_model_kwargs={},
+            special_tokens_pattern=pattern.get((add_bos, add_eos), "none"),
+        )
+    except Exception as exc:  # a tokenizer.model that isn't what it says: keep the own one
+        log.info("Keeping the model's own tokenizer: %s", exc)
+        return False
+    light.model_max_length = own.model_max_length
+    light.padding_side = own.padding_side
+
+    def split(tokenizer: Any) -> list[Any]:
+        one_by_one = [tokenizer(text)["input_ids"] for text in TOKENIZER_PROBES]
+        together = tokenizer(list(TOKENIZER_PROBES), padding=True, truncation=True, max_length=16)
+        return [one_by_one, together["input_ids"], together["attention_mask"]]
+
+    if split(own) != split(light):
+        log.info("Keeping the model's own tokenizer: SentencePiece splits text differently.")
+        return False
+    module.processor = light
+    formatter = getattr(module, "input_formatter", None)
+    if formatter is not None and getattr(formatter, "processor", None) is own:
+        formatter.processor = light
+    return True
+
+
+def cap_cpu_kernel_caches() -> None:
+    """Keep torch's CPU kernel caches small; call before torch runs a model.
+
+    oneDNN, and torch's own layer over it (ideep), cache compiled kernels for every input
+    shape they meet, 1024 of each by default. Batches of chunks come in many shapes, so
+    the two caches grew a long ingest job by about 600 MB (15 MB every 256 chunks) with
+    no gain in speed (docs/benchmarks.md, issue 3). A value already set is kept.
+    """
+    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "8")
+    os.environ.setdefault("LRU_CACHE_CAPACITY", "1")
+
+
 class SentenceTransformerEmbedder:
     """A sentence-transformers model loaded from a local folder, never from a hub.
 
@@ -152,10 +228,7 @@ class SentenceTransformerEmbedder:
         dtype: str = "auto",
         batch_size: int = 16,
     ):
-        # oneDNN caches a compiled kernel for every input shape it meets (1024 by default);
-        # batches of chunks come in many shapes, so the cache grows the process by ~3 MiB a
-        # batch. A small cache costs no measurable speed (docs/benchmarks.md, issue 3).
-        os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "8")
+        cap_cpu_kernel_caches()
         import torch
         from sentence_transformers import SentenceTransformer
 
@@ -176,7 +249,9 @@ class SentenceTransformerEmbedder:
         if dimension is None:
             raise ConfigError(f"The embedding model at {path} does not declare its dimension.")
         self._dimension = int(dimension)
-        return_free_memory()  # what loading left behind (180 MB for EmbeddingGemma's tokenizer)
+        # The converted copy has no tokenizer.model; the folder it came from has.
+        use_sentencepiece_tokenizer(self._model[0], path)
+        return_free_memory()  # what loading left behind (the replaced tokenizer, above all)
 
     @property
     def name(self) -> str:
@@ -227,6 +302,7 @@ class CrossEncoderReranker:
                 f"reranker_model_path {path} is not a model folder (it has no config.json). "
                 "Point it at a local sentence-transformers cross-encoder, or unset it."
             )
+        cap_cpu_kernel_caches()
         from sentence_transformers import CrossEncoder
 
         self._batch_size = batch_size

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from rag.embeddings import Vectors
+from rag.embeddings import Embedder, Vectors
 
 
 class HashingEmbedder:
@@ -89,3 +89,32 @@ class WordCountReranker:
     def score(self, query: str, texts: Sequence[str]) -> list[float]:
         self.calls.append((query, list(texts)))
         return [float(text.lower().count(self.word)) for text in texts]
+
+
+class RecordingEmbedder:
+    """Wraps an embedder and records how many texts each `embed_documents` call gets.
+
+    With `fail_on=N`, the Nth call raises RuntimeError instead, as a crash would.
+    """
+
+    def __init__(self, inner: Embedder, fail_on: int | None = None) -> None:
+        self.inner = inner
+        self.calls: list[int] = []
+        self.fail_on = fail_on
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def dimension(self) -> int:
+        return self.inner.dimension
+
+    def embed_documents(self, texts: Sequence[str]) -> Vectors:
+        self.calls.append(len(texts))
+        if self.fail_on is not None and len(self.calls) == self.fail_on:
+            raise RuntimeError("the embedder died mid-document")
+        return self.inner.embed_documents(texts)
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.inner.embed_query(text)

@@ -60,3 +60,12 @@ def docs(tmp_path: Path) -> Path:
         encoding="utf-8",
     )
     return folder
+
+
+@pytest.fixture
+def long_text(tmp_path: Path) -> Path:
+    """A plain-text file of 50 short numbered paragraphs (about 3,300 characters)."""
+    path = tmp_path / "long.txt"
+    lines = (f"Paragraph {i} of the long file, about topic {i * 7919 % 1000}." for i in range(50))
+    path.write_text("\n\n".join(lines), encoding="utf-8")
+    return path

@@ -78,3 +78,52 @@ def test_sentencepiece_counts_match_the_fast_tokenizer(linked_model: Path, tmp_p
     texts = [p for f in sorted((REPO / "demo").iterdir()) for p in f.read_text().split("\n\n")]
     texts += [*SENTENCES, "  leading spaces", "mixed 中文 and English, 123 4.5%"]
     assert [sentencepiece_count(t) for t in texts] == [fast_count(t) for t in texts]
+
+
+def _paragraphs() -> list[str]:
+    """Real text in both languages: the demo corpus, and XQuAD's documents when at hand."""
+    texts = [p for f in sorted((REPO / "demo").iterdir()) for p in f.read_text().split("\n\n")]
+    xquad = REPO.parent / "shared" / "eval" / "xquad" / "docs"
+    if xquad.is_dir():
+        for path in sorted(xquad.glob("*.md"))[:60]:
+            texts += path.read_text().split("\n\n")
+    return [t for t in texts if t.strip()]
+
+
+def test_the_embedder_tokenizes_with_sentencepiece_exactly_as_its_own_tokenizer(
+    linked_model: Path,
+) -> None:
+    from transformers import AutoTokenizer
+    from transformers.tokenization_utils_sentencepiece import SentencePieceBackend
+
+    embedder = SentenceTransformerEmbedder("gemma", linked_model, device="cpu")
+    light = embedder._model[0].processor
+    assert isinstance(light, SentencePieceBackend), "the 315 MB tokenizer.json one is still used"
+    own = AutoTokenizer.from_pretrained(str(converted_copy(linked_model, embedder.dtype)))
+    texts = _paragraphs()
+    assert [light(t)["input_ids"] for t in texts] == [own(t)["input_ids"] for t in texts]
+    long_text = " ".join(texts) * 3  # over the 2,048-token limit: truncated alike
+    options = {"padding": True, "truncation": True, "max_length": 2048}
+    a, b = light([long_text, *SENTENCES], **options), own([long_text, *SENTENCES], **options)
+    assert len(a["input_ids"][0]) == 2048
+    assert (a["input_ids"], a["attention_mask"]) == (b["input_ids"], b["attention_mask"])
+
+    swapped = embedder.embed_documents(SENTENCES)
+    embedder._model[0].processor = own
+    assert np.allclose(swapped, embedder.embed_documents(SENTENCES), atol=1e-6)
+
+
+def test_a_sentencepiece_model_that_splits_differently_is_not_used(
+    linked_model: Path, models_dir: Path
+) -> None:
+    from types import SimpleNamespace
+
+    from transformers import AutoTokenizer
+
+    from rag.embeddings import use_sentencepiece_tokenizer
+
+    other = AutoTokenizer.from_pretrained(str(get_spec("all-minilm-l6-v2").path(models_dir)))
+    module = SimpleNamespace(processor=other)
+    assert not use_sentencepiece_tokenizer(module, linked_model)  # Gemma's pieces, MiniLM's ids
+    assert module.processor is other
+    assert not use_sentencepiece_tokenizer(module, get_spec("all-minilm-l6-v2").path(models_dir))

@@ -79,3 +79,29 @@ def test_memory_cap_turns_a_huge_file_into_a_failure(
     report = run_batch(lore, [root], "default", options).as_json()
     assert report["failed"] == 3
     assert {f["code"] for f in report["failures"]} == {"too_large"}
+
+
+def test_a_big_file_streams_through_the_embedder_while_small_ones_share_calls(
+    lore: Lore, tmp_path: Path, long_text: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ingest.pipeline
+    from rag.testing import RecordingEmbedder
+
+    monkeypatch.setattr(ingest.pipeline, "EMBED_GROUP", 8)
+    monkeypatch.setattr(ingest.batch, "EMBED_GROUP", 8)
+    monkeypatch.setattr(
+        lore, "settings", lore.settings.model_copy(update={"chunk_size": 60, "chunk_overlap": 0})
+    )
+    counting = RecordingEmbedder(lore.embedder)
+    monkeypatch.setattr(lore, "embedder", counting)
+    root = _tree(tmp_path / "tree")
+    long_text.rename(root / "keep" / "long.txt")
+    report = run_batch(lore, [root], "default", BatchOptions(workers=1, embed_batch=1000))
+    data = report.as_json()
+    assert (data["added"], data["failed"]) == (4, 0)
+    long_chunks = next(r.chunks for r in lore.manifest.documents("default") if r.chunks > 8)
+    assert max(counting.calls) <= 8
+    assert sum(counting.calls) == data["chunks"]
+    assert len(counting.calls) == -(-long_chunks // 8) + 1  # the long file's groups, then the rest
+    assert data["seconds"]["embed"] > 0
+    assert data["seconds"]["write"] > 0

@@ -117,3 +117,13 @@ def test_the_example_config_loads_and_matches_the_defaults_it_shows(
         "context_tokens",
     ):
         assert getattr(loaded, field) == getattr(defaults, field), field
+
+
+def test_cpu_kernel_caches_are_capped_unless_already_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rag.embeddings import cap_cpu_kernel_caches
+
+    monkeypatch.delenv("LRU_CACHE_CAPACITY", raising=False)
+    monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "64")  # an operator's choice
+    cap_cpu_kernel_caches()
+    assert os.environ["LRU_CACHE_CAPACITY"] == "1"
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "64"

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+import ingest.pipeline as pipeline
 from ingest.pipeline import (
     build_chunks,
     chunk_plan,
@@ -18,6 +19,7 @@ from ingest.pipeline import (
 )
 from rag.container import Lore
 from rag.errors import NotFound, UnsupportedFile
+from rag.testing import RecordingEmbedder
 
 pytestmark = pytest.mark.unit
 
@@ -145,3 +147,44 @@ def test_unfinished_document_is_invisible_and_recovered(lore: Lore, docs: Path) 
     result = ingest_file(lore, path, "default")
     assert result.status == "added"
     assert lore.retriever.search("长城的总长度", "default", 5)[0].chunk.doc_id == doc_id
+
+
+SMALL_CHUNKS = {"chunk_size": 60, "chunk_overlap": 0}
+
+
+def test_a_big_document_is_embedded_and_written_a_group_at_a_time(
+    lore: Lore, long_text: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pipeline, "EMBED_GROUP", 8)
+    counting = RecordingEmbedder(lore.embedder)
+    monkeypatch.setattr(lore, "embedder", counting)
+    monkeypatch.setattr(lore, "settings", lore.settings.model_copy(update=SMALL_CHUNKS))
+    result = ingest_file(lore, long_text, "default")
+    assert result.status == "added"
+    assert result.chunks > 8 * 3
+    assert max(counting.calls) <= 8, counting.calls  # never the whole document's vectors
+    assert sum(counting.calls) == result.chunks
+    assert len(lore.store.document_chunks("default", result.doc_id)) == result.chunks
+    assert lore.retriever.search("Paragraph 49 of the long file", "default", 1)
+
+
+def test_a_document_cut_off_between_groups_stays_invisible_and_is_redone(
+    lore: Lore, long_text: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pipeline, "EMBED_GROUP", 8)
+    monkeypatch.setattr(lore, "settings", lore.settings.model_copy(update=SMALL_CHUNKS))
+    path = long_text
+    inner = lore.embedder
+    monkeypatch.setattr(lore, "embedder", RecordingEmbedder(inner, fail_on=3))
+    with pytest.raises(RuntimeError, match="mid-document"):
+        ingest_file(lore, path, "default")
+    doc_id = document_id(file_sha256(path))
+    assert len(lore.store.document_chunks("default", doc_id)) == 16  # two groups written
+    assert lore.retriever.search("Paragraph 3 of the long file", "default", 5) == []
+    assert recover(lore) == 1
+    assert lore.store.document_chunks("default", doc_id) == []
+
+    monkeypatch.setattr(lore, "embedder", inner)
+    result = ingest_file(lore, path, "default")
+    assert result.status == "added"
+    assert len(lore.store.document_chunks("default", doc_id)) == result.chunks
