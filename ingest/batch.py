@@ -209,7 +209,7 @@ def run_batch(
         report.seconds["embed"] += time.perf_counter() - began
         offset = 0
         for todo, title, chunks in batch.items:
-            if len(chunks) > EMBED_GROUP or vectors is None:
+            if vectors is None or len(chunks) > EMBED_GROUP:  # big: embedded as it is written
                 finish(write(lore, collection, todo, title, chunks, seconds=report.seconds))
                 continue
             mine = vectors[offset : offset + len(chunks)]

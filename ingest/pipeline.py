@@ -245,8 +245,8 @@ def write(
     written before the next is embedded. `seconds`, when given, gains the time spent
     embedding ("embed") and writing ("write").
     """
-    timing = seconds if seconds is not None else {}
-    began = time.perf_counter()
+    started = time.perf_counter()
+    embedding = 0.0
     manifest = lore.manifest
     manifest.begin(collection, todo.doc_id, todo.sha256, pipeline_version(lore))
     # Leftovers of an interrupted run or an older pipeline share this doc id.
@@ -254,11 +254,9 @@ def write(
     for start in range(0, len(chunks), EMBED_GROUP):
         group = chunks[start : start + EMBED_GROUP]
         if vectors is None:
-            embedding = time.perf_counter()
+            began = time.perf_counter()
             group_vectors = lore.embedder.embed_documents([c.embedding_text() for c in group])
-            spent = time.perf_counter() - embedding
-            timing["embed"] = timing.get("embed", 0.0) + spent
-            began += spent  # the rest of this call counts as writing
+            embedding += time.perf_counter() - began
         else:
             group_vectors = vectors[start : start + EMBED_GROUP]
         lore.store.add(collection, group, group_vectors)
@@ -268,7 +266,10 @@ def write(
         size=todo.size, mtime_ns=todo.mtime_ns,
     )  # fmt: skip
     purge(lore, collection, retired)
-    timing["write"] = timing.get("write", 0.0) + time.perf_counter() - began
+    if seconds is not None:
+        seconds["embed"] = seconds.get("embed", 0.0) + embedding
+        writing = time.perf_counter() - started - embedding
+        seconds["write"] = seconds.get("write", 0.0) + writing
     return IngestResult(
         todo.source, todo.doc_id, "updated" if todo.replaces else "added", len(chunks)
     )
