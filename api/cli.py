@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from collections.abc import Iterable
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -265,28 +267,93 @@ def evaluate_command(
         int | None,
         typer.Option(min=1, help="A random N questions of each file (the same N every run)."),
     ] = None,
+    half: Annotated[
+        str | None,
+        typer.Option(
+            help="Only one half of the questions: calibrate (to tune on) or report (to report)."
+        ),
+    ] = None,
+    compare: Annotated[
+        Path | None,
+        typer.Option(
+            "--compare",
+            exists=True,
+            dir_okay=False,
+            help="A second settings file: run both on the same questions, print the paired "
+            "differences.",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Measure retrieval (and with --answers, answers) on questions with known answers.
 
     DOCS is ingested first, into its own collection (`eval-<folder name>` unless
     --collection is given), kept in step with the folder, so a second run only
-    re-reads what changed.
+    re-reads what changed. With --compare, the same questions are run again with the
+    settings of that file (environment variables still apply to both).
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    from ingest.batch import BatchOptions, run_batch
-    from rag.evaluation import evaluate, format_table, load_questions
+    from rag.evaluation import compare as paired
+    from rag.evaluation import format_comparison, format_table, load_questions
     from rag.retrieval import MODES
 
-    modes = list(MODES) if mode == "all" else [mode]
+    modes: list[str] = list(MODES) if mode == "all" else [mode]
     if any(m not in MODES for m in modes):
         raise typer.BadParameter(f"--mode must be one of {', '.join(MODES)} or all.")
-    settings = _settings()
-    items = [q for path in questions for q in load_questions(path, limit, sample=sample)]
+    items = [q for path in questions for q in load_questions(path, limit, sample=sample, half=half)]
     # Named after the folder and its parent ("eval/xquad/docs" gives eval-xquad-docs).
     where = "-".join(docs.resolve().parts[-2:])
     target = collection or "eval-" + (re.sub(r"[^A-Za-z0-9_-]+", "-", where).strip("-") or "docs")
+    report = _evaluate_with(_settings(), docs, target, items, k, modes, answers)
+    if compare is None:
+        if as_json:
+            _print_json(report.as_json())
+        else:
+            typer.echo(format_table(report))
+        return
+    other = _evaluate_with(_settings_file(compare), docs, target, items, k, modes, answers)
+    differences = paired(report, other)
+    if as_json:
+        _print_json(
+            {
+                "a": report.as_json(),
+                "b": {"settings": str(compare), **other.as_json()},
+                "differences": [{**asdict(d), "difference": d.difference} for d in differences],
+            }
+        )
+    else:
+        typer.echo(f"A: the current settings\n\n{format_table(report)}\n")
+        typer.echo(f"B: {compare}\n\n{format_table(other)}\n")
+        typer.echo(format_comparison(differences, ("A", "B")))
+
+
+def _settings_file(path: Path) -> Settings:
+    """Settings read from `path` instead of the usual file (environment variables still win)."""
+    saved = os.environ.get("LORE_CONFIG")
+    os.environ["LORE_CONFIG"] = str(path)
+    try:
+        return _settings()
+    finally:
+        if saved is None:
+            del os.environ["LORE_CONFIG"]
+        else:
+            os.environ["LORE_CONFIG"] = saved
+
+
+def _evaluate_with(
+    settings: Settings,
+    docs: Path,
+    target: str,
+    items: list[Any],
+    k: int,
+    modes: list[str],
+    answers: bool,
+) -> Any:
+    """Ingest `docs` into `target` with these settings, then evaluate `items` there."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from ingest.batch import BatchOptions, run_batch
+    from rag.evaluation import evaluate
+
     lore = _lore(settings)
     ingested = run_batch(lore, [docs], target, BatchOptions(sync=True))
     typer.echo(f"{ingested.files} documents in '{target}', {ingested.chunks} new chunks.", err=True)
@@ -301,7 +368,7 @@ def evaluate_command(
                 tasks[stage] = bar.add_task(stage, total=total)
             bar.update(tasks[stage], completed=done)
 
-        report = evaluate(
+        return evaluate(
             lore.retriever,
             items,
             target,
@@ -311,10 +378,6 @@ def evaluate_command(
             count_tokens=lore.generator.count_tokens if answers else None,
             progress=on_step,
         )
-    if as_json:
-        _print_json(report.as_json())
-    else:
-        typer.echo(format_table(report))
 
 
 @app.command()

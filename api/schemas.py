@@ -82,6 +82,11 @@ class CitationOut(BaseModel):
     span: tuple[int, int] | None = Field(
         default=None, description="Characters of `text` that support the answer: [start, end)."
     )
+    holds_answer: bool = Field(
+        default=True,
+        description="False for the passages shown with a declined answer: the closest found, "
+        "judged not to answer the question.",
+    )
 
 
 class QueryResponse(BaseModel):

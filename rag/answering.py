@@ -6,10 +6,14 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
+import numpy as np
+
 from rag import prompts
+from rag.embeddings import Embedder
 from rag.errors import InvalidInput
 from rag.filters import Filters
 from rag.generation import Generator
+from rag.language import language_of
 from rag.retrieval import Retriever
 from rag.types import (
     Answer,
@@ -52,10 +56,19 @@ def _as_citation(number: int, passage: Passage) -> Citation:
 class Answerer:
     """Answers questions from a collection, citing the passages it used as [1], [2]…"""
 
-    def __init__(self, retriever: Retriever, generator: Generator, limits: AnswerLimits):
+    def __init__(
+        self,
+        retriever: Retriever,
+        generator: Generator,
+        limits: AnswerLimits,
+        embedder: Embedder | None = None,
+    ):
         self._retriever = retriever
         self._generator = generator
         self._limits = limits
+        # Finds a cited sentence by meaning when the answer and the passage are in
+        # different languages; without it such a citation has no highlighted span.
+        self._embedder = embedder
 
     def _check(self, question: str) -> str:
         question = question.strip()
@@ -136,9 +149,12 @@ class Answerer:
         k = top_k or self._limits.top_k
         found = self._retriever.retrieve(query, collection, k, filters=filters)
         may_decline = found.evidence.total < self._limits.firm_evidence
-        events = self.stream_with(
-            query, found.passages, may_decline=may_decline, max_tokens=max_tokens
-        )
+        if found.passages:
+            events = self.stream_with(
+                query, found.passages, may_decline=may_decline, max_tokens=max_tokens
+            )
+        else:
+            events = self._decline(query, self.fit_budget(query, found.nearest))
         for event in events:
             if isinstance(event, DoneEvent) and query != question:
                 event = DoneEvent(replace(event.answer, question=question, query=query))
@@ -158,12 +174,10 @@ class Answerer:
         """
         question = self._check(question)
         sources = self.fit_budget(question, passages)
-        yield SourcesEvent(tuple(sources))
         if not sources:
-            refusal = prompts.refusal_for(question)
-            yield TokenEvent(refusal)
-            yield DoneEvent(Answer(question, refusal, (), (), declined=True))
+            yield from self._decline(question, [])
             return
+        yield SourcesEvent(tuple(sources))
         pieces: list[str] = []
         for piece in self._generator.stream(
             prompts.build_messages(question, sources, may_decline=may_decline),
@@ -189,13 +203,22 @@ class Answerer:
         raise RuntimeError("answer stream ended without a result")  # pragma: no cover
 
     @staticmethod
-    def _finish(question: str, text: str, sources: list[Citation]) -> Answer:
+    def _decline(question: str, nearest: list[Citation]) -> Iterator[AnswerEvent]:
+        """Events of a declined answer, showing the `nearest` passages as not holding it."""
+        shown = tuple(replace(c, holds_answer=False) for c in nearest)
+        refusal = prompts.refusal_for(question)
+        yield SourcesEvent(shown)
+        yield TokenEvent(refusal)
+        yield DoneEvent(Answer(question, refusal, (), shown, declined=True))
+
+    def _finish(self, question: str, text: str, sources: list[Citation]) -> Answer:
         if prompts.is_refusal(text):
-            return Answer(question, text, (), tuple(sources), declined=True)
+            shown = tuple(replace(c, holds_answer=False) for c in sources)
+            return Answer(question, text, (), shown, declined=True)
         text = prompts.attribute(text, sources)
         claims = prompts.claims_by_source(text)
         sources = [
-            replace(s, span=prompts.supporting_span(claims[s.number], s.text))
+            replace(s, span=self._supporting_span(claims[s.number], s.text))
             if s.number in claims
             else s
             for s in sources
@@ -203,3 +226,22 @@ class Answerer:
         by_number = {s.number: s for s in sources}
         cited = [by_number[n] for n in prompts.cited_numbers(text) if n in by_number]
         return Answer(question, text, tuple(cited), tuple(sources), declined=False)
+
+    def _supporting_span(self, claim: str, passage: str) -> tuple[int, int] | None:
+        """The passage's sentence that supports `claim`: by shared characters, else meaning.
+
+        Shared character bigrams find it within one language. Across languages (an
+        English answer citing a Chinese passage) there are none to share, so the
+        embedder picks the sentence closest in meaning to the claim.
+        """
+        span = prompts.supporting_span(claim, passage)
+        if span is not None or self._embedder is None:
+            return span
+        if language_of(claim) == language_of(passage):
+            return None
+        spans = prompts.sentence_spans(passage)
+        if not spans:
+            return None
+        sentences = self._embedder.embed_documents([passage[a:b] for a, b in spans])
+        wanted = np.asarray(self._embedder.embed_query(prompts.without_markers(claim)))
+        return spans[int(np.argmax(np.asarray(sentences) @ wanted))]

@@ -118,6 +118,9 @@ class Settings(BaseSettings):
     # From this evidence score up, the model is not offered the refusal: a small model
     # offered a way out declines answerable questions. None: per embedder.
     firm_evidence: float | None = Field(default=None, ge=0.0)
+    # Search for a question in translation too (with the chat model) when its nearest
+    # passages are mostly in the other language (English or Chinese).
+    translate_questions: bool = True
     # A local sentence-transformers cross-encoder folder; when set, it reorders the best
     # passages before the top_k cut. None (the default): no reranking. None is shipped.
     reranker_model_path: Path | None = None

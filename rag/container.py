@@ -27,6 +27,7 @@ from rag.packaged_embeddings import packaged_embedder
 from rag.retrieval import Retriever
 from rag.store import ChromaStore, VectorStore
 from rag.testing import HashingEmbedder
+from rag.translation import ChatTranslator
 
 
 def build_embedder(settings: Settings) -> Embedder:
@@ -206,6 +207,11 @@ class Lore:
             min_evidence=min_evidence_for(self.settings),
             mode=self.settings.retrieval_mode,
             reranker=build_reranker(self.settings),
+            translator=(
+                ChatTranslator(lambda: self.generator)
+                if self.settings.translate_questions
+                else None
+            ),
         )
 
     @cached_property
@@ -217,4 +223,4 @@ class Lore:
             max_question_chars=self.settings.max_question_chars,
             firm_evidence=firm_evidence_for(self.settings),
         )
-        return Answerer(self.retriever, self.generator, limits)
+        return Answerer(self.retriever, self.generator, limits, self.embedder)

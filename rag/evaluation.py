@@ -9,8 +9,16 @@ Retrieval is scored on answerable questions: a retrieved chunk is an *answer hit
 when it comes from the gold document and contains a gold answer, and a *doc hit*
 when it comes from the gold document. Answers are scored SQuAD-style: exact match and
 F1 over words for English, over characters for Chinese (as CMRC 2018 does), taking
-the best over the gold variants. The *oracle* run gives the model the gold paragraph
-instead of retrieved passages, so `F1 / oracle F1` isolates what retrieval costs.
+the best over the gold variants. Answers are written in sentences, so the metric that
+fits them best is *contains gold*: the answer holds a gold answer, normalised as for F1.
+An answer is scored in its own language: on cross-language sets (`xquad-cross`) the
+gold answers in the question's language (`question_language_answers`) count beside
+the document's. The *oracle* run gives the model the gold paragraph instead of
+retrieved passages, so `F1 / oracle F1` isolates what retrieval costs.
+
+Every question belongs to one of two halves, `calibrate` and `report` (its `split`,
+else a hash of its id), so that thresholds are chosen on one half and the figures
+reported on the other.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import re
 import statistics
 import time
 import unicodedata
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -29,6 +38,7 @@ from typing import Any
 
 from rag.answering import Answerer
 from rag.errors import InvalidInput
+from rag.language import language_of
 from rag.retrieval import Mode, Retriever
 from rag.types import Chunk, Citation, DoneEvent, Passage, TokenEvent
 
@@ -44,16 +54,40 @@ class Question:
     doc: str | None
     context: str = ""
     unanswerable: bool = False
+    # The gold answers in the question's language, where it differs from the document's.
+    question_language_answers: tuple[str, ...] = ()
+    split: str = ""
+
+    @property
+    def half(self) -> str:
+        """`calibrate` or `report`: the question's own `split`, else a stable hash of its id."""
+        if self.split in HALVES:
+            return self.split
+        return HALVES[zlib.crc32(self.id.encode("utf-8")) % 2]
+
+    def gold(self) -> tuple[str, ...]:
+        """Every gold answer, in the document's language and in the question's."""
+        return self.answers + self.question_language_answers
+
+
+HALVES = ("calibrate", "report")
 
 
 def load_questions(
-    path: Path, limit: int | None = None, *, sample: int | None = None
+    path: Path,
+    limit: int | None = None,
+    *,
+    sample: int | None = None,
+    half: str | None = None,
 ) -> list[Question]:
     """Questions from a JSON-lines file; a malformed line is an error naming its number.
 
+    `half` keeps one half (`calibrate` or `report`, see `Question.half`) before the rest;
     `limit` keeps the first N; `sample` a seeded random N (the same N on every run), in
     file order, which spreads a small run over all the documents.
     """
+    if half is not None and half not in HALVES:
+        raise InvalidInput(f"The half must be one of {', '.join(HALVES)}, not {half!r}.")
     questions = []
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -73,11 +107,17 @@ def load_questions(
                 doc=None if unanswerable else str(raw["doc"]),
                 context=str(raw.get("context") or ""),
                 unanswerable=unanswerable,
+                question_language_answers=tuple(
+                    str(a) for a in raw.get("question_language_answers") or ()
+                ),
+                split=str(raw.get("split") or ""),
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise InvalidInput(f"{path.name}, line {number}: not a question ({exc}).") from exc
         if not question.unanswerable and not question.answers:
             raise InvalidInput(f"{path.name}, line {number}: an answerable question needs answers.")
+        if half is not None and question.half != half:
+            continue
         questions.append(question)
         if limit is not None and len(questions) >= limit:
             break
@@ -218,6 +258,7 @@ class AnswerRow:
     ttft_s: float
     tokens_per_s: float
     oracle_text: str = ""
+    oracle_declined: bool = False
 
 
 def _timed_answer(
@@ -256,7 +297,7 @@ def run_answers(
         row = AnswerRow(question, text, declined, cites_gold, ttft, rate)
         if not question.unanswerable and question.context:
             gold = Passage(_gold_chunk(question), score=1.0)
-            row.oracle_text, *_ = _timed_answer(
+            row.oracle_text, row.oracle_declined, *_ = _timed_answer(
                 answerer.stream_with(question.question, [gold]), count_tokens
             )
         rows.append(row)
@@ -277,6 +318,31 @@ def _gold_chunk(question: Question) -> Chunk:
     )
 
 
+def contains_gold(answer: str, answers: Iterable[str]) -> bool:
+    """Whether an answer holds a gold answer; its citation markers don't count as text."""
+    return contains_answer(_CITATION_MARK.sub(" ", answer), answers)
+
+
+def answer_scores(row: AnswerRow) -> dict[str, float]:
+    """One answerable question's scores, each answer scored in its own language."""
+    gold = row.question.gold()
+
+    def scored(prefix: str, text: str, declined: bool) -> dict[str, float]:
+        lang = language_of(text)
+        return {
+            f"{prefix}exact_match": exact_match(text, gold, lang),
+            f"{prefix}f1": f1_score(text, gold, lang),
+            f"{prefix}contains_gold": float(not declined and contains_gold(text, gold)),
+        }
+
+    return {
+        **scored("", row.text, row.declined),
+        **scored("oracle_", row.oracle_text, row.oracle_declined),
+        "cites_gold_doc": float(row.cites_gold),
+        "declined": float(row.declined),
+    }
+
+
 def answer_metrics(rows: Sequence[AnswerRow]) -> dict[str, float]:
     answerable = [r for r in rows if not r.question.unanswerable]
     unanswerable = [r for r in rows if r.question.unanswerable]
@@ -285,26 +351,13 @@ def answer_metrics(rows: Sequence[AnswerRow]) -> dict[str, float]:
         "unanswerable_questions": float(len(unanswerable)),
     }
     if answerable:
-        n = len(answerable)
-
-        def mean(score: Callable[[AnswerRow], float]) -> float:
-            return sum(score(r) for r in answerable) / n
-
-        metrics["exact_match"] = mean(
-            lambda r: exact_match(r.text, r.question.answers, r.question.lang)
-        )
-        metrics["f1"] = mean(lambda r: f1_score(r.text, r.question.answers, r.question.lang))
-        metrics["oracle_exact_match"] = mean(
-            lambda r: exact_match(r.oracle_text, r.question.answers, r.question.lang)
-        )
-        metrics["oracle_f1"] = mean(
-            lambda r: f1_score(r.oracle_text, r.question.answers, r.question.lang)
-        )
-        metrics["f1_share_of_oracle"] = (
-            metrics["f1"] / metrics["oracle_f1"] if metrics["oracle_f1"] else 0.0
-        )
-        metrics["cites_gold_doc"] = mean(lambda r: float(r.cites_gold))
-        metrics["false_refusal_rate"] = mean(lambda r: float(r.declined))
+        scores = [answer_scores(r) for r in answerable]
+        for name in scores[0]:
+            metrics[name] = sum(s[name] for s in scores) / len(scores)
+        metrics["false_refusal_rate"] = metrics.pop("declined")
+        for name in ("f1", "contains_gold"):
+            oracle = metrics[f"oracle_{name}"]
+            metrics[f"{name}_share_of_oracle"] = metrics[name] / oracle if oracle else 0.0
     if unanswerable:
         metrics["refusal_rate"] = sum(r.declined for r in unanswerable) / len(unanswerable)
     generated = [r for r in rows if not r.declined]
@@ -326,9 +379,18 @@ class EvalReport:
     k: int
     retrieval: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     answers: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Each question's own scores, {"id/lang": {"hybrid:mrr@10": 1.0, ...}}, which
+    # `compare` pairs across two runs; not part of the JSON report.
+    per_question: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
-        return asdict(self)
+        report = asdict(self)
+        del report["per_question"]
+        return report
+
+    def record(self, question: Question, scores: dict[str, float]) -> None:
+        # XQuAD's English and Chinese versions of a question share an id.
+        self.per_question.setdefault(f"{question.id}/{question.lang}", {}).update(scores)
 
 
 def _by_language(
@@ -366,6 +428,16 @@ def evaluate(
         step = _step(progress, f"retrieval ({mode})")
         rows = run_retrieval(retriever, questions, collection, k, mode, step)
         report.retrieval[mode] = _by_language(rows, lambda r: retrieval_metrics(r, k))
+        for row in rows:
+            rank = row.answer_rank
+            report.record(
+                row.question,
+                {
+                    f"{mode}:answer_hit@5": float(0 < rank <= 5),
+                    f"{mode}:mrr@10": 1 / rank if 0 < rank <= 10 else 0.0,
+                    f"{mode}:latency_ms": row.seconds * 1000,
+                },
+            )
     if answerer is not None and count_tokens is not None:
         answer_rows = run_answers(
             answerer,
@@ -375,7 +447,84 @@ def evaluate(
             _step(progress, "answers"),
         )
         report.answers = _by_language(answer_rows, answer_metrics)
+        for answer in answer_rows:
+            if answer.question.unanswerable:
+                report.record(answer.question, {"refused": float(answer.declined)})
+            else:
+                scores = answer_scores(answer)
+                report.record(answer.question, {"answered": 1.0 - scores.pop("declined"), **scores})
+            if not answer.declined:
+                report.record(answer.question, {"ttft_s": answer.ttft_s})
     return report
+
+
+# -- comparing two configurations -------------------------------------------
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One metric of two runs on the same questions: B - A, with a 95 % bootstrap interval."""
+
+    metric: str
+    questions: int
+    mean_a: float
+    mean_b: float
+    low: float
+    high: float
+
+    @property
+    def difference(self) -> float:
+        return self.mean_b - self.mean_a
+
+
+def compare(a: EvalReport, b: EvalReport, *, resamples: int = 2000) -> list[Difference]:
+    """Each metric both runs scored, paired question by question (B - A).
+
+    The interval is a percentile bootstrap over questions (seeded, so a rerun prints the
+    same): when it excludes 0, the difference is unlikely to be the questions' luck.
+    """
+    import numpy as np
+
+    names = sorted({name for scores in a.per_question.values() for name in scores})
+    generator = np.random.default_rng(0)
+    differences = []
+    for name in names:
+        pairs = [
+            (scores[name], b.per_question[qid][name])
+            for qid, scores in a.per_question.items()
+            if name in scores and name in b.per_question.get(qid, {})
+        ]
+        if not pairs:
+            continue
+        values = np.array(pairs, dtype=np.float64)
+        delta = values[:, 1] - values[:, 0]
+        picks = generator.integers(0, len(delta), size=(resamples, len(delta)))
+        means = delta[picks].mean(axis=1)
+        differences.append(
+            Difference(
+                name,
+                len(pairs),
+                float(values[:, 0].mean()),
+                float(values[:, 1].mean()),
+                float(np.percentile(means, 2.5)),
+                float(np.percentile(means, 97.5)),
+            )
+        )
+    return differences
+
+
+def format_comparison(differences: Sequence[Difference], names: tuple[str, str]) -> str:
+    """The paired differences as a Markdown table."""
+    lines = [
+        f"| metric | questions | {names[0]} | {names[1]} | difference | 95 % interval |",
+        "|---|---|---|---|---|---|",
+    ]
+    for d in differences:
+        lines.append(
+            f"| {d.metric} | {d.questions} | {d.mean_a:.3f} | {d.mean_b:.3f} | "
+            f"{d.difference:+.3f} | {d.low:+.3f} … {d.high:+.3f} |"
+        )
+    return "\n".join(lines)
 
 
 def format_table(report: EvalReport) -> str:

@@ -174,6 +174,11 @@ def supporting_span(claim: str, passage: str) -> tuple[int, int] | None:
     return best
 
 
+def without_markers(text: str) -> str:
+    """`text` without its [n] citation markers."""
+    return " ".join(_MARKER.sub(" ", text).split())
+
+
 _LEADING_MARKERS = re.compile(rf"^\s*(?:{_MARKER.pattern}\s*)+")
 
 

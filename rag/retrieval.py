@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
 
 from rag.embeddings import Embedder, Reranker
+from rag.errors import LoreError
 from rag.evidence import Evidence, evidence
 from rag.filters import Filters
 from rag.keyword import KeywordIndex
+from rag.language import language_of, other_language
 from rag.manifest import Manifest
 from rag.store import VectorStore
+from rag.translation import Translator
 from rag.types import Chunk, Passage
 
 log = logging.getLogger(__name__)
@@ -71,10 +74,24 @@ class _Scope:
 
 @dataclass(frozen=True)
 class Retrieved:
-    """What `Retriever.retrieve` found, and how firmly it supports an answer."""
+    """What `Retriever.retrieve` found, and how firmly it supports an answer.
+
+    `passages` are those to answer from (none when the evidence is too weak);
+    `nearest` are the best passages found whatever the evidence, for a declined answer
+    to show what came closest.
+    """
 
     passages: list[Passage]
     evidence: Evidence
+    nearest: list[Passage] = field(default_factory=list)
+    # The question as searched: a translation into the documents' language, if one was made.
+    query: str = ""
+
+
+@dataclass
+class _Found:
+    passages: list[Passage]
+    query: str
 
 
 class Retriever:
@@ -89,6 +106,9 @@ class Retriever:
     `filters` limit the search to some documents before the best `k` are taken, so a
     narrow filter still yields `k` passages when that many exist. With a `reranker`, the
     best `RERANK_CANDIDATES` passages are reordered by its score before the cut to `k`.
+
+    With a `translator`, a question whose nearest passages are mostly in the other
+    language (English and Chinese) is searched for in translation as well.
     """
 
     # Over-fetch when some hits belong to documents that are not visible (being written,
@@ -116,12 +136,14 @@ class Retriever:
         min_evidence: float = 0.0,
         mode: Mode = "hybrid",
         reranker: Reranker | None = None,
+        translator: Translator | None = None,
     ):
         self._embedder = embedder
         self._store = store
         self._manifest = manifest
         self._keywords = keywords
         self._reranker = reranker
+        self._translator = translator
         self.min_score = min_score
         self.min_evidence = min_evidence
         self.mode: Mode = mode if keywords is not None else "dense"
@@ -136,6 +158,17 @@ class Retriever:
         filters: Filters | None = None,
     ) -> list[Passage]:
         """The `k` best visible passages that pass `filters`, best first, whatever their score."""
+        return self._search(question, collection, k, mode=mode, filters=filters).passages
+
+    def _search(
+        self,
+        question: str,
+        collection: str,
+        k: int,
+        *,
+        mode: Mode | None = None,
+        filters: Filters | None = None,
+    ) -> _Found:
         mode = mode or self.mode
         allowed = self._manifest.matching(collection, filters) if filters else None
         narrow = allowed is not None and (
@@ -144,23 +177,83 @@ class Retriever:
         scope = _Scope(allowed, allowed if narrow else None)
         # Without a reranker `pool` is `k`: the reranker needs a wider choice than `k`.
         pool = max(k, self.RERANK_CANDIDATES) if self._reranker else k
+        wanted = max(pool, self.CANDIDATES) if mode == "hybrid" else pool
         vector = self._embedder.embed_query(question)
-        if mode == "dense" or self._keywords is None:
-            passages = drop_near_duplicates(self._dense(vector, collection, pool, scope))
+        found = _Found([], question)
+        if mode == "keyword" and self._keywords is not None:
+            keyword = self._keyword(self._keywords, question, collection, pool, scope)
+            found.passages = self._with_scores(list(keyword)[:pool], vector, collection, {})
         else:
-            wanted = max(pool, self.CANDIDATES) if mode == "hybrid" else pool
-            keyword = self._keyword(self._keywords, question, collection, wanted, scope)
-            if mode == "keyword":
-                passages = self._with_scores(list(keyword)[:pool], vector, collection, {})
+            dense = self._dense(vector, collection, wanted, scope)
+            translated = self._translation(question, dense)
+            if translated:
+                found.query = translated
+                found.passages = self._cross_language(
+                    question, translated, dense, collection, wanted, scope, mode
+                )
+            elif mode == "dense" or self._keywords is None:
+                found.passages = dense
             else:
-                dense = self._dense(vector, collection, wanted, scope)
+                keyword = self._keyword(self._keywords, question, collection, wanted, scope)
                 fused = score_fusion([{p.chunk.id: p.score for p in dense}, keyword])
                 known = {p.chunk.id: p for p in dense}
-                passages = self._with_scores(fused[: 2 * pool], vector, collection, known)
-                passages = drop_near_duplicates(passages)[:pool]
+                found.passages = self._with_scores(fused[: 2 * pool], vector, collection, known)
+            found.passages = drop_near_duplicates(found.passages)[:pool]
         if self._reranker is not None:
-            passages = self._rerank(self._reranker, question, passages)
-        return passages[:k]
+            found.passages = self._rerank(self._reranker, question, found.passages)
+        found.passages = found.passages[:k]
+        return found
+
+    # A question is searched for in translation too when its nearest passage and at
+    # least this share of the next ones (by embedding) are in the other language. In a
+    # corpus of both languages, a question usually finds its own language's passages
+    # first, and isn't translated.
+    FOREIGN_SHARE = 0.5
+    FOREIGN_SAMPLE = 5
+
+    def _translation(self, question: str, dense: Sequence[Passage]) -> str:
+        """The question in its passages' language, when they are in the other one; else ""."""
+        if self._translator is None or not dense:
+            return ""
+        asked = language_of(question)
+        foreign = [language_of(p.chunk.text) != asked for p in dense[: self.FOREIGN_SAMPLE]]
+        if not foreign[0] or sum(foreign) < self.FOREIGN_SHARE * len(foreign):
+            return ""
+        try:
+            translated = self._translator.translate(question, other_language(asked))
+        except (LoreError, RuntimeError, OSError) as exc:
+            # Translation only sharpens the search; without the chat model it goes on.
+            log.warning("could not translate the question, searching without: %s", exc)
+            return ""
+        log.info("searching %r also as %r", question[:80], translated[:80])
+        return translated
+
+    def _cross_language(
+        self,
+        question: str,
+        translated: str,
+        dense: list[Passage],
+        collection: str,
+        wanted: int,
+        scope: _Scope,
+        mode: Mode,
+    ) -> list[Passage]:
+        """Passages for a question whose documents are in the other language.
+
+        The translation is searched like a question in the documents' language (by
+        embedding, and by keywords in hybrid mode), and fused with the original
+        question's own nearest passages, which guard against a poor translation. Each
+        passage is scored by its cosine to the translation, on the same scale as a
+        question asked in the documents' language.
+        """
+        vector = self._embedder.embed_query(translated)
+        near = self._dense(vector, collection, wanted, scope)
+        lists = [{p.chunk.id: p.score for p in dense}, {p.chunk.id: p.score for p in near}]
+        if mode == "hybrid" and self._keywords is not None:
+            lists.append(self._keyword(self._keywords, translated, collection, wanted, scope))
+        fused = score_fusion(lists)
+        known = {p.chunk.id: p for p in near}
+        return self._with_scores(fused[: 2 * wanted], vector, collection, known)
 
     def retrieve(
         self, question: str, collection: str, k: int, *, filters: Filters | None = None
@@ -168,15 +261,19 @@ class Retriever:
         """The passages to answer from: the best above `min_score`, best first; possibly none.
 
         None at all when their evidence score (rag/evidence.py) is under `min_evidence`:
-        the documents don't answer the question, and an answer would be a guess.
+        the documents don't answer the question, and an answer would be a guess. When
+        the question was searched for in translation, the evidence is weighed on the
+        translation, which shares the documents' words.
         """
-        passages = self.search(question, collection, k, filters=filters)
+        found = self._search(question, collection, k, filters=filters)
+        passages = found.passages
         rarity = self._keywords.rarity if self._keywords is not None else None
-        support = evidence(question, passages, rarity)
+        support = evidence(found.query, passages, rarity)
         if support.total < self.min_evidence:
             log.info("declining %r: %s", question[:80], support)
-            return Retrieved([], support)
-        return Retrieved([p for p in passages if p.score >= self.min_score], support)
+            return Retrieved([], support, passages, found.query)
+        kept = [p for p in passages if p.score >= self.min_score]
+        return Retrieved(kept, support, passages, found.query)
 
     @staticmethod
     def _rerank(reranker: Reranker, question: str, passages: list[Passage]) -> list[Passage]:

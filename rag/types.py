@@ -57,6 +57,8 @@ class Citation:
     `heading` is the heading path the chunk sits under. `span` is the (start, end)
     character range of `text` that supports the answer, for the page to highlight; None
     when the answer does not cite this source or no sentence of it matches.
+    `holds_answer` is false for the passages shown with a declined answer: the closest
+    ones found, judged not to answer the question.
     """
 
     number: int
@@ -69,6 +71,7 @@ class Citation:
     score: float
     heading: str = ""
     span: tuple[int, int] | None = None
+    holds_answer: bool = True
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,8 @@ REPO = Path(__file__).resolve().parent.parent
 def settings(tmp_path: Path) -> Settings:
     # The hashing embedder of the tests has its own scale: no per-model thresholds.
     # Auth is off here, as for one local user; tests/unit/test_access.py turns it on.
+    # Questions are not translated, so that each scripted reply is the answer; the
+    # translation has tests of its own (tests/unit/test_translation.py).
     return Settings(
         auth=False,
         data_dir=tmp_path / "data",
@@ -28,6 +30,7 @@ def settings(tmp_path: Path) -> Settings:
         min_score=0.05,
         min_evidence=0.0,
         firm_evidence=float("inf"),
+        translate_questions=False,
     )
 
 

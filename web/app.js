@@ -83,6 +83,20 @@ function renderAnswer(target, text, citations) {
   }
 }
 
+// A declined answer still lists the passages that came closest, so the reader can judge.
+function showNearest(item, sources) {
+  const list = element("ol", { class: "nearest" });
+  for (const source of sources) {
+    const label = [fileName(source.source), source.heading].filter(Boolean).join(" · ");
+    const button = element("button", { type: "button", class: "link" }, label);
+    button.addEventListener("click", () => showPassage(source));
+    const entry = element("li");
+    entry.append(button);
+    list.append(entry);
+  }
+  item.append(element("p", { class: "hint" }, t("nearest")), list);
+}
+
 function fileName(path) {
   return (path || "").split("/").pop();
 }
@@ -97,6 +111,7 @@ function showPassage(citation) {
   if (citation.page != null) where.push(`${t("page")} ${citation.page}`);
   if (citation.heading) where.push(citation.heading);
   $("passage-meta").textContent = where.join(" · ");
+  $("passage-note").hidden = citation.holds_answer !== false;
   const box = $("passage-text");
   box.replaceChildren();
   const text = citation.text || "";
@@ -217,6 +232,7 @@ async function ask(question) {
         body.textContent = text;
       } else if (event === "done") {
         renderAnswer(body, data.answer, data.sources);
+        if (data.declined && data.sources.length) showNearest(item, data.sources);
         const note = data.declined ? t("declined")
           : data.query !== question ? t("searchedFor", { query: data.query }) : "";
         setStatus(note);

@@ -1,0 +1,31 @@
+"""Which language a text is written in, as far as Lore needs to know: Chinese or not.
+
+Lore's users write English and Chinese, and ask in one about documents in the other.
+Questions are answered in their own language; a question whose best passages are in
+the other language is also searched for in translation (rag/retrieval.py).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Language = Literal["en", "zh"]
+
+
+def _is_cjk(character: str) -> bool:
+    return "\u3400" <= character <= "\u9fff" or "\uf900" <= character <= "\ufaff"
+
+
+def language_of(text: str) -> Language:
+    """`zh` when CJK ideographs make up at least 30 % of the text's letters, else `en`.
+
+    A share rather than "any ideograph": an English passage quoting one Chinese name
+    stays English, and a Chinese question naming "NFL" stays Chinese.
+    """
+    cjk = sum(1 for c in text if _is_cjk(c))
+    letters = sum(1 for c in text if c.isalpha())
+    return "zh" if letters and cjk >= 0.3 * letters else "en"
+
+
+def other_language(language: Language) -> Language:
+    return "en" if language == "zh" else "zh"
