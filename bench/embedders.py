@@ -15,7 +15,7 @@ in turn, `--rounds` times, interleaved, all models loaded at once; the best roun
 each counts. Only ratios measured in the same run compare.
 
 Calibration: the dense top-1 cosine of each answerable question, and of the questions
-in bench/eval/unanswerable.jsonl (asked of XQuAD), to choose each model's min_score.
+in bench/eval/unanswerable/xquad.jsonl (asked of XQuAD), to choose each model's min_score.
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ def main() -> None:
         name: load_questions(eval_dir / name / "questions.jsonl", sample=args.sample)
         for name in sets
     }
-    unanswerable = load_questions(HERE / "eval" / "unanswerable.jsonl")
+    unanswerable = load_questions(HERE / "eval" / "unanswerable" / "xquad.jsonl")
     every_text = [c.embedding_text() for files in chunked.values() for f in files for c in f.chunks]
     sample = random.Random(0).sample(every_text, min(args.speed_sample, len(every_text)))  # noqa: S311
     counts = {name: sum(len(f.chunks) for f in files) for name, files in chunked.items()}

@@ -12,7 +12,8 @@ from typing import Literal
 Language = Literal["en", "zh"]
 
 
-def _is_cjk(character: str) -> bool:
+def is_cjk(character: str) -> bool:
+    """True for a CJK ideograph (basic block, extension A, compatibility)."""
     return "\u3400" <= character <= "\u9fff" or "\uf900" <= character <= "\ufaff"
 
 
@@ -22,7 +23,7 @@ def language_of(text: str) -> Language:
     A share rather than "any ideograph": an English passage quoting one Chinese name
     stays English, and a Chinese question naming "NFL" stays Chinese.
     """
-    cjk = sum(1 for c in text if _is_cjk(c))
+    cjk = sum(1 for c in text if is_cjk(c))
     letters = sum(1 for c in text if c.isalpha())
     return "zh" if letters and cjk >= 0.3 * letters else "en"
 

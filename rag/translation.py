@@ -9,18 +9,37 @@ second of a small model's time on a CPU, and only for such questions.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Generator
 from typing import Protocol
 
-from rag.generation import Generator
-from rag.language import Language, language_of
+from rag import generation
+from rag.language import Language, is_cjk
 
-_INSTRUCTION = {
-    "zh": "把用户发来的问题翻译成简体中文。人名、地名、数字和术语要准确。"
-    "只回复译文，不要回答问题，不要解释。",
-    "en": "Translate the user's question into English. Keep names, places, numbers and "
-    "terms exact. Reply with the translation only: do not answer it, do not explain.",
-}
+_NAMES = {"en": "English", "zh": "Simplified Chinese"}
+# A small model told only to translate often answers the question instead; two worked
+# examples (our own, not from any evaluation set) keep it translating.
+_EXAMPLES = (
+    ("How many days of annual leave does a new employee get?", "新员工有多少天年假？"),
+    ("Who designed the bridge over the river?", "河上的那座桥是谁设计的？"),
+)
+
+
+def translation_messages(text: str, language: Language) -> list[dict[str, str]]:
+    """Chat messages asking for `text` in `language`, with two example turns."""
+    messages = [
+        {
+            "role": "system",
+            "content": f"You are a translator. Translate each question the user sends into "
+            f"{_NAMES[language]}. Do not answer the question. Reply with the translated "
+            "question only.",
+        }
+    ]
+    for english, chinese in _EXAMPLES:
+        source, target = (chinese, english) if language == "en" else (english, chinese)
+        messages += [{"role": "user", "content": source}, {"role": "assistant", "content": target}]
+    messages.append({"role": "user", "content": text})
+    return messages
 
 
 class Translator(Protocol):
@@ -33,29 +52,38 @@ class ChatTranslator:
     """Translates short texts with the chat model, loaded only when first needed."""
 
     # A question's translation is short; this bounds a rambling reply.
-    MAX_TOKENS = 96
+    MAX_TOKENS = 48
 
-    def __init__(self, generator: Callable[[], Generator]):
+    def __init__(self, generator: Callable[[], generation.Generator]):
         self._generator = generator
 
     def translate(self, text: str, language: Language) -> str:
-        messages = [
-            {"role": "system", "content": _INSTRUCTION[language]},
-            {"role": "user", "content": text},
-        ]
-        reply = "".join(self._generator().stream(messages, self.MAX_TOKENS))
-        return clean_translation(reply, text, language)
+        pieces: list[str] = []
+        stream = self._generator().stream(translation_messages(text, language), self.MAX_TOKENS)
+        try:
+            for piece in stream:
+                pieces.append(piece)
+                if "\n" in piece:  # the translation is one line; what follows is chatter
+                    break
+        finally:
+            if isinstance(stream, Generator):
+                stream.close()  # hands the model back at once
+        return clean_translation("".join(pieces), text, language)
 
 
 def clean_translation(reply: str, text: str, language: Language) -> str:
     """The translation in a model's reply: its first line, unquoted; "" if it isn't one.
 
-    A reply in the wrong language, or far longer than the text, is no translation.
+    A small model often keeps a name or a term in the original language, and such a
+    mixed translation still helps the search; a reply with nothing at all in the target
+    language, or far longer than the text, or just the text again, is no translation.
     """
     lines = [line.strip() for line in reply.splitlines() if line.strip()]
-    if not lines:
+    first = lines[0].strip("\"“”'「」") if lines else ""
+    if not first or first == text.strip() or len(first) > 3 * len(text) + 40:
         return ""
-    first = lines[0].strip("\"“”'「」")
-    if not first or language_of(first) != language or len(first) > 3 * len(text) + 40:
-        return ""
-    return first
+    if language == "zh":
+        has_target = sum(map(is_cjk, first)) >= 2
+    else:
+        has_target = len(re.findall(r"[A-Za-z]{2,}", first)) >= 2
+    return first if has_target else ""

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -8,9 +10,10 @@ from ingest.pipeline import ingest_paths
 from rag import prompts
 from rag.answering import Answerer, AnswerLimits
 from rag.container import Lore
+from rag.embeddings import Vectors
 from rag.errors import InvalidInput, NotFound
-from rag.testing import ScriptedGenerator
-from rag.types import DoneEvent, SourcesEvent, TokenEvent, Turn
+from rag.testing import HashingEmbedder, ScriptedGenerator
+from rag.types import Chunk, DoneEvent, Passage, SourcesEvent, TokenEvent, Turn
 
 pytestmark = pytest.mark.unit
 
@@ -51,6 +54,9 @@ def test_model_refusal_is_reported_as_declined(
     answer = lore.answerer.ask("What is the capital of Mars?", "default")
     assert answer.declined
     assert answer.citations == ()
+    # The passages the model read are still shown, marked as not holding the answer.
+    assert answer.sources
+    assert not any(s.holds_answer for s in answer.sources)
 
 
 def test_stream_sends_sources_then_tokens_then_answer(lore: Lore, docs: Path) -> None:
@@ -131,10 +137,47 @@ def test_weak_evidence_declines_without_generating(
 ) -> None:
     ingest_paths(lore, [docs], "default")
     lore.retriever.min_evidence = 2.5  # more than the passages can show
-    answer = lore.answerer.ask("Which port does the Lore server listen on?", "default")
+    events = list(lore.answerer.stream("Which port does the Lore server listen on?", "default"))
+    answer = events[-1].answer  # type: ignore[union-attr]
     assert answer.declined
     assert answer.text == prompts.REFUSAL_EN
     assert generator.prompts == []
+    # The closest passages come with the refusal, first as the sources event, so the
+    # reader can judge; none claims to hold the answer.
+    assert isinstance(events[0], SourcesEvent)
+    assert events[0].sources == answer.sources
+    assert answer.sources[0].source.endswith("ports.md")
+    assert not any(s.holds_answer for s in answer.sources)
+    assert answer.citations == ()
+
+
+class _GlossaryEmbedder(HashingEmbedder):
+    """Hashes each text's English gloss, so a Chinese sentence and its English meaning meet."""
+
+    GLOSSARY: ClassVar[dict[str, str]] = {
+        "长城是中国古代的军事防御工程。": "The Great Wall is an ancient Chinese defence work.",
+        "长城的总长度超过两万公里。": "The Great Wall is more than 20,000 km long.",
+    }
+
+    def embed_documents(self, texts: Sequence[str]) -> Vectors:
+        return super().embed_documents([self.GLOSSARY.get(t, t) for t in texts])
+
+
+def test_a_citation_across_languages_highlights_the_sentence_by_meaning(
+    lore: Lore, generator: ScriptedGenerator
+) -> None:
+    passage = "长城是中国古代的军事防御工程。长城的总长度超过两万公里。"
+    chunk = Chunk("c1", "d1", passage, "/docs/wall.txt", "wall", 0, "0" * 64)
+    generator.reply = "The Great Wall is more than 20,000 km long [1]."
+    answerer = Answerer(lore.retriever, generator, AnswerLimits(), _GlossaryEmbedder())
+    events = list(answerer.stream_with("How long is the Great Wall?", [Passage(chunk, 0.9)]))
+    [cited] = events[-1].answer.citations  # type: ignore[union-attr]
+    assert cited.span is not None
+    assert passage[cited.span[0] : cited.span[1]] == "长城的总长度超过两万公里。"
+    # Without an embedder there is no way across, and no highlight rather than a wrong one.
+    plain = Answerer(lore.retriever, generator, AnswerLimits())
+    events = list(plain.stream_with("How long is the Great Wall?", [Passage(chunk, 0.9)]))
+    assert events[-1].answer.citations[0].span is None  # type: ignore[union-attr]
 
 
 def test_firm_evidence_takes_the_refusal_out_of_the_prompt(

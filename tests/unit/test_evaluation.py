@@ -9,10 +9,18 @@ from ingest.batch import BatchOptions, run_batch
 from rag.container import Lore
 from rag.errors import InvalidInput
 from rag.evaluation import (
+    AnswerRow,
+    EvalReport,
+    Question,
+    answer_metrics,
+    answer_scores,
+    compare,
     contains_answer,
+    contains_gold,
     evaluate,
     exact_match,
     f1_score,
+    format_comparison,
     format_table,
     load_questions,
 )
@@ -135,3 +143,71 @@ def test_cli_refuses_an_unknown_mode_before_doing_any_work(tmp_path: Path) -> No
     assert result.exit_code == 2
     assert "--mode must be one of hybrid, dense, keyword or all" in result.output
     assert not (tmp_path / "data").exists()
+
+
+def test_every_question_falls_in_one_stable_half(tmp_path: Path) -> None:
+    lines = [
+        {"id": f"q{i}", "lang": "en", "question": "Q?", "answers": ["a"], "doc": "d.md"}
+        for i in range(40)
+    ]
+    lines[0]["split"] = "report"
+    path = tmp_path / "q.jsonl"
+    path.write_text("\n".join(json.dumps(line) for line in lines), encoding="utf-8")
+    calibrate = load_questions(path, half="calibrate")
+    report = load_questions(path, half="report")
+    assert {q.id for q in calibrate} | {q.id for q in report} == {f"q{i}" for i in range(40)}
+    assert not {q.id for q in calibrate} & {q.id for q in report}
+    assert 10 <= len(calibrate) <= 30  # a hash, not a fit: roughly half each
+    assert "q0" in {q.id for q in report}  # an explicit split wins
+    assert [q.id for q in load_questions(path, half="report")] == [q.id for q in report]
+    with pytest.raises(InvalidInput, match="half"):
+        load_questions(path, half="other")
+
+
+def _row(question: Question, text: str, oracle: str = "", declined: bool = False) -> AnswerRow:
+    return AnswerRow(question, text, declined, False, 1.0, 10.0, oracle_text=oracle)
+
+
+def test_answers_are_scored_in_their_own_language() -> None:
+    cross = Question(
+        "x1", "en", "How many points did the Panthers give up?", ("308分",), "zh.md",
+        question_language_answers=("308 points",),
+    )  # fmt: skip
+    scores = answer_scores(_row(cross, "The Panthers gave up 308 points [1].", "308 points."))
+    assert scores["contains_gold"] == 1.0
+    assert scores["oracle_exact_match"] == 1.0
+    assert scores["f1"] > 0.4  # words of the English gold, not characters of the Chinese
+    # Citation markers are not part of the text: "[1]" does not contain the answer "1".
+    one = Question("x2", "en", "How many?", ("1",), "d.md")
+    assert answer_scores(_row(one, "None of them [1]."))["contains_gold"] == 0.0
+    assert answer_scores(_row(one, "Just 1 [1]."))["contains_gold"] == 1.0
+    # A refusal never contains the answer, even if it happens to quote it.
+    assert answer_scores(_row(one, "Not 1.", declined=True))["contains_gold"] == 0.0
+    assert contains_gold("第308分 [2]", ["308分"])
+
+
+def test_answer_metrics_report_contains_gold_beside_its_oracle() -> None:
+    question = Question("x1", "en", "Which port?", ("8000",), "d.md", context="Port 8000.")
+    rows = [_row(question, "Port 8000 [1].", "It is 8000."), _row(question, "No idea.", "8000")]
+    metrics = answer_metrics(rows)
+    assert metrics["contains_gold"] == 0.5
+    assert metrics["oracle_contains_gold"] == 1.0
+    assert metrics["contains_gold_share_of_oracle"] == 0.5
+
+
+def test_compare_pairs_the_questions_of_two_runs() -> None:
+    first, second = EvalReport("c", 5), EvalReport("c", 5)
+    for number in range(50):
+        question = Question(f"q{number}", "en", "Q?", ("a",), "d.md")
+        first.record(question, {"hybrid:answer_hit@5": float(number % 2)})
+        second.record(question, {"hybrid:answer_hit@5": 1.0})
+    # The same id in another language is another question, not an overwrite.
+    first.record(Question("q0", "zh", "问？", ("a",), "d.md"), {"hybrid:answer_hit@5": 1.0})
+    [difference] = compare(first, second)
+    assert difference.questions == 50
+    assert difference.mean_a == 0.5
+    assert difference.difference == 0.5
+    assert 0.3 < difference.low < 0.5 < difference.high <= 0.7
+    assert compare(first, second) == [difference]  # seeded: the same interval every run
+    assert "+0.500" in format_comparison([difference], ("A", "B"))
+    assert "per_question" not in first.as_json()

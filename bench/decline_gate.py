@@ -1,0 +1,144 @@
+"""How well the evidence score tells answerable questions from unanswerable ones.
+
+Lore declines a question, without generating, when the evidence that its passages hold
+the answer (rag/evidence.py) is under `min_evidence`. This bench records each
+question's evidence, retrieval only (no answer is generated, but a cross-language
+question is translated as in the product), then chooses the threshold on the
+`calibrate` half of the questions and reports the other half:
+
+    LORE_DATA_DIR=/tmp/eval/data python bench/decline_gate.py --out /tmp/gate.jsonl \\
+        xquad=../shared/eval/xquad/questions.jsonl \\
+        xquad=bench/eval/unanswerable/xquad.jsonl \\
+        holed-xquad-en=bench/eval/holed/xquad-en/questions.jsonl ...
+
+Each argument is COLLECTION=QUESTIONS (collections as `lore eval` names them, already
+ingested; the short names `xquad`, `cmrc2018-trial`, `en2zh`, `zh2en` and
+`holed-xquad-en`, `holed-xquad-zh`, `holed-cmrc2018-trial` stand for the collections
+`lore eval` makes for the shared sets, and those named `eval-holed-<folder>` for
+bench/eval/holed, which `lore eval --collection` must be given, since the holed CMRC
+folder would otherwise share its name with the real one). `--analyse FILE` reads
+a saved run and prints the tables again, without any model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+COLLECTIONS = {
+    "xquad": "eval-xquad-docs",
+    "cmrc2018-trial": "eval-cmrc2018-trial-docs",
+    "en2zh": "eval-en2zh-docs",
+    "zh2en": "eval-zh2en-docs",
+    "holed-xquad-en": "eval-holed-xquad-en",
+    "holed-xquad-zh": "eval-holed-xquad-zh",
+    "holed-cmrc2018-trial": "eval-holed-cmrc2018-trial",
+}
+
+
+def record(pairs: Sequence[tuple[str, Path]], sample: int | None, k: int) -> list[dict[str, Any]]:
+    from rag.config import load_settings
+    from rag.container import Lore
+    from rag.evaluation import contains_answer, load_questions
+
+    lore = Lore(load_settings(min_evidence=0.0))
+    rows = []
+    for name, path in pairs:
+        collection = COLLECTIONS.get(name, name)
+        for question in load_questions(path, sample=sample):
+            started = time.perf_counter()
+            found = lore.retriever.retrieve(question.question, collection, k)
+            seconds = time.perf_counter() - started
+            passages = found.nearest
+            rows.append(
+                {
+                    "set": name,
+                    "file": path.name,
+                    "id": question.id,
+                    "lang": question.lang,
+                    "half": question.half,
+                    "unanswerable": question.unanswerable,
+                    "answer_in_passages": any(
+                        contains_answer(p.chunk.text, question.answers) for p in passages
+                    ),
+                    "translated": found.query != question.question,
+                    "closeness": found.evidence.closeness,
+                    "distinctness": found.evidence.distinctness,
+                    "coverage": found.evidence.coverage,
+                    "seconds": seconds,
+                }
+            )
+            print(json.dumps(rows[-1], ensure_ascii=False), flush=True)
+    return rows
+
+
+def total(row: dict[str, Any]) -> float:
+    return float(row["closeness"] + row["distinctness"] + row["coverage"])
+
+
+def auc(positive: list[float], negative: list[float]) -> float:
+    """The chance that a positive scores above a negative (ties count half)."""
+    if not positive or not negative:
+        return float("nan")
+    wins = sum((p > n) + 0.5 * (p == n) for p in positive for n in negative)
+    return wins / (len(positive) * len(negative))
+
+
+def rates(rows: list[dict[str, Any]], threshold: float) -> tuple[float, float]:
+    """(false refusal of answerable, refusal of unanswerable) at `threshold`."""
+    answerable = [total(r) for r in rows if not r["unanswerable"]]
+    unanswerable = [total(r) for r in rows if r["unanswerable"]]
+    false = sum(t < threshold for t in answerable) / len(answerable) if answerable else 0.0
+    refused = sum(t < threshold for t in unanswerable) / len(unanswerable) if unanswerable else 0
+    return false, refused
+
+
+def analyse(rows: list[dict[str, Any]], max_false: float) -> None:
+    calibrate = [r for r in rows if r["half"] == "calibrate"]
+    answerable = sorted(total(r) for r in calibrate if not r["unanswerable"])
+    # The highest threshold that declines at most `max_false` of the answerable questions.
+    index = int(max_false * len(answerable))
+    threshold = answerable[index] if answerable else 0.0
+    print(f"threshold chosen on the calibrate half (false refusal <= {max_false}): {threshold:.3f}")
+    print("| set | lang | half | answerable | unanswerable | AUC | false refusal | refusal |")
+    print("|---|---|---|---|---|---|---|---|")
+    groups = sorted({(r["set"], r["lang"], r["half"]) for r in rows})
+    for name, lang, half in groups:
+        group = [r for r in rows if (r["set"], r["lang"], r["half"]) == (name, lang, half)]
+        positive = [total(r) for r in group if not r["unanswerable"]]
+        negative = [total(r) for r in group if r["unanswerable"]]
+        false, refused = rates(group, threshold)
+        print(
+            f"| {name} | {lang} | {half} | {len(positive)} | {len(negative)} | "
+            f"{auc(positive, negative):.3f} | {false:.3f} | {refused:.3f} |"
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("pairs", nargs="*", help="COLLECTION=QUESTIONS")
+    parser.add_argument("--sample", type=int, default=None)
+    parser.add_argument("--k", type=int, default=4)
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--analyse", type=Path, help="a saved run to analyse again")
+    parser.add_argument("--max-false", type=float, default=0.05)
+    args = parser.parse_args(argv)
+    if args.analyse:
+        lines = args.analyse.read_text(encoding="utf-8").splitlines()
+        rows = [json.loads(line) for line in lines if line.startswith("{")]
+    else:
+        pairs = [(p.split("=", 1)[0], Path(p.split("=", 1)[1])) for p in args.pairs]
+        rows = record(pairs, args.sample, args.k)
+        if args.out:
+            args.out.write_text(
+                "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
+            )
+    analyse(rows, args.max_false)
+
+
+if __name__ == "__main__":
+    main()
