@@ -10,6 +10,7 @@ second of a small model's time on a CPU, and only for such questions.
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from collections.abc import Callable, Generator
 from typing import Protocol
 
@@ -53,11 +54,26 @@ class ChatTranslator:
 
     # A question's translation is short; this bounds a rambling reply.
     MAX_TOKENS = 48
+    # Recent translations are kept: the same question is often asked again (a retry, a
+    # second retrieval mode, another user), and each costs about a second of the model.
+    CACHED = 512
 
     def __init__(self, generator: Callable[[], generation.Generator]):
         self._generator = generator
+        self._cache: OrderedDict[tuple[str, Language], str] = OrderedDict()
 
     def translate(self, text: str, language: Language) -> str:
+        key = (text, language)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        translated = self._translate(text, language)
+        self._cache[key] = translated
+        while len(self._cache) > self.CACHED:
+            self._cache.popitem(last=False)
+        return translated
+
+    def _translate(self, text: str, language: Language) -> str:
         pieces: list[str] = []
         stream = self._generator().stream(translation_messages(text, language), self.MAX_TOKENS)
         try:

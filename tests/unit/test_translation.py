@@ -11,7 +11,7 @@ from rag.errors import ModelMissing
 from rag.language import Language, language_of
 from rag.retrieval import Retriever
 from rag.testing import HashingEmbedder, ScriptedGenerator
-from rag.translation import clean_translation, translation_messages
+from rag.translation import ChatTranslator, clean_translation, translation_messages
 
 pytestmark = pytest.mark.unit
 
@@ -117,3 +117,15 @@ def test_the_translation_prompt_shows_worked_examples_in_the_right_direction() -
     assert language_of(to_chinese[2]["content"]) == "zh"
     assert language_of(to_english[1]["content"]) == "zh"
     assert language_of(to_english[2]["content"]) == "en"
+
+
+def test_a_question_asked_again_is_not_translated_again() -> None:
+    generator = ScriptedGenerator("长城有多长？")
+    translator = ChatTranslator(lambda: generator)
+    assert translator.translate("How long is the Great Wall?", "zh") == "长城有多长？"
+    assert translator.translate("How long is the Great Wall?", "zh") == "长城有多长？"
+    assert len(generator.prompts) == 1
+    translator.CACHED = 1
+    translator.translate("Where is the palace?", "zh")
+    translator.translate("How long is the Great Wall?", "zh")  # pushed out, asked again
+    assert len(generator.prompts) == 3
