@@ -216,6 +216,8 @@ class Answerer:
             shown = tuple(replace(c, holds_answer=False) for c in sources)
             return Answer(question, text, (), shown, declined=True)
         text = prompts.attribute(text, sources)
+        if not prompts.cited_numbers(text):
+            text = self._attribute_by_meaning(text, sources)
         claims = prompts.claims_by_source(text)
         sources = [
             replace(s, span=self._supporting_span(claims[s.number], s.text))
@@ -226,6 +228,28 @@ class Answerer:
         by_number = {s.number: s for s in sources}
         cited = [by_number[n] for n in prompts.cited_numbers(text) if n in by_number]
         return Answer(question, text, tuple(cited), tuple(sources), declined=False)
+
+    def _attribute_by_meaning(self, answer: str, sources: list[Citation]) -> str:
+        """The answer with its sentences marked [n] by meaning, when it cites nothing.
+
+        Small models often leave out the markers. Within one language shared characters
+        find the source (`prompts.attribute`); an answer in another language than its
+        sources shares none, so each sentence is marked with the source closest to it in
+        meaning. The answer was written from these sources, so one of them is its source.
+        """
+        if self._embedder is None or not sources:
+            return answer
+        if all(language_of(answer) == language_of(s.text) for s in sources):
+            return answer
+        pieces = prompts.answer_sentences(answer)
+        if not pieces:
+            return answer
+        passages = np.asarray(self._embedder.embed_documents([s.text for s in sources]))
+        marked = []
+        for piece in pieces:
+            closeness = passages @ np.asarray(self._embedder.embed_query(piece))
+            marked.append(prompts.with_marker(piece, sources[int(np.argmax(closeness))].number))
+        return prompts.join_sentences(marked, answer)
 
     def _supporting_span(self, claim: str, passage: str) -> tuple[int, int] | None:
         """The passage's sentence that supports `claim`: by shared characters, else meaning.

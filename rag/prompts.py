@@ -125,19 +125,32 @@ def attribute(answer: str, sources: list[Citation], threshold: float = 0.5) -> s
     """
     if cited_numbers(answer) or not sources:
         return answer
-    pieces = [p for p in _SENTENCE_END.split(answer) if p]
     marked = []
-    for piece in pieces:
+    for piece in answer_sentences(answer):
         best = max(sources, key=lambda s: support(piece, s.text))
-        stripped = piece.rstrip()
-        if stripped and support(stripped, best.text) >= threshold:
-            trailing = piece[len(stripped) :]
-            space = "" if is_chinese(stripped) else " "
-            marked.append(f"{stripped}{space}[{best.number}]{trailing}")
+        if support(piece.rstrip(), best.text) >= threshold:
+            marked.append(with_marker(piece, best.number))
         else:
             marked.append(piece)
+    return join_sentences(marked, answer)
+
+
+def answer_sentences(answer: str) -> list[str]:
+    """The sentences of an answer, as `attribute` marks them."""
+    return [p for p in _SENTENCE_END.split(answer) if p.strip()]
+
+
+def with_marker(sentence: str, number: int) -> str:
+    """`sentence` ending in the citation marker [number]."""
+    stripped = sentence.rstrip()
+    space = "" if is_chinese(stripped) else " "
+    return f"{stripped}{space}[{number}]{sentence[len(stripped) :]}"
+
+
+def join_sentences(sentences: list[str], answer: str) -> str:
+    """Sentences put back together as `answer` had them: no blanks between Chinese ones."""
     joiner = "" if is_chinese(answer) else " "
-    return joiner.join(p.strip() for p in marked)
+    return joiner.join(p.strip() for p in sentences)
 
 
 # Sentence ends inside a passage: Chinese end marks, Latin ones before a blank, line breaks.

@@ -157,6 +157,8 @@ class _GlossaryEmbedder(HashingEmbedder):
     GLOSSARY: ClassVar[dict[str, str]] = {
         "长城是中国古代的军事防御工程。": "The Great Wall is an ancient Chinese defence work.",
         "长城的总长度超过两万公里。": "The Great Wall is more than 20,000 km long.",
+        "故宫位于北京。": "The Palace Museum is in Beijing.",
+        "长城是中国古代的军事防御工程。长城的总长度超过两万公里。": "The Great Wall is long.",
     }
 
     def embed_documents(self, texts: Sequence[str]) -> Vectors:
@@ -174,7 +176,16 @@ def test_a_citation_across_languages_highlights_the_sentence_by_meaning(
     [cited] = events[-1].answer.citations  # type: ignore[union-attr]
     assert cited.span is not None
     assert passage[cited.span[0] : cited.span[1]] == "长城的总长度超过两万公里。"
+    # An answer without markers gets them by meaning too: no characters are shared.
+    palace = Chunk("c2", "d2", "故宫位于北京。", "/docs/palace.txt", "palace", 0, "0" * 64)
+    generator.reply = "The Palace Museum is in Beijing."
+    passages = [Passage(chunk, 0.9), Passage(palace, 0.8)]
+    events = list(answerer.stream_with("Where is the Palace Museum?", passages))
+    answer = events[-1].answer  # type: ignore[union-attr]
+    assert answer.text == "The Palace Museum is in Beijing. [2]"
+    assert [c.source for c in answer.citations] == ["/docs/palace.txt"]
     # Without an embedder there is no way across, and no highlight rather than a wrong one.
+    generator.reply = "The Great Wall is more than 20,000 km long [1]."
     plain = Answerer(lore.retriever, generator, AnswerLimits())
     events = list(plain.stream_with("How long is the Great Wall?", [Passage(chunk, 0.9)]))
     assert events[-1].answer.citations[0].span is None  # type: ignore[union-attr]
