@@ -226,3 +226,32 @@ def test_stop_ends_the_generation_on_the_server(
             deadline -= 1
         assert generator.stopped == 1, "the server kept generating after Stop"
         context.close()
+
+
+def test_a_declined_answer_still_shows_the_closest_passages(
+    browser: object, settings: object, docs: Path
+) -> None:
+    """With a scripted model that declines: the passages it read are listed, marked as
+    not answering, and each opens in the passage panel with that note."""
+    from playwright.sync_api import expect
+
+    from rag.prompts import REFUSAL_EN
+    from rag.testing import ScriptedGenerator
+    from tests.unit.test_service import live
+
+    with live(settings, ScriptedGenerator(REFUSAL_EN), docs) as url:
+        context = browser.new_context(locale="en-US")  # type: ignore[attr-defined]
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        page.goto(url)
+        page.fill("#question", "Which port does the Lore server use for backups?")
+        page.keyboard.press("Enter")
+        expect(page.locator("#status")).to_have_text("The documents do not answer this.")
+        nearest = page.locator(".turn.assistant ol.nearest button")
+        expect(nearest.first).to_contain_text("ports.md")
+        nearest.first.click()
+        expect(page.locator("#passage-note")).to_be_visible()
+        expect(page.locator("#passage-note")).to_contain_text("does not answer")
+        _shot(page, "12-declined-with-nearest")
+        page.keyboard.press("Escape")
+        context.close()
