@@ -6,8 +6,10 @@ without its own punctuation in the list a Chinese paragraph would be cut at an
 arbitrary character. Sizes are counted with the embedder's tokenizer when one is
 given (characters otherwise), so a chunk never overflows what the embedder reads.
 
-Tables are never mixed with other text: a table that fits is one chunk, and a
-longer one is cut between rows, each piece starting with the header row again.
+Tables are never mixed with other text. A table with a header row becomes a chunk
+per row, each naming the column of every value ("Team: Blues | Location: STL |
+Stanley Cups: 1"), so that a small model reading it can tell which value answers the
+question. A table without one is cut between rows.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-from ingest.parsing import Section
+from ingest.parsing import Section, Table
 
 SEPARATORS = [
     "\n\n",
@@ -89,21 +91,60 @@ class Chunker:
         return [piece for piece in self._splitter.split_text(text) if piece.strip()]
 
     def split_section(self, section: Section) -> list[str]:
-        if section.table:
-            return self._split_table(section.text)
+        if section.table is not None:
+            return self._split_table(section.table)
         return self.split(section.text)
 
-    def _split_table(self, text: str) -> list[str]:
-        rows = [row for row in text.split("\n") if row.strip()]
-        if not rows or self._length(text) <= self._size:
-            return [text] if rows else []
-        header, body = rows[0], rows[1:]
+    def _split_table(self, table: Table) -> list[str]:
+        """A table's pieces, cut between rows.
+
+        A table with a header gives a piece per row, and each row names the column of
+        every value: a question about one record finds that record, and the model can
+        tell which value answers it (bench/table_questions.py measured this against
+        pieces of several rows under a header line). A table without a header is
+        packed, rows whole, up to the chunk size. A row too long for a piece is cut
+        between cells, each part led by the row's first value (what the row is
+        about); a single cell too long even then is split as text.
+        """
+        lines = [line for row in table.rows for line in self._row_lines(table, row)]
+        if table.header:
+            return lines
         pieces: list[str] = []
-        current = [header]
-        for row in body:
-            if len(current) > 1 and self._length("\n".join([*current, row])) > self._size:
+        current: list[str] = []
+        for line in lines:
+            if current and not self._fits("\n".join([*current, line])):
                 pieces.append("\n".join(current))
-                current = [header]
-            current.append(row)
-        pieces.append("\n".join(current))
+                current = []
+            current.append(line)
+        if current:
+            pieces.append("\n".join(current))
         return pieces
+
+    def _fits(self, text: str) -> bool:
+        return self._length(text) <= self._size
+
+    def _row_lines(self, table: Table, row: tuple[str, ...]) -> list[str]:
+        """The row as one line, or as several when it is longer than a piece."""
+        line = table.row_line(row)
+        if not line or self._fits(line):
+            return [line] if line else []
+        key = table.row_line(row[:1])
+        parts: list[str] = []
+        current: list[str] = []
+        for cell in [table.row_line(c) for c in _single_cells(row)][1 if key else 0 :]:
+            if not cell:
+                continue
+            if current and not self._fits(" | ".join([key, *current, cell]).lstrip(" |")):
+                parts.append(" | ".join([key, *current]).lstrip(" |"))
+                current = []
+            current.append(cell)
+        if current:
+            parts.append(" | ".join([key, *current]).lstrip(" |"))
+        return [
+            piece for part in parts for piece in ([part] if self._fits(part) else self.split(part))
+        ]
+
+
+def _single_cells(row: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """Each cell of `row` alone, in place: ("", "", "x", "")."""
+    return [tuple(v if i == j else "" for j, v in enumerate(row)) for i in range(len(row))]

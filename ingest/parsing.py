@@ -1,22 +1,26 @@
 """Reading files into text. `unstructured`, `pypdfium2` and `pytesseract` live here alone.
 
 - PDF: pdfium extracts each page's text layer (fast, good with CJK fonts). A page
-  with no text layer is rendered and read by tesseract (`chi_sim+eng`).
+  with no text layer is rendered and read by tesseract (`chi_sim+eng`). Tables drawn
+  with lines between rows and columns are read cell by cell.
 - Images: tesseract.
 - Plain text: decoded with charset-normalizer (UTF-8/16/32, GBK, cp1252, ...); the
   chunker splits it at paragraphs and sentences.
 - Everything else: unstructured's `fast` strategy, which needs no layout models.
   Legacy .doc/.ppt go through LibreOffice, RTF/EPUB/ODT through pandoc.
 
-Elements become sections that keep their page, the heading path they sit under,
-and whether they are a table, so that tables can be chunked whole.
+Elements become sections that keep their page and the heading path they sit under.
+A table becomes a section of its own that keeps its cells, with the header row
+recognised, so that the chunker can give every piece of it the column names.
 Limits (size, pages, decompressed size) are checked before anything is parsed.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 import zipfile
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +45,7 @@ UNSTRUCTURED_SUFFIXES = frozenset(
 )
 SUPPORTED_SUFFIXES = PDF_SUFFIXES | IMAGE_SUFFIXES | TEXT_SUFFIXES | UNSTRUCTURED_SUFFIXES
 # Bump when parsing changes what a file yields: documents are then indexed again.
-PARSER_VERSION = "4"
+PARSER_VERSION = "5"
 
 OCR_LANGUAGES = "chi_sim+eng"
 # A PDF page with fewer characters than this in its text layer is treated as scanned.
@@ -67,17 +71,47 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Table:
+    """A table's cells, row by row, every row as wide as the table.
+
+    `header` holds the column names, and is empty when the first row is data.
+    """
+
+    header: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+
+    def row_line(self, row: Sequence[str]) -> str:
+        """A row as one line that names each value's column: 'Team: Blues | Cups: 1'.
+
+        Empty cells are left out, a value whose column has no name stands alone, and
+        without a header a row reads 'Blues | STL | 1'.
+        """
+        if not self.header:
+            return " | ".join(value for value in row if value)
+        return " | ".join(
+            f"{name}: {value}" if name else value
+            for name, value in zip(self.header, row, strict=False)
+            if value
+        )
+
+    def text(self) -> str:
+        """The table as text, a line per row."""
+        return "\n".join(self.row_line(row) for row in self.rows)
+
+
+@dataclass(frozen=True)
 class Section:
     """A run of text from one place in a document.
 
     `page` is set for paged formats, `heading` is the path of headings above it
-    ("Chapter 2 > Prices"), and `table` marks text that is one table, row per line.
+    ("Chapter 2 > Prices"), and `table` holds the cells when the section is a table
+    (`text` is then `table.text()`).
     """
 
     text: str
     page: int | None = None
     heading: str = ""
-    table: bool = False
+    table: Table | None = None
 
 
 @dataclass(frozen=True)
@@ -215,27 +249,159 @@ def _parse_pdf(path: Path, limits: Limits) -> ParsedDocument:
             raise LimitExceeded(
                 f"{path.name}: the PDF has {len(pdf)} pages; the limit is {limits.max_pages}."
             )
-        sections = []
+        sections: list[Section] = []
         ocr_used = False
         for index in range(len(pdf)):
             page = pdf[index]
             textpage = page.get_textpage()
-            text = textpage.get_text_range().replace("\r\n", "\n").replace("\r", "\n")
-            textpage.close()
+            text = textpage.get_text_range()
             if len(text.strip()) < _MIN_PAGE_TEXT:
                 # No text layer: a scanned page. Render it at 200 dpi and read it.
                 image = page.render(scale=200 / 72).to_pil()
-                text = _ocr_image(image)
+                sections.append(Section(_ocr_image(image), page=index + 1))
                 ocr_used = True
+            else:
+                sections += _pdf_page_sections(page, textpage, text, index + 1)
+            textpage.close()
             page.close()
-            if text.strip():
-                sections.append(Section(text=text, page=index + 1))
         metadata_title = (pdf.get_metadata_dict() or {}).get("Title", "").strip()
     finally:
         pdf.close()
     return ParsedDocument(
         metadata_title or path.stem, tuple(sections), "pdfium+ocr" if ocr_used else "pdfium"
     )
+
+
+def _pdf_text(text: str) -> str:
+    # pdfium marks a hyphen that breaks a word at a line end with U+FFFE.
+    return text.replace("\r\n", "\n").replace("\r", "\n").replace("\ufffe", "-")
+
+
+def _pdf_page_sections(page: Any, textpage: Any, text: str, number: int) -> list[Section]:
+    """A page's text, with each ruled table on it a section of its own, in reading order."""
+    tables = _ruled_tables(page, textpage)
+    if not tables:
+        return [Section(_pdf_text(text), page=number)] if text.strip() else []
+    sections: list[Section] = []
+    kept: list[str] = []
+
+    def close() -> None:
+        if "".join(kept).strip():
+            sections.append(Section(_pdf_text("".join(kept)), page=number))
+        kept.clear()
+
+    placed: set[int] = set()
+    for char, letter in enumerate(text[: textpage.count_chars()]):
+        left, bottom, right, top = textpage.get_charbox(char)
+        x, y = (left + right) / 2, (bottom + top) / 2
+        inside = next(
+            (i for i, (box, _, _) in enumerate(tables) if right > left and _within(x, y, box)),
+            None,
+        )
+        if inside is None:
+            kept.append(letter)
+        elif inside not in placed:
+            close()
+            placed.add(inside)
+            _, table, caption = tables[inside]
+            sections.append(Section(table.text(), number, caption, table=table))
+    close()
+    return sections
+
+
+Box = tuple[float, float, float, float]  # left, bottom, right, top, in points
+# A ruling is a path object at most this thick and at least this long (points).
+_RULE_THICKNESS = 3.0
+_RULE_LENGTH = 4.0
+_SNAP = 2.5  # rulings closer than this are one line
+# A page with more rulings than this, or a grid of more cells, is a drawing.
+_MAX_RULINGS = 600
+_MAX_CELLS = 5000
+
+
+def _within(x: float, y: float, box: Box) -> bool:
+    return box[0] <= x <= box[2] and box[1] <= y <= box[3]
+
+
+def _ruled_tables(page: Any, textpage: Any) -> list[tuple[Box, Table, str]]:
+    """The tables on a PDF page that are drawn with lines between their rows and columns.
+
+    Rulings (thin path objects) that touch make one grid; its cells are read with
+    pdfium's text in a rectangle, so text wrapped inside a cell stays in that cell.
+    A table without column lines (rules between rows only) is left as text.
+    """
+    import pypdfium2.raw as pdfium_c
+
+    rulings: list[Box] = []
+    for obj in page.get_objects(filter=(pdfium_c.FPDF_PAGEOBJ_PATH,), max_depth=4):
+        left, bottom, right, top = obj.get_bounds()
+        thin = min(right - left, top - bottom) <= _RULE_THICKNESS
+        if thin and max(right - left, top - bottom) >= _RULE_LENGTH:
+            rulings.append((left, bottom, right, top))
+            if len(rulings) > _MAX_RULINGS:
+                return []
+    tables: list[tuple[Box, Table, str]] = []
+    for group in _touching(rulings):
+        across = [r for r in group if r[2] - r[0] > r[3] - r[1]]
+        if not across:
+            continue
+        left, right = min(r[0] for r in across), max(r[2] for r in across)
+        ys = _snap((r[1] + r[3]) / 2 for r in across)
+        downs = ((r[0] + r[2]) / 2 for r in group if r[2] - r[0] <= r[3] - r[1])
+        xs = [x for x in _snap([left, right, *downs]) if left - _SNAP <= x <= right + _SNAP]
+        cells = (len(ys) - 1) * (len(xs) - 1)
+        if len(ys) < 3 or len(xs) < 3 or cells > _MAX_CELLS:
+            continue
+        grid = [
+            [
+                " ".join(_pdf_text(textpage.get_text_bounded(x0, bottom, x1, top)).split())
+                for x0, x1 in itertools.pairwise(xs)
+            ]
+            for top, bottom in itertools.pairwise(reversed(ys))
+        ]
+        filled = sum(bool(cell) for row in grid for cell in row)
+        if filled * 2 < cells:
+            continue  # mostly empty boxes: a form or a frame, not a table
+        table, titles = table_from_grid(grid)
+        tables.append(((xs[0], ys[0], xs[-1], ys[-1]), table, " ".join(titles)))
+    return tables
+
+
+def _snap(values: Iterable[float]) -> list[float]:
+    """The values in order, those within _SNAP of the one before merged into one."""
+    merged: list[list[float]] = []
+    for value in sorted(values):
+        if merged and value - merged[-1][-1] <= _SNAP:
+            merged[-1].append(value)
+        else:
+            merged.append([value])
+    return [sum(group) / len(group) for group in merged]
+
+
+def _touching(boxes: list[Box]) -> list[list[Box]]:
+    """The boxes in groups that touch, directly or through others."""
+    parent = list(range(len(boxes)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, a in enumerate(boxes):
+        for j in range(i + 1, len(boxes)):
+            b = boxes[j]
+            if (
+                a[0] - _SNAP <= b[2]
+                and b[0] - _SNAP <= a[2]
+                and a[1] - _SNAP <= b[3]
+                and b[1] - _SNAP <= a[3]
+            ):
+                parent[root(i)] = root(j)
+    groups: dict[int, list[Box]] = {}
+    for i, box in enumerate(boxes):
+        groups.setdefault(root(i), []).append(box)
+    return list(groups.values())
 
 
 def _ocr_image(image: Any) -> str:
@@ -302,17 +468,117 @@ def _partition(path: Path) -> list[Any]:
         ) from exc
 
 
-def table_rows(html: str) -> list[str]:
-    """A table's rows as 'cell | cell | cell' lines, header first."""
+def read_table(html: str) -> tuple[Table, str]:
+    """The table in `html` and its caption ("" when it has none).
+
+    Merged cells are spread over the rows they span (see `_grid`); the rest is as
+    for `table_from_grid`. A <caption> is the caption too.
+    """
     from bs4 import BeautifulSoup
 
     soup = BeautifulSoup(html, "html.parser")
-    rows = []
-    for row in soup.find_all("tr"):
-        cells = [" ".join(cell.get_text(" ").split()) for cell in row.find_all(["th", "td"])]
-        if any(cells):
-            rows.append(" | ".join(cells))
-    return rows
+    captions = [" ".join(c.get_text(" ").split()) for c in soup.find_all("caption")]
+    grid, header_marked = _grid(soup.find_all("tr"))
+    table, titles = table_from_grid(grid, header_marked=header_marked)
+    return table, " ".join(c for c in [*captions, *titles] if c)
+
+
+def table_from_grid(
+    grid: Sequence[Sequence[str]], *, header_marked: bool = False
+) -> tuple[Table, list[str]]:
+    """The table in rows of cell texts, and the title rows above its column names.
+
+    Columns and rows with no text are dropped, and leading rows with a single value
+    ("Stanley Cups" above the column names of a spreadsheet) are titles when the row
+    after them looks like column names. `header_marked` says the first row is the
+    header (HTML <th> cells); otherwise `_looks_like_header` decides.
+    """
+    rows = [list(row) for row in grid if any(row)]
+    width = max((len(row) for row in rows), default=0)
+    rows = [row + [""] * (width - len(row)) for row in rows]
+    used = [column for column in range(width) if any(row[column] for row in rows)]
+    rows = [[row[column] for column in used] for row in rows]
+    # Title rows above the column names; a row like "PART I" above data is not one.
+    count = 0
+    while len(rows) - count > 2 and sum(bool(cell) for cell in rows[count]) == 1:
+        count += 1
+    titles: list[str] = []
+    if count and len(used) > 1 and _looks_like_header(rows[count:]):
+        titles = [next(cell for cell in row if cell) for row in rows[:count]]
+        rows, header_marked = rows[count:], False
+    header: tuple[str, ...] = ()
+    if len(rows) > 1 and (header_marked or _looks_like_header(rows)):
+        header, rows = tuple(rows[0]), rows[1:]
+    return Table(header, tuple(tuple(row) for row in rows)), titles
+
+
+def _grid(rows: Sequence[Any]) -> tuple[list[list[str]], bool]:
+    """Cell texts of HTML rows with row and column spans spread out, and whether the
+    first row is marked as a header (<th> cells only). Rows with no text are left out.
+
+    A cell spanning several rows repeats in each, so that every row keeps, say, the
+    category it falls under; one spanning several columns fills the first of them.
+    """
+    grid: list[list[str]] = []
+    pending: dict[int, tuple[str, int]] = {}  # column -> (text, rows still to fill)
+    header_marked = False
+    for row in rows:
+        cells = row.find_all(["th", "td"], recursive=False) or row.find_all(["th", "td"])
+        line: list[str] = []
+        for cell in cells:
+            while len(line) in pending:
+                line.append(_take_pending(pending, len(line)))
+            text = " ".join(cell.get_text(" ").split())
+            rowspan, colspan = _span(cell, "rowspan"), _span(cell, "colspan")
+            for offset in range(colspan):
+                if rowspan > 1:
+                    pending[len(line)] = (text if offset == 0 else "", rowspan - 1)
+                line.append(text if offset == 0 else "")
+        while len(line) in pending:
+            line.append(_take_pending(pending, len(line)))
+        if any(line):
+            if not grid:
+                header_marked = bool(cells) and all(c.name == "th" for c in cells)
+            grid.append(line)
+    return grid, header_marked
+
+
+def _take_pending(pending: dict[int, tuple[str, int]], column: int) -> str:
+    text, left = pending[column]
+    if left > 1:
+        pending[column] = (text, left - 1)
+    else:
+        del pending[column]
+    return text
+
+
+def _span(cell: Any, name: str) -> int:
+    try:
+        return max(1, min(int(cell.get(name, 1)), 1000))
+    except (TypeError, ValueError):
+        return 1
+
+
+_NUMBER = re.compile(r"[\d\s.,:%$€£¥()+\-/]+")
+_YEAR = re.compile(r"(19|20)\d\d")
+
+
+def _looks_like_header(grid: Sequence[Sequence[str]]) -> bool:
+    """Whether the first row names the columns rather than holding data.
+
+    Spreadsheets and CSV files don't mark their header row, but it is nearly always
+    the first one. It is taken as the header when the table has two columns and two
+    rows or more, and its values are distinct, present (a corner cell may be blank)
+    and not numbers, years aside ("2023" may head a column; "1.99" or "20-8143439"
+    is data).
+    """
+    if len(grid) < 2 or len(grid[0]) < 2:
+        return False
+    first = grid[0]
+    names = [*first[1:], *([first[0]] if first[0] else [])]
+    if not all(names) or len(set(names)) < len(names):
+        return False
+    return not any(_NUMBER.fullmatch(n) and not _YEAR.fullmatch(n.strip()) for n in names)
 
 
 def _parse_text(path: Path) -> ParsedDocument:
@@ -334,6 +600,7 @@ def _parse_unstructured(path: Path) -> ParsedDocument:
     sections: list[Section] = []
     texts: list[str] = []
     where: tuple[int | None, str] = (None, "")
+    sheet = ""  # a workbook's sheet name heads whatever is on that sheet
 
     def close() -> None:
         if texts:
@@ -347,16 +614,23 @@ def _parse_unstructured(path: Path) -> ParsedDocument:
             continue
         metadata = element.metadata
         page = getattr(metadata, "page_number", None)
+        page_name = getattr(metadata, "page_name", None) or ""
+        if page_name != sheet:
+            sheet, headings = page_name, []
         if kind == "Title":
             depth = getattr(metadata, "category_depth", None) or 0
             headings = [h for h in headings if h[0] < depth] + [(depth, text[:200])]
             title = title or text
-        heading = " > ".join(h for _, h in headings)
+        path_parts = [h for _, h in headings]
+        if sheet and path_parts[:1] != [sheet]:
+            path_parts.insert(0, sheet[:200])
+        heading = " > ".join(path_parts)
         if kind == "Table":
             close()
             html = getattr(metadata, "text_as_html", None)
-            rows = table_rows(html) if html else [text]
-            sections.append(Section("\n".join(rows), page, heading, table=True))
+            table, caption = read_table(html) if html else (Table((), ((text,),)), "")
+            table_heading = " > ".join(part for part in (heading, caption) if part)
+            sections.append(Section(table.text(), page, table_heading, table=table))
             continue
         if (page, heading) != where:
             close()

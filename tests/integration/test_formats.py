@@ -48,10 +48,10 @@ EXPECTED: dict[str, str] = {
     "pdf/password.pdf": "error:encrypted",
     "pdf/reliance.pdf": "Corporate",
     "pdf/single_table.pdf": "chunks",  # scanned: no text layer, read by OCR
-    "semicolon-delimited.csv": "Lorem, ipsum | dolor sit | amet",
-    "simple-table.md": "Juicy Apples | 1.99 | 739",
+    "semicolon-delimited.csv": "Lorem, ipsum: ut labore | dolor sit: et, dolore",
+    "simple-table.md": "Item: Juicy Apples | Price: 1.99 | # In stock: 739",
     "simple.json": "favorite things",
-    "stanley-cups.csv": "Team | Location | Stanley Cups",
+    "stanley-cups.csv": "Team: Maple Leafs | Location: TOR | Stanley Cups: 13",
     "stanley-cups.xlsx": "Stanley Cups",
     "winter-sports.epub": "Winter Sports in Switzerland",
 }
@@ -91,14 +91,61 @@ def test_pdf_keeps_page_numbers_and_ocr_reads_scans() -> None:
     assert "chunks" in scanned.sections[0].text.lower()
 
 
+# file -> (heading of its first table, its column names, a value of its first row)
+TABLES: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "stanley-cups.csv": ("Stanley Cups", ("Team", "Location", "Stanley Cups"), "Blues"),
+    "stanley-cups.xlsx": ("Stanley Cups", ("Team", "Location", "Stanley Cups"), "Blues"),
+    "semicolon-delimited.csv": ("", ("Lorem, ipsum", "dolor sit", "amet"), "consectetur"),
+    "docx-tables.docx": ("", ("Header Col 1", "Header Col 2"), "Lorem ipsum"),
+    "simple-table.md": ("", ("Item", "Price", "# In stock"), "Juicy Apples"),
+    "pdf/korean-text-with-tables.pdf": ("", ("업종", "적립 대상"), "할인점"),
+}
+
+
 @needs_corpus
-def test_tables_stay_whole_with_header_repeated() -> None:
-    (table,) = [s for s in parse(CORPUS / "simple-table.md").sections if s.table]
-    assert table.text.splitlines()[0] == "Item | Price | # In stock"
-    pieces = Chunker(12, 0).split_section(table)
-    assert len(pieces) > 1
-    assert all(p.splitlines()[0] == "Item | Price | # In stock" for p in pieces)
-    assert all(len(p.splitlines()) >= 2 for p in pieces), "no piece is a header alone"
+@pytest.mark.parametrize("name", sorted(TABLES))
+def test_tables_become_sections_with_their_header(name: str) -> None:
+    heading, header, first = TABLES[name]
+    tables = [s for s in parse(CORPUS / name).sections if s.table is not None]
+    assert tables, "no table found"
+    table = tables[0].table
+    assert table is not None
+    assert (tables[0].heading, table.header, table.rows[0][0]) == (heading, header, first)
+    pieces = Chunker(400, 40).split_section(tables[0])
+    assert len(pieces) == len(table.rows), "a chunk per row"
+    assert all(p.startswith(f"{header[0]}: ") for p in pieces), "every chunk names its columns"
+
+
+@needs_corpus
+def test_workbook_sheets_head_their_tables() -> None:
+    headings = [s.heading for s in parse(CORPUS / "stanley-cups.xlsx").sections if s.table]
+    assert headings == ["Stanley Cups", "Stanley Cups Since 67"]
+
+
+@needs_corpus
+def test_pdf_table_cells_are_read_whole_and_kept_out_of_the_page_text() -> None:
+    sections = parse(CORPUS / "pdf/korean-text-with-tables.pdf").sections
+    rows = [row for s in sections if s.table for row in s.table.rows]
+    assert ("편의점", "CU, GS25, 세븐일레븐, 미니스톱") in rows
+    assert (
+        "온라인쇼핑몰",
+        "삼성카드 쇼핑, G마켓, 옥션, 11번가, 인터파크, 쿠팡, 티몬, 위메프",
+    ) in rows
+    text = "\n".join(s.text for s in sections if not s.table)
+    assert "세븐일레븐" not in text
+    assert "적립 제외 대상" in text
+
+
+@needs_corpus
+def test_ten_k_table_of_contents_keeps_plain_rows() -> None:
+    tables = [s.table for s in parse(CORPUS / "example-10k-1p.html").sections if s.table]
+    symbols = next(t for t in tables if "Trading symbol" in t.header)
+    assert symbols.row_line(symbols.rows[0]) == (
+        "Title of each class: Common stock | Trading symbol: GLXZ | "
+        "Name of exchange on which registered: OTCQB marketplace"
+    )
+    contents = next(t for t in tables if t.rows and t.rows[0] == ("PART I", "", ""))
+    assert contents.header == ()
 
 
 @needs_corpus

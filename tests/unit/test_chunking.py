@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from ingest.chunking import Chunker, tokenizer_length
+from ingest.parsing import Section, Table
 
 pytestmark = pytest.mark.unit
 
@@ -44,3 +45,46 @@ def test_token_length_ignores_the_tokenizers_padding(tmp_path: Path) -> None:
     assert count(" ".join(["word"] * 300)) == 300
     pieces = Chunker(size=50, overlap=0, length=count).split(" ".join(["word"] * 300))
     assert [count(p) for p in pieces] == [50] * 6
+
+
+def _inventory(rows: int) -> Section:
+    table = Table(
+        ("Warehouse", "SKU", "Item"),
+        tuple((f"W{i}", f"SKU-{i:04d}", f"item number {i}") for i in range(rows)),
+    )
+    return Section(table.text(), heading="Stock", table=table)
+
+
+def test_table_with_header_gives_a_chunk_per_row_naming_each_value() -> None:
+    pieces = Chunker(size=1000, overlap=0).split_section(_inventory(3))
+    assert pieces == [
+        f"Warehouse: W{i} | SKU: SKU-{i:04d} | Item: item number {i}" for i in range(3)
+    ]
+
+
+def test_table_without_header_is_cut_between_rows() -> None:
+    table = Table((), tuple((f"Item {i}.", f"Section {i}", str(i)) for i in range(40)))
+    pieces = Chunker(size=100, overlap=0).split_section(Section(table.text(), table=table))
+    assert len(pieces) > 3
+    assert all(len(p) <= 100 for p in pieces)
+    assert "\n".join(pieces).splitlines() == [f"Item {i}. | Section {i} | {i}" for i in range(40)]
+
+
+def test_wide_row_is_cut_between_cells_each_part_led_by_its_first_value() -> None:
+    header = ("Name", *(f"F{i}" for i in range(6)))
+    table = Table(header, (("srv-07", *(f"value number {i} of the row" for i in range(6))),))
+    pieces = Chunker(size=80, overlap=0).split_section(Section(table.text(), table=table))
+    assert len(pieces) > 1
+    for piece in pieces:
+        assert len(piece) <= 80
+        assert piece.startswith("Name: srv-07 | F")
+    found = " ".join(pieces)
+    assert all(f"F{i}: value number {i} of the row" in found for i in range(6))
+
+
+def test_cell_longer_than_a_chunk_is_split_as_text() -> None:
+    table = Table(("Name", "Notes"), (("srv-07", "word " * 100),))
+    pieces = Chunker(size=80, overlap=0).split_section(Section(table.text(), table=table))
+    assert len(pieces) > 3
+    assert all(len(p) <= 80 for p in pieces)
+    assert pieces[0].startswith("Name: srv-07 | Notes: word")

@@ -188,3 +188,29 @@ def test_a_document_cut_off_between_groups_stays_invisible_and_is_redone(
     result = ingest_file(lore, path, "default")
     assert result.status == "added"
     assert len(lore.store.document_chunks("default", doc_id)) == result.chunks
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (
+            "Warehouse,SKU,Item\nNorth,SKU-1042,Safety goggles\nSouth,SKU-2210,Hard hat\n",
+            [
+                "Warehouse: North | SKU: SKU-1042 | Item: Safety goggles",
+                "Warehouse: South | SKU: SKU-2210 | Item: Hard hat",
+            ],
+        ),
+        (
+            "城市;住宿费上限\n上海;750\n北京;800\n",
+            ["城市: 上海 | 住宿费上限: 750", "城市: 北京 | 住宿费上限: 800"],
+        ),
+    ],
+)
+def test_spreadsheet_rows_become_chunks_that_name_their_columns(
+    lore: Lore, tmp_path: Path, content: str, expected: list[str]
+) -> None:
+    path = tmp_path / "table.csv"
+    path.write_text(content, encoding="utf-8")
+    result = ingest_file(lore, path, "default")
+    texts = [c.text for c in lore.store.document_chunks("default", result.doc_id)]
+    assert texts == expected
