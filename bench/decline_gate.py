@@ -88,34 +88,64 @@ def auc(positive: list[float], negative: list[float]) -> float:
     return wins / (len(positive) * len(negative))
 
 
-def rates(rows: list[dict[str, Any]], threshold: float) -> tuple[float, float]:
-    """(false refusal of answerable, refusal of unanswerable) at `threshold`."""
-    answerable = [total(r) for r in rows if not r["unanswerable"]]
-    unanswerable = [total(r) for r in rows if r["unanswerable"]]
-    false = sum(t < threshold for t in answerable) / len(answerable) if answerable else 0.0
-    refused = sum(t < threshold for t in unanswerable) / len(unanswerable) if unanswerable else 0
-    return false, refused
+PARTS = ("closeness", "distinctness", "coverage")
+
+
+def direction(row: dict[str, Any]) -> str:
+    """`en`, `zh` (question and documents in one language), `en2zh` or `zh2en`."""
+    name, lang = row["set"], row["lang"]
+    if name in ("en2zh", "zh2en"):
+        return str(name)
+    documents = {"holed-xquad-en": "en", "holed-xquad-zh": "zh"}.get(name, lang)
+    return lang if documents == lang else f"{lang}2{documents}"
+
+
+def kind(row: dict[str, Any]) -> str:
+    if not row["unanswerable"]:
+        return "answerable"
+    return "holed" if str(row["set"]).startswith("holed") else "hand-written"
+
+
+def choose(rows: list[dict[str, Any]], max_false: float) -> float:
+    """The highest threshold that declines at most `max_false` of the answerable rows."""
+    answerable = sorted(total(r) for r in rows if not r["unanswerable"])
+    return answerable[int(max_false * len(answerable))] if answerable else 0.0
 
 
 def analyse(rows: list[dict[str, Any]], max_false: float) -> None:
     calibrate = [r for r in rows if r["half"] == "calibrate"]
-    answerable = sorted(total(r) for r in calibrate if not r["unanswerable"])
-    # The highest threshold that declines at most `max_false` of the answerable questions.
-    index = int(max_false * len(answerable))
-    threshold = answerable[index] if answerable else 0.0
+    threshold = choose(calibrate, max_false)
     print(f"threshold chosen on the calibrate half (false refusal <= {max_false}): {threshold:.3f}")
-    print("| set | lang | half | answerable | unanswerable | AUC | false refusal | refusal |")
-    print("|---|---|---|---|---|---|---|---|")
-    groups = sorted({(r["set"], r["lang"], r["half"]) for r in rows})
-    for name, lang, half in groups:
-        group = [r for r in rows if (r["set"], r["lang"], r["half"]) == (name, lang, half)]
-        positive = [total(r) for r in group if not r["unanswerable"]]
-        negative = [total(r) for r in group if r["unanswerable"]]
-        false, refused = rates(group, threshold)
-        print(
-            f"| {name} | {lang} | {half} | {len(positive)} | {len(negative)} | "
-            f"{auc(positive, negative):.3f} | {false:.3f} | {refused:.3f} |"
-        )
+    print(
+        "| direction | half | answerable | false refusal | holed | refused | hand-written | "
+        "refused | AUC (holed) | AUC (hand) | translated |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for way in ("en", "zh", "en2zh", "zh2en"):
+        for half in ("calibrate", "report"):
+            group = [r for r in rows if direction(r) == way and r["half"] == half]
+            if not group:
+                continue
+            scores = {k: [total(r) for r in group if kind(r) == k] for k in KINDS}
+            answerable = scores["answerable"]
+            false = sum(t < threshold for t in answerable) / len(answerable) if answerable else 0
+            cells = [way, half, str(len(answerable)), f"{false:.3f}"]
+            for name in ("holed", "hand-written"):
+                negative = scores[name]
+                refused = sum(t < threshold for t in negative) / len(negative) if negative else 0
+                cells += [str(len(negative)), f"{refused:.3f}"]
+            cells += [f"{auc(answerable, scores[k]):.3f}" for k in ("holed", "hand-written")]
+            cells.append(f"{sum(r['translated'] for r in group) / len(group):.2f}")
+            print("| " + " | ".join(cells) + " |")
+    print()
+    print("AUC of each part alone, all directions, both halves (answerable against holed):")
+    for part in PARTS:
+        positive = [float(r[part]) for r in rows if kind(r) == "answerable"]
+        negative = [float(r[part]) for r in rows if kind(r) == "holed"]
+        print(f"- {part}: {auc(positive, negative):.3f}")
+
+
+KINDS = ("answerable", "holed", "hand-written")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -115,6 +115,9 @@ class Settings(BaseSettings):
     # Under this evidence score (rag/evidence.py: closeness + distinctness + coverage of
     # the passages found) a question is declined without generating. None: per embedder.
     min_evidence: float | None = Field(default=None, ge=0.0, le=3.0)
+    # The same for a question searched for in translation (documents in the other
+    # language), whose evidence is weaker. None: per embedder.
+    min_evidence_translated: float | None = Field(default=None, ge=0.0, le=3.0)
     # From this evidence score up, the model is not offered the refusal: a small model
     # offered a way out declines answerable questions. None: per embedder.
     firm_evidence: float | None = Field(default=None, ge=0.0)

@@ -116,6 +116,14 @@ def min_evidence_for(settings: Settings) -> float:
     return spec.min_evidence if spec else 0.0
 
 
+def min_evidence_translated_for(settings: Settings) -> float:
+    """The evidence threshold for a question searched for in translation."""
+    if settings.min_evidence_translated is not None:
+        return settings.min_evidence_translated
+    spec = _embedder_spec(settings)
+    return spec.min_evidence_translated if spec else 0.0
+
+
 def firm_evidence_for(settings: Settings) -> float:
     """The evidence score from which the model is not offered the refusal."""
     if settings.firm_evidence is not None:
@@ -205,6 +213,7 @@ class Lore:
             self.keywords,
             min_score=min_score_for(self.settings),
             min_evidence=min_evidence_for(self.settings),
+            min_evidence_translated=min_evidence_translated_for(self.settings),
             mode=self.settings.retrieval_mode,
             reranker=build_reranker(self.settings),
             translator=(

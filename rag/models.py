@@ -69,6 +69,9 @@ class ModelSpec:
     # Embedders: evidence score (rag/evidence.py) under which a question is declined as
     # not answered by the documents; 0 where it has not been measured for the model.
     min_evidence: float = 0.0
+    # Embedders: the same for a question searched for in translation (its documents are
+    # in the other language); such evidence is weaker, so its threshold is lower.
+    min_evidence_translated: float = 0.0
     # Embedders: evidence score from which the chat model is not offered the refusal.
     firm_evidence: float = math.inf
 
@@ -149,6 +152,7 @@ CATALOGUE: dict[str, ModelSpec] = {
             ),
             min_score=0.30,
             min_evidence=0.95,
+            min_evidence_translated=0.43,
             firm_evidence=1.1,
         ),
         ModelSpec(

@@ -134,6 +134,7 @@ class Retriever:
         *,
         min_score: float = 0.0,
         min_evidence: float = 0.0,
+        min_evidence_translated: float = 0.0,
         mode: Mode = "hybrid",
         reranker: Reranker | None = None,
         translator: Translator | None = None,
@@ -146,6 +147,7 @@ class Retriever:
         self._translator = translator
         self.min_score = min_score
         self.min_evidence = min_evidence
+        self.min_evidence_translated = min_evidence_translated
         self.mode: Mode = mode if keywords is not None else "dense"
 
     def search(
@@ -269,7 +271,11 @@ class Retriever:
         passages = found.passages
         rarity = self._keywords.rarity if self._keywords is not None else None
         support = evidence(found.query, passages, rarity)
-        if support.total < self.min_evidence:
+        translated = found.query != question
+        # A translation shares fewer of the passage's words than a question asked in
+        # their language, so its evidence is weighed against its own threshold.
+        threshold = self.min_evidence_translated if translated else self.min_evidence
+        if support.total < threshold:
             log.info("declining %r: %s", question[:80], support)
             return Retrieved([], support, passages, found.query)
         kept = [p for p in passages if p.score >= self.min_score]

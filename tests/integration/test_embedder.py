@@ -118,6 +118,10 @@ def test_a_sentencepiece_model_that_splits_differently_is_not_used(
 ) -> None:
     from types import SimpleNamespace
 
+    # MiniLM is not a default model: `make models` doesn't install it on a new machine.
+    if not (get_spec("all-minilm-l6-v2").path(models_dir) / "config.json").is_file():
+        pytest.skip("all-minilm-l6-v2 is not installed (lore models install all-minilm-l6-v2)")
+
     from transformers import AutoTokenizer
 
     from rag.embeddings import use_sentencepiece_tokenizer

@@ -129,3 +129,25 @@ def test_a_question_asked_again_is_not_translated_again() -> None:
     translator.translate("Where is the palace?", "zh")
     translator.translate("How long is the Great Wall?", "zh")  # pushed out, asked again
     assert len(generator.prompts) == 3
+
+
+def test_a_translated_question_is_weighed_against_its_own_threshold(
+    translating: Lore, generator: ScriptedGenerator, tmp_path: Path
+) -> None:
+    ingest_paths(translating, [_chinese_docs(tmp_path)], "default")
+    generator.replies = ["长城的总长度是多少？"]
+    retriever = translating.retriever
+    retriever.min_evidence, retriever.min_evidence_translated = 2.5, 0.0
+    assert retriever.retrieve("How long is the Great Wall?", "default", 2).passages
+    retriever.min_evidence, retriever.min_evidence_translated = 0.0, 2.5
+    found = retriever.retrieve("How long is the Great Wall?", "default", 2)  # cached
+    assert found.passages == []
+    assert found.nearest  # still shown with the refusal
+    assert len(generator.prompts) == 1
+
+
+def test_the_default_embedder_has_a_lower_threshold_for_translated_questions() -> None:
+    from rag.container import min_evidence_for, min_evidence_translated_for
+
+    assert min_evidence_translated_for(Settings()) == 0.43 < min_evidence_for(Settings())
+    assert min_evidence_translated_for(Settings(min_evidence_translated=0.6)) == 0.6
