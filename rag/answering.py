@@ -113,16 +113,26 @@ class Answerer:
         """`question` rewritten to stand on its own, when it follows earlier turns.
 
         "When was he born?" after a question about Chopin must search for Chopin. The
-        chat model rewrites it; with no history the question is returned unchanged.
+        chat model rewrites it; a rewrite that resolves nothing (`prompts.resolves`)
+        gives way to the earlier question followed by this one. With no history the
+        question is returned unchanged.
         """
         if not history:
             return question
-        reply = "".join(
-            self._generator.stream(
-                prompts.rewrite_messages(history, question), self.REWRITE_MAX_TOKENS
-            )
+        pieces: list[str] = []
+        stream = self._generator.stream(
+            prompts.rewrite_messages(history, question), self.REWRITE_MAX_TOKENS
         )
-        return prompts.clean_rewrite(reply, question, history)
+        try:
+            for piece in stream:
+                pieces.append(piece)
+                if "\n" in piece and "".join(pieces).strip():
+                    break  # the rewrite is one line; what follows is chatter
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()  # hands the model back at once
+        return prompts.clean_rewrite("".join(pieces), question, history)
 
     # A rewritten question is short; this bounds the time a rambling reply can take.
     REWRITE_MAX_TOKENS = 96

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -130,6 +130,33 @@ def test_a_useless_rewrite_falls_back_to_the_earlier_question() -> None:
         "长城是什么时候建的？"
     )
     assert prompts.rewrite_messages(history, follow_up)[-1]["content"].startswith("对话：")
+
+
+class _OneLineThenChatter:
+    """A chat model that writes one line and fails if it is read any further."""
+
+    def count_tokens(self, text: str) -> int:
+        return max(1, len(text) // 4)
+
+    def stream(self, messages: list[dict[str, str]], max_tokens: int) -> Iterator[str]:
+        yield "Where was Bram"
+        yield " Stoker born?\n"
+        raise AssertionError("the rewrite was read past its line")
+
+
+def test_the_rewrite_is_read_to_the_end_of_its_first_line(lore: Lore) -> None:
+    answerer = Answerer(lore.retriever, _OneLineThenChatter(), AnswerLimits())
+    history = [Turn("user", "Who wrote Dracula?"), Turn("assistant", "Bram Stoker.")]
+    assert answerer.standalone("Where was he born?", history) == "Where was Bram Stoker born?"
+
+
+def test_a_rewrite_that_resolves_nothing_searches_the_earlier_question_too(
+    lore: Lore, generator: ScriptedGenerator
+) -> None:
+    generator.replies = ["在其他城市呢？"]
+    first = "在一线城市出差，住宿费每晚的上限是多少？"
+    history = [Turn("user", first), Turn("assistant", "800元。")]
+    assert lore.answerer.standalone("那其他城市呢？", history) == f"{first} 那其他城市呢？"
 
 
 def test_weak_evidence_declines_without_generating(

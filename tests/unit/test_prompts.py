@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from rag import prompts
-from rag.types import Citation
+from rag.types import Citation, Turn
 
 pytestmark = pytest.mark.unit
 
@@ -89,3 +89,46 @@ def test_a_marker_after_the_full_stop_cites_the_sentence_before_it() -> None:
     span = prompts.supporting_span(claims[1], passage)
     assert span is not None
     assert passage[span[0] : span[1]].startswith("By default the Lore server listens")
+
+
+_TRAVEL = [
+    Turn("user", "在一线城市出差，住宿费每晚的上限是多少？"),
+    Turn("assistant", "每晚800元 [1]。"),
+]
+_TESLA = [Turn("user", "When did Nikola Tesla die?"), Turn("assistant", "On 7 January 1943.")]
+
+
+def test_topic_units_leave_out_function_words_in_both_languages() -> None:
+    assert prompts.topic_units("When was he born?") == {"born"}
+    assert prompts.topic_units("那霍顿呢？") == {"霍顿"}
+    assert prompts.topic_units("Was it in 1985?") == {"1985"}
+
+
+def test_resolves_only_a_rewrite_that_names_what_the_follow_up_refers_to() -> None:
+    follow_up = "那其他城市呢？"
+    assert prompts.resolves("在其他城市出差，住宿费每晚的上限是多少？", follow_up, _TRAVEL)
+    assert not prompts.resolves("在其他城市呢？", follow_up, _TRAVEL)  # the rewrite
+    question = "Where did he live for most of his life?"
+    assert prompts.resolves("Where did Nikola Tesla live for most of his life?", question, _TESLA)
+    assert not prompts.resolves(question, question, _TESLA)
+    assert not prompts.resolves("When did Nikola Tesla die?", question, _TESLA)  # the earlier one
+    assert not prompts.resolves("Nikola Tesla lived in New York hotels.", question, _TESLA)
+    assert not prompts.resolves("尼古拉·特斯拉一生大部分时间住在哪里？", question, _TESLA)
+    gift = [Turn("user", "他向博物馆捐了多少幅画？"), Turn("assistant", "233幅。")]
+    assert not prompts.resolves("他向博物馆捐了多少幅画？", "是哪一年捐的？", gift)
+    assert prompts.resolves("他是哪一年向博物馆捐画的？", "是哪一年捐的？", gift)
+    assert not prompts.resolves("谁捐了多少幅画？", "是哪一年捐的？", gift)  # part of it
+    toyota = [Turn("user", "丰田是什么时候宣布关闭工厂的？"), Turn("assistant", "2014年。")]
+    assert prompts.resolves("霍顿是什么时候宣布关闭工厂的？", "那霍顿呢？", toyota)
+
+
+def test_a_rewrite_that_resolves_nothing_gives_way_to_the_earlier_question() -> None:
+    assert prompts.clean_rewrite("在其他城市呢？", "那其他城市呢？", _TRAVEL) == (
+        "在一线城市出差，住宿费每晚的上限是多少？ 那其他城市呢？"
+    )
+    assert (
+        prompts.clean_rewrite(
+            "Standalone question: Where did Nikola Tesla live?", "Where did he live?", _TESLA
+        )
+        == "Where did Nikola Tesla live?"
+    )
