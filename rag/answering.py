@@ -12,7 +12,7 @@ from rag import prompts
 from rag.embeddings import Embedder
 from rag.errors import InvalidInput
 from rag.filters import Filters
-from rag.generation import Generator
+from rag.generation import Generator, first_line
 from rag.language import language_of
 from rag.retrieval import Retriever
 from rag.types import (
@@ -119,20 +119,10 @@ class Answerer:
         """
         if not history:
             return question
-        pieces: list[str] = []
-        stream = self._generator.stream(
-            prompts.rewrite_messages(history, question), self.REWRITE_MAX_TOKENS
+        reply = first_line(
+            self._generator, prompts.rewrite_messages(history, question), self.REWRITE_MAX_TOKENS
         )
-        try:
-            for piece in stream:
-                pieces.append(piece)
-                if "\n" in piece and "".join(pieces).strip():
-                    break  # the rewrite is one line; what follows is chatter
-        finally:
-            close = getattr(stream, "close", None)
-            if close is not None:
-                close()  # hands the model back at once
-        return prompts.clean_rewrite("".join(pieces), question, history)
+        return prompts.clean_rewrite(reply, question, history)
 
     # A rewritten question is short; this bounds the time a rambling reply can take.
     REWRITE_MAX_TOKENS = 96

@@ -88,6 +88,26 @@ _CJK_RANGES = (
 )
 
 
+def first_line(generator: Generator, messages: list[dict[str, str]], max_tokens: int) -> str:
+    """The model's reply up to the end of its first non-blank line.
+
+    For one-line replies (a rewritten question, a translation): a small model often
+    goes on chatting, and stopping the stream there hands the model back at once.
+    """
+    pieces: list[str] = []
+    stream = generator.stream(messages, max_tokens)
+    try:
+        for piece in stream:
+            pieces.append(piece)
+            if "\n" in piece and "".join(pieces).strip():
+                break
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
+    return "".join(pieces)
+
+
 def estimate_tokens(text: str) -> int:
     """A tokenizer-free token count that errs high for English and about right for Chinese.
 

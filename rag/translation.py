@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from typing import Protocol
 
 from rag import generation
@@ -74,17 +74,9 @@ class ChatTranslator:
         return translated
 
     def _translate(self, text: str, language: Language) -> str:
-        pieces: list[str] = []
-        stream = self._generator().stream(translation_messages(text, language), self.MAX_TOKENS)
-        try:
-            for piece in stream:
-                pieces.append(piece)
-                if "\n" in piece:  # the translation is one line; what follows is chatter
-                    break
-        finally:
-            if isinstance(stream, Generator):
-                stream.close()  # hands the model back at once
-        return clean_translation("".join(pieces), text, language)
+        messages = translation_messages(text, language)
+        reply = generation.first_line(self._generator(), messages, self.MAX_TOKENS)
+        return clean_translation(reply, text, language)
 
 
 def clean_translation(reply: str, text: str, language: Language) -> str:
