@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +100,15 @@ def direction(row: dict[str, Any]) -> str:
     return lang if documents == lang else f"{lang}2{documents}"
 
 
+def groups(rows: list[dict[str, Any]]) -> Iterator[tuple[str, str, list[dict[str, Any]]]]:
+    """(direction, half, its rows) for each direction and half that has rows."""
+    for way in ("en", "zh", "en2zh", "zh2en"):
+        for half in ("calibrate", "report"):
+            group = [r for r in rows if direction(r) == way and r["half"] == half]
+            if group:
+                yield way, half, group
+
+
 def kind(row: dict[str, Any]) -> str:
     if not row["unanswerable"]:
         return "answerable"
@@ -121,22 +130,18 @@ def analyse(rows: list[dict[str, Any]], max_false: float) -> None:
         "refused | AUC (holed) | AUC (hand) | translated |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for way in ("en", "zh", "en2zh", "zh2en"):
-        for half in ("calibrate", "report"):
-            group = [r for r in rows if direction(r) == way and r["half"] == half]
-            if not group:
-                continue
-            scores = {k: [total(r) for r in group if kind(r) == k] for k in KINDS}
-            answerable = scores["answerable"]
-            false = sum(t < threshold for t in answerable) / len(answerable) if answerable else 0
-            cells = [way, half, str(len(answerable)), f"{false:.3f}"]
-            for name in ("holed", "hand-written"):
-                negative = scores[name]
-                refused = sum(t < threshold for t in negative) / len(negative) if negative else 0
-                cells += [str(len(negative)), f"{refused:.3f}"]
-            cells += [f"{auc(answerable, scores[k]):.3f}" for k in ("holed", "hand-written")]
-            cells.append(f"{sum(r['translated'] for r in group) / len(group):.2f}")
-            print("| " + " | ".join(cells) + " |")
+    for way, half, group in groups(rows):
+        scores = {k: [total(r) for r in group if kind(r) == k] for k in KINDS}
+        answerable = scores["answerable"]
+        false = sum(t < threshold for t in answerable) / len(answerable) if answerable else 0
+        cells = [way, half, str(len(answerable)), f"{false:.3f}"]
+        for name in ("holed", "hand-written"):
+            negative = scores[name]
+            refused = sum(t < threshold for t in negative) / len(negative) if negative else 0
+            cells += [str(len(negative)), f"{refused:.3f}"]
+        cells += [f"{auc(answerable, scores[k]):.3f}" for k in ("holed", "hand-written")]
+        cells.append(f"{sum(r['translated'] for r in group) / len(group):.2f}")
+        print("| " + " | ".join(cells) + " |")
     print()
     print("AUC of each part alone, all directions, both halves (answerable against holed):")
     for part in PARTS:

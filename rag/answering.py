@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -26,6 +27,8 @@ from rag.types import (
     Turn,
 )
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class AnswerLimits:
@@ -36,6 +39,13 @@ class AnswerLimits:
     # At or above this evidence score (rag/evidence.py) the passages surely hold the
     # answer, and the model is not offered the refusal; infinity: always offered.
     firm_evidence: float = math.inf
+    # A drafted answer is withdrawn when no sentence of the passages it was drafted from
+    # comes this close in meaning to the question (the embedder's cosine; `support`):
+    # the model answered from passages that don't say it. 0: never withdrawn. The second
+    # applies to a question searched for in translation: cosines across languages are
+    # lower.
+    min_support: float = 0.0
+    min_support_translated: float = 0.0
 
 
 def _as_citation(number: int, passage: Passage) -> Citation:
@@ -148,10 +158,21 @@ class Answerer:
         query = self.standalone(question, history)
         k = top_k or self._limits.top_k
         found = self._retriever.retrieve(query, collection, k, filters=filters)
-        may_decline = found.evidence.total < self._limits.firm_evidence
+        translated = found.query != query
+        # Offered the refusal, the small model declines a third of the answerable
+        # questions asked in the other language than the passages: it is not offered it
+        # then, and the thresholds decide (bench/answer_decisions.py).
+        may_decline = not translated and found.evidence.total < self._limits.firm_evidence
+        min_support = (
+            self._limits.min_support_translated if translated else self._limits.min_support
+        )
         if found.passages:
             events = self.stream_with(
-                query, found.passages, may_decline=may_decline, max_tokens=max_tokens
+                query,
+                found.passages,
+                may_decline=may_decline,
+                max_tokens=max_tokens,
+                min_support=min_support,
             )
         else:
             events = self._decline(query, self.fit_budget(query, found.nearest))
@@ -167,10 +188,14 @@ class Answerer:
         *,
         may_decline: bool = True,
         max_tokens: int | None = None,
+        min_support: float = 0.0,
     ) -> Iterator[AnswerEvent]:
         """Events for an answer from the given passages (the evaluation's oracle run).
 
         Without `may_decline` the model is not offered the refusal (see `firm_evidence`).
+        With `min_support`, a drafted answer is withdrawn when no sentence of `passages`
+        is that close to the question (`support`): a last token says so, and the answer
+        is declined.
         """
         question = self._check(question)
         sources = self.fit_budget(question, passages)
@@ -185,7 +210,16 @@ class Answerer:
         ):
             pieces.append(piece)
             yield TokenEvent(piece)
-        yield DoneEvent(self._finish(question, "".join(pieces).strip(), sources))
+        answer = self._finish(question, "".join(pieces).strip(), sources)
+        if (
+            min_support > 0
+            and not answer.declined
+            and self.support(question, sources) < min_support
+        ):
+            log.info("withdrawing the answer to %r: no sentence read says it", question)
+            yield TokenEvent(prompts.withdrawal_for(question))
+            answer = self._declined(question, answer.text, sources)
+        yield DoneEvent(answer)
 
     def ask(
         self,
@@ -211,10 +245,40 @@ class Answerer:
         yield TokenEvent(refusal)
         yield DoneEvent(Answer(question, refusal, (), shown, declined=True))
 
+    @staticmethod
+    def _declined(question: str, text: str, sources: Sequence[Citation]) -> Answer:
+        """A declined answer showing `sources` as read but not holding the answer."""
+        shown = tuple(replace(c, holds_answer=False, span=None) for c in sources)
+        text = text if prompts.is_refusal(text) else prompts.refusal_for(question)
+        return Answer(question, text, (), shown, declined=True)
+
+    # The most sentences `support` embeds: bounds its time after a long context.
+    SUPPORT_SENTENCES = 64
+
+    def support(self, question: str, sources: Sequence[Citation]) -> float:
+        """How close in meaning the closest sentence of `sources` comes to the question.
+
+        A question whose answer is in the passages usually has a sentence that says
+        nearly what it asks; one whose answering sentence is missing (a near-topic
+        question) finds only passages about the same subject, whose sentences each say
+        something else, and a model drafting from them takes a neighbouring fact. This
+        is measured sentence by sentence, because a whole passage about the subject is
+        close to the question either way (bench/answer_decisions.py). The embedder is
+        multilingual, so it holds across languages, at a lower level. Without an
+        embedder: 1 (no check).
+        """
+        if self._embedder is None:
+            return 1.0
+        sentences = [c.text[a:b] for c in sources for a, b in prompts.sentence_spans(c.text)]
+        if not sentences:
+            return 0.0
+        vectors = np.asarray(self._embedder.embed_documents(sentences[: self.SUPPORT_SENTENCES]))
+        wanted = np.asarray(self._embedder.embed_query(question))
+        return float(np.max(vectors @ wanted))
+
     def _finish(self, question: str, text: str, sources: list[Citation]) -> Answer:
         if prompts.is_refusal(text):
-            shown = tuple(replace(c, holds_answer=False) for c in sources)
-            return Answer(question, text, (), shown, declined=True)
+            return self._declined(question, text, sources)
         text = prompts.attribute(text, sources)
         if not prompts.cited_numbers(text):
             text = self._attribute_by_meaning(text, sources)

@@ -112,6 +112,8 @@ class Settings(BaseSettings):
     # hybrid: vectors and BM25 keywords fused; dense or keyword: one of them alone.
     retrieval_mode: Literal["hybrid", "dense", "keyword"] = "hybrid"
     min_score: float | None = Field(default=None, ge=-1.0, le=1.0)
+    # The same for a question searched for in translation. None: per embedder.
+    min_score_translated: float | None = Field(default=None, ge=-1.0, le=1.0)
     # Under this evidence score (rag/evidence.py: closeness + distinctness + coverage of
     # the passages found) a question is declined without generating. None: per embedder.
     min_evidence: float | None = Field(default=None, ge=0.0, le=3.0)
@@ -121,6 +123,12 @@ class Settings(BaseSettings):
     # From this evidence score up, the model is not offered the refusal: a small model
     # offered a way out declines answerable questions. None: per embedder.
     firm_evidence: float | None = Field(default=None, ge=0.0)
+    # A drafted answer is withdrawn (declined) when no sentence of the passages it was
+    # drafted from is this close in meaning to the question: the embedder's cosine.
+    # 0 never withdraws; None: per embedder. The second is for a question searched for
+    # in translation.
+    min_support: float | None = Field(default=None, ge=0.0, le=1.0)
+    min_support_translated: float | None = Field(default=None, ge=0.0, le=1.0)
     # Search for a question in translation too (with the chat model) when its nearest
     # passages are mostly in the other language (English or Chinese).
     translate_questions: bool = True

@@ -108,28 +108,21 @@ def min_score_for(settings: Settings) -> float:
     return spec.min_score if spec else 0.0
 
 
-def min_evidence_for(settings: Settings) -> float:
-    """The evidence threshold: the configured one, else the embedder's measured default."""
-    if settings.min_evidence is not None:
-        return settings.min_evidence
+def per_embedder(settings: Settings, name: str, default: float = 0.0) -> float:
+    """A threshold that depends on the embedder's scale: the configured one, else the
+    embedder's measured default (rag/models.py), else `default`.
+
+    `name` is both the setting's and the model spec's field: `min_score_translated`
+    (passages too far from a translated question), `min_evidence` (decline without
+    generating), `min_evidence_translated`, `firm_evidence` (don't offer the refusal),
+    `min_support` and `min_support_translated` (withdraw a drafted answer).
+    """
+    configured = getattr(settings, name)
+    if configured is not None:
+        return float(configured)
     spec = _embedder_spec(settings)
-    return spec.min_evidence if spec else 0.0
-
-
-def min_evidence_translated_for(settings: Settings) -> float:
-    """The evidence threshold for a question searched for in translation."""
-    if settings.min_evidence_translated is not None:
-        return settings.min_evidence_translated
-    spec = _embedder_spec(settings)
-    return spec.min_evidence_translated if spec else 0.0
-
-
-def firm_evidence_for(settings: Settings) -> float:
-    """The evidence score from which the model is not offered the refusal."""
-    if settings.firm_evidence is not None:
-        return settings.firm_evidence
-    spec = _embedder_spec(settings)
-    return spec.firm_evidence if spec else math.inf
+    measured = getattr(spec, name) if spec else None
+    return default if measured is None else float(measured)
 
 
 @dataclass
@@ -212,8 +205,11 @@ class Lore:
             self.manifest,
             self.keywords,
             min_score=min_score_for(self.settings),
-            min_evidence=min_evidence_for(self.settings),
-            min_evidence_translated=min_evidence_translated_for(self.settings),
+            min_score_translated=per_embedder(
+                self.settings, "min_score_translated", min_score_for(self.settings)
+            ),
+            min_evidence=per_embedder(self.settings, "min_evidence"),
+            min_evidence_translated=per_embedder(self.settings, "min_evidence_translated"),
             mode=self.settings.retrieval_mode,
             reranker=build_reranker(self.settings),
             translator=(
@@ -230,6 +226,8 @@ class Lore:
             context_tokens=self.settings.context_tokens,
             max_tokens=self.settings.max_tokens,
             max_question_chars=self.settings.max_question_chars,
-            firm_evidence=firm_evidence_for(self.settings),
+            firm_evidence=per_embedder(self.settings, "firm_evidence", math.inf),
+            min_support=per_embedder(self.settings, "min_support"),
+            min_support_translated=per_embedder(self.settings, "min_support_translated"),
         )
         return Answerer(self.retriever, self.generator, limits, self.embedder)

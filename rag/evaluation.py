@@ -24,6 +24,7 @@ reported on the other.
 from __future__ import annotations
 
 import json
+import logging
 import random
 import re
 import statistics
@@ -69,6 +70,8 @@ class Question:
         """Every gold answer, in the document's language and in the question's."""
         return self.answers + self.question_language_answers
 
+
+log = logging.getLogger(__name__)
 
 HALVES = ("calibrate", "report")
 
@@ -116,6 +119,10 @@ def load_questions(
             raise InvalidInput(f"{path.name}, line {number}: not a question ({exc}).") from exc
         if not question.unanswerable and not question.answers:
             raise InvalidInput(f"{path.name}, line {number}: an answerable question needs answers.")
+        if not question.question.strip():
+            # CMRC 2018's trial set has two; nobody can ask them, so they are not scored.
+            log.warning("%s, line %d: the question is empty; skipped.", path.name, number)
+            continue
         if half is not None and question.half != half:
             continue
         questions.append(question)

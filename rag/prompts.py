@@ -53,6 +53,16 @@ def refusal_for(question: str) -> str:
     return REFUSAL_ZH if is_chinese(question) else REFUSAL_EN
 
 
+# Streamed after a drafted answer that Lore withdraws (rag/answering.py: min_support),
+# so a reader of the stream learns what the finished answer says.
+WITHDRAWN_EN = "\n\n(Withdrawn: the cited passages do not say this. " + REFUSAL_EN + ")"
+WITHDRAWN_ZH = "\n\n（已撤回：所引段落并没有这样说。" + REFUSAL_ZH + "）"
+
+
+def withdrawal_for(question: str) -> str:
+    return WITHDRAWN_ZH if is_chinese(question) else WITHDRAWN_EN
+
+
 def format_source(citation: Citation) -> str:
     where = citation.title or citation.source
     if citation.page is not None:

@@ -133,6 +133,7 @@ class Retriever:
         keywords: KeywordIndex | None = None,
         *,
         min_score: float = 0.0,
+        min_score_translated: float | None = None,
         min_evidence: float = 0.0,
         min_evidence_translated: float = 0.0,
         mode: Mode = "hybrid",
@@ -146,6 +147,11 @@ class Retriever:
         self._reranker = reranker
         self._translator = translator
         self.min_score = min_score
+        # A translation is less close to its passages than a question asked in their
+        # language, so a question searched for in translation has its own threshold.
+        self.min_score_translated = (
+            min_score if min_score_translated is None else min_score_translated
+        )
         self.min_evidence = min_evidence
         self.min_evidence_translated = min_evidence_translated
         self.mode: Mode = mode if keywords is not None else "dense"
@@ -278,7 +284,8 @@ class Retriever:
         if support.total < threshold:
             log.info("declining %r: %s", question[:80], support)
             return Retrieved([], support, passages, found.query)
-        kept = [p for p in passages if p.score >= self.min_score]
+        floor = self.min_score_translated if translated else self.min_score
+        kept = [p for p in passages if p.score >= floor]
         return Retrieved(kept, support, passages, found.query)
 
     @staticmethod

@@ -28,8 +28,11 @@ def settings(tmp_path: Path) -> Settings:
         data_dir=tmp_path / "data",
         models_dir=tmp_path / "models",
         min_score=0.05,
+        min_score_translated=0.05,
         min_evidence=0.0,
         firm_evidence=float("inf"),
+        min_support=0.0,
+        min_support_translated=0.0,
         translate_questions=False,
     )
 

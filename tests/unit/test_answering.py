@@ -229,3 +229,54 @@ def test_firm_evidence_takes_the_refusal_out_of_the_prompt(
     firm_system, default_system = (p[0]["content"] for p in generator.prompts)
     assert prompts.REFUSAL_EN not in firm_system
     assert prompts.REFUSAL_EN in default_system
+
+
+def test_an_answer_drafted_from_passages_that_do_not_say_it_is_withdrawn(
+    lore: Lore, generator: ScriptedGenerator
+) -> None:
+    near = "Backups run every night at two o'clock. Each backup is kept for thirty days."
+    held = "The Lore server listens on port 8000 by default. " + near
+    without = Chunk("c1", "d1", near, "/docs/ops.txt", "ops", 0, "0" * 64)
+    answerer = Answerer(lore.retriever, generator, AnswerLimits(), HashingEmbedder())
+    question = "Which port does the Lore server listen on?"
+    # The sentence that would answer is missing, so the model drafts from a neighbouring
+    # one: the draft is streamed, then withdrawn, and the passage shown as read.
+    generator.reply = "Backups run every night at two o'clock [1]."
+    events = list(answerer.stream_with(question, [Passage(without, 0.9)], min_support=0.55))
+    answer = events[-1].answer  # type: ignore[union-attr]
+    assert answer.declined
+    assert answer.text == prompts.REFUSAL_EN
+    assert answer.citations == ()
+    assert [s.chunk_id for s in answer.sources] == ["c1"]
+    assert not any(s.holds_answer for s in answer.sources)
+    streamed = "".join(e.text for e in events if isinstance(e, TokenEvent))
+    assert streamed.endswith(prompts.WITHDRAWN_EN)
+    # With the sentence there, the same check passes.
+    with_it = Chunk("c2", "d1", held, "/docs/ops.txt", "ops", 0, "0" * 64)
+    generator.reply = "It listens on port 8000 [1]."
+    events = list(answerer.stream_with(question, [Passage(with_it, 0.9)], min_support=0.55))
+    answer = events[-1].answer  # type: ignore[union-attr]
+    assert not answer.declined
+    assert answer.text == "It listens on port 8000 [1]."
+    assert answerer.support(question, answer.sources) > 0.55
+    # The check is off by default, and without an embedder there is nothing to check with.
+    generator.reply = "Backups run every night at two o'clock [1]."
+    events = list(answerer.stream_with(question, [Passage(without, 0.9)]))
+    assert not events[-1].answer.declined  # type: ignore[union-attr]
+    plain = Answerer(lore.retriever, generator, AnswerLimits())
+    events = list(plain.stream_with(question, [Passage(without, 0.9)], min_support=0.55))
+    assert not events[-1].answer.declined  # type: ignore[union-attr]
+
+
+def test_the_answerer_takes_the_support_threshold_for_translated_questions(
+    lore: Lore, docs: Path, generator: ScriptedGenerator
+) -> None:
+    ingest_paths(lore, [docs], "default")
+    generator.reply = "Backups run every night at two o'clock [1]."
+    strict = Answerer(lore.retriever, generator, AnswerLimits(min_support=0.99), HashingEmbedder())
+    assert strict.ask("Which port does the Lore server listen on?", "default").declined
+    # The question is not translated (no translator), so only `min_support` applies.
+    lenient = Answerer(
+        lore.retriever, generator, AnswerLimits(min_support_translated=0.99), HashingEmbedder()
+    )
+    assert not lenient.ask("Which port does the Lore server listen on?", "default").declined

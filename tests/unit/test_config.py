@@ -87,13 +87,23 @@ def test_evidence_thresholds_out_of_range_are_refused(field: str, value: float) 
 
 
 def test_embedder_thresholds_come_from_the_model_unless_set() -> None:
-    from rag.container import firm_evidence_for, min_evidence_for
+    from rag.container import per_embedder
 
-    assert min_evidence_for(Settings()) == 0.95
-    assert firm_evidence_for(Settings()) == 1.1
-    assert min_evidence_for(Settings(min_evidence=0.5)) == 0.5
-    assert min_evidence_for(Settings(embedding_model="multilingual-e5-small")) == 0.0
-    assert firm_evidence_for(Settings(embedding_backend="hashing")) == float("inf")
+    assert per_embedder(Settings(), "min_evidence") == 0.915
+    assert per_embedder(Settings(), "min_support") > per_embedder(
+        Settings(), "min_support_translated"
+    )
+    # Not measured for a model: as min_score.
+    assert (
+        per_embedder(Settings(embedding_model="all-minilm-l6-v2"), "min_score_translated", 0.25)
+        == 0.25
+    )
+    assert per_embedder(Settings(), "firm_evidence", float("inf")) == 1.1
+    assert per_embedder(Settings(min_evidence=0.5), "min_evidence") == 0.5
+    assert per_embedder(Settings(embedding_model="multilingual-e5-small"), "min_evidence") == 0.0
+    assert per_embedder(
+        Settings(embedding_backend="hashing"), "firm_evidence", float("inf")
+    ) == float("inf")
 
 
 def test_the_example_config_loads_and_matches_the_defaults_it_shows(

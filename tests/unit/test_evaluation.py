@@ -71,6 +71,9 @@ def test_question_files_are_checked_line_by_line(tmp_path: Path) -> None:
         load_questions(path)
     with pytest.raises(InvalidInput, match="Can't read"):
         load_questions(tmp_path / "missing.jsonl")
+    # A question with no text (CMRC 2018's trial set has two) can't be asked: skipped.
+    path.write_text(json.dumps({**good, "question": " "}) + "\n" + json.dumps(good) + "\n")
+    assert [q.question for q in load_questions(path)] == ["Q?"]
 
 
 def _eval_set(root: Path) -> tuple[Path, Path]:

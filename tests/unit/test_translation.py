@@ -144,10 +144,39 @@ def test_a_translated_question_is_weighed_against_its_own_threshold(
     assert found.passages == []
     assert found.nearest  # still shown with the refusal
     assert len(generator.prompts) == 1
+    # Its passages are kept by their own floor too: a translation is less close to them.
+    retriever.min_evidence_translated = 0.0
+    retriever.min_score, retriever.min_score_translated = 0.0, 0.99
+    assert retriever.retrieve("How long is the Great Wall?", "default", 2).passages == []
+    retriever.min_score, retriever.min_score_translated = 0.99, 0.0
+    assert retriever.retrieve("How long is the Great Wall?", "default", 2).passages
+
+
+def test_a_translated_question_is_not_offered_the_refusal(
+    translating: Lore, generator: ScriptedGenerator, tmp_path: Path
+) -> None:
+    # Offered it, the small model declined answerable questions asked across languages
+    # (bench/answer_decisions.py); the thresholds decide for those instead.
+    from rag import prompts
+
+    ingest_paths(translating, [_chinese_docs(tmp_path)], "default")
+    generator.replies = ["长城的总长度是多少？", "It is over 20,000 km long [1]."]
+    answer = translating.answerer.ask("How long is the Great Wall?", "default")
+    assert not answer.declined
+    translation_prompt, answer_prompt = generator.prompts
+    assert "Simplified Chinese" in translation_prompt[0]["content"]
+    assert prompts.REFUSAL_EN not in answer_prompt[0]["content"]
+    generator.replies = ["Where is the wall? [1]"]
+    translating.answerer.ask("长城有多长？", "default")  # in the documents' language
+    assert prompts.REFUSAL_ZH in generator.prompts[-1][0]["content"]
 
 
 def test_the_default_embedder_has_a_lower_threshold_for_translated_questions() -> None:
-    from rag.container import min_evidence_for, min_evidence_translated_for
+    from rag.container import per_embedder
 
-    assert min_evidence_translated_for(Settings()) == 0.43 < min_evidence_for(Settings())
-    assert min_evidence_translated_for(Settings(min_evidence_translated=0.6)) == 0.6
+    assert (
+        per_embedder(Settings(), "min_evidence_translated")
+        == 0.38
+        < per_embedder(Settings(), "min_evidence")
+    )
+    assert per_embedder(Settings(min_evidence_translated=0.6), "min_evidence_translated") == 0.6
