@@ -69,6 +69,7 @@ from ingest.pipeline import (
     ingest_replacing,
     recover,
 )
+from rag.answering import check_question
 from rag.audit import AuditLog
 from rag.config import Settings, load_settings
 from rag.container import Lore
@@ -334,10 +335,7 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
         """Answer a question from a collection; with `stream`, as server-sent events:
         `sources`, then `token`s, then `done` (or `error`)."""
         collection = readable(caller, body.collection or lore.settings.collection)
-        if len(body.question) > lore.settings.max_question_chars:
-            raise InvalidInput(
-                f"The question is longer than {lore.settings.max_question_chars} characters."
-            )
+        check_question(body.question, lore.settings.max_question_chars)
         filters = _filters(body.filters)
         await run_in_threadpool(_require_collection, lore, collection)
         events = start_answer(
@@ -368,6 +366,7 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
     ) -> Any:
         """The passages nearest to a question, best first, without an answer."""
         collection = readable(caller, body.collection or lore.settings.collection)
+        check_question(body.question, lore.settings.max_question_chars)
         filters = _filters(body.filters)
         await run_in_threadpool(_require_collection, lore, collection)
         started = time.perf_counter()

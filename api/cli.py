@@ -395,10 +395,12 @@ def ask(
 ) -> None:
     """Answer a question from the documents, citing its sources as [1], [2]…"""
     from api.presenters import answer_json
+    from rag.answering import check_question
     from rag.types import DoneEvent, TokenEvent
 
     filters = _filters(source, file_type, since, until)
     settings = _settings()
+    check_question(question, settings.max_question_chars)  # before the models load
     target = collection or settings.collection
     started = time.perf_counter()
     lore = _lore(settings)
@@ -445,9 +447,11 @@ def search(
 ) -> None:
     """Show the passages nearest to a question, best first, without generating an answer."""
     from api.presenters import passage_json
+    from rag.answering import check_question
 
     filters = _filters(source, file_type, since, until)
     settings = _settings()
+    question = check_question(question, settings.max_question_chars)
     target = collection or settings.collection
     passages = _lore(settings).retriever.search(question, target, k, filters=filters)
     _audit_cli(settings, "search", target, question, [p.chunk.id for p in passages])

@@ -30,6 +30,7 @@ from api.schemas import (
     EmbeddingRequest,
     ErrorOut,
 )
+from rag.answering import check_question
 from rag.config import validate_collection_name
 from rag.container import Lore
 from rag.errors import InvalidInput, LimitExceeded, LoreError, NotFound
@@ -124,10 +125,7 @@ async def chat_completions(
     """An answer from a collection, as an OpenAI chat completion (or its stream of chunks)."""
     collection = readable(caller, collection_of(body.model, lore))
     question, history = _conversation(body.messages)
-    if len(question) > lore.settings.max_question_chars:
-        raise InvalidInput(
-            f"The question is longer than {lore.settings.max_question_chars} characters."
-        )
+    check_question(question, lore.settings.max_question_chars)
     max_tokens = _max_tokens(body, lore)
     if collection not in await run_in_threadpool(lore.store.list_collections):
         raise NotFound(f"There is no model '{body.model[:100]}'.")

@@ -49,7 +49,8 @@ class FiltersIn(Strict):
 
 
 class QueryRequest(Strict):
-    question: str = Field(min_length=1, max_length=8000, examples=["What port does Lore use?"])
+    # Its length limit is the server's `max_question_chars` (rag.answering.check_question).
+    question: str = Field(min_length=1, examples=["What port does Lore use?"])
     collection: str | None = Field(default=None, pattern=COLLECTION_PATTERN)
     top_k: int | None = Field(default=None, ge=1, le=50)
     filters: FiltersIn | None = None
@@ -63,7 +64,8 @@ class QueryRequest(Strict):
 
 
 class SearchRequest(Strict):
-    question: str = Field(min_length=1, max_length=8000)
+    # Its length limit is the server's `max_question_chars` (rag.answering.check_question).
+    question: str = Field(min_length=1)
     collection: str | None = Field(default=None, pattern=COLLECTION_PATTERN)
     top_k: int = Field(default=5, ge=1, le=50)
     filters: FiltersIn | None = None
@@ -253,7 +255,9 @@ class ChatMessageIn(BaseModel):
     # OpenAI clients send fields Lore has no use for (name, tool calls); they are ignored.
     model_config = ConfigDict(extra="allow")
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[ContentPart] | None = Field(default=None, max_length=8000)
+    # The question's limit is the server's (rag.answering.check_question); the request
+    # body as a whole is bounded by `max_body_mb`.
+    content: str | list[ContentPart] | None = None
 
 
 class ChatCompletionRequest(BaseModel):

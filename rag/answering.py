@@ -48,6 +48,22 @@ class AnswerLimits:
     min_support_translated: float = 0.0
 
 
+def check_question(question: str, limit: int) -> str:
+    """The question, stripped; InvalidInput if it is empty or longer than `limit`.
+
+    The one place the question's limits are checked and worded: every route and
+    command that takes a question calls it, so their messages name the same limit.
+    """
+    question = question.strip()
+    if not question:
+        raise InvalidInput("The question is empty.")
+    if len(question) > limit:
+        raise InvalidInput(
+            f"The question is {len(question)} characters long; the limit is {limit}."
+        )
+    return question
+
+
 def _as_citation(number: int, passage: Passage) -> Citation:
     chunk = passage.chunk
     return Citation(
@@ -81,15 +97,7 @@ class Answerer:
         self._embedder = embedder
 
     def _check(self, question: str) -> str:
-        question = question.strip()
-        if not question:
-            raise InvalidInput("The question is empty.")
-        if len(question) > self._limits.max_question_chars:
-            raise InvalidInput(
-                f"The question is {len(question)} characters long; the limit is "
-                f"{self._limits.max_question_chars}."
-            )
-        return question
+        return check_question(question, self._limits.max_question_chars)
 
     def fit_budget(self, question: str, passages: list[Passage]) -> list[Citation]:
         """The leading passages whose prompt fits `context_tokens`, numbered from 1.

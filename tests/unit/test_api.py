@@ -261,3 +261,32 @@ def test_collection_names_with_two_dots_are_422_not_500(
     response = client.request(method, path, json=body)
     assert response.status_code == 422, response.text
     assert "not a collection name" in response.json()["message"]
+
+
+def test_every_route_names_the_real_question_limit(client: TestClient, lore: Lore) -> None:
+    limit = lore.settings.max_question_chars
+    long = "x" * (limit + 1)
+    wanted = f"The question is {limit + 1} characters long; the limit is {limit}."
+    # 10,000 characters once met a schema limit of 8000 that no setting knew of.
+    for body in (
+        ("/v1/query", {"question": long}),
+        ("/v1/query", {"question": "y" * 10_000}),
+        ("/v1/search", {"question": long}),
+        (
+            "/v1/chat/completions",
+            {"model": "lore:default", "messages": [{"role": "user", "content": long}]},
+        ),
+        (
+            "/v1/chat/completions",
+            {
+                "model": "lore:default",
+                "messages": [{"role": "user", "content": [{"type": "text", "text": long}]}],
+            },
+        ),
+    ):
+        refused = client.post(body[0], json=body[1])
+        assert refused.status_code == 422, body[0]
+        message = refused.json()["message"]
+        assert f"the limit is {limit}" in message, (body[0], message)
+        assert "8000" not in message
+    assert client.post("/v1/query", json={"question": long}).json()["message"] == wanted

@@ -87,3 +87,16 @@ def test_keys_are_made_listed_and_revoked_from_the_command_line(env: dict[str, s
     wrong = runner.invoke(app, ["keys", "create", "x", "--role", "owner", "-c", "a1b"], env=env)
     assert wrong.exit_code == 1
     assert "role is one of" in str(wrong.exception)
+
+
+def test_a_question_over_the_limit_is_refused_naming_the_limit(env: dict[str, str]) -> None:
+    # `lore` (api.cli.main) prints a LoreError as "error: <message>" and exits 1; here
+    # the error itself is checked, before any model is loaded or document searched.
+    from rag.errors import InvalidInput
+
+    runner = CliRunner()
+    limit = Settings().max_question_chars
+    for command in ("search", "ask"):
+        result = runner.invoke(app, [command, "x" * (limit + 1)], env=env)
+        assert isinstance(result.exception, InvalidInput), command
+        assert f"the limit is {limit}." in str(result.exception)
