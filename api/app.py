@@ -57,6 +57,7 @@ from api.schemas import (
     PassageOut,
     QueryRequest,
     QueryResponse,
+    Readiness,
     Ready,
     SearchRequest,
 )
@@ -211,9 +212,10 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
         version="0.1.0",
         description=(
             "Offline, private knowledge assistant: cited answers from your own documents.\n\n"
-            "Every route but `/healthz` needs an API key: `Authorization: Bearer <key>` "
-            "(or `X-API-Key`). A collection a key may not read answers 404, as one that "
-            "does not exist. Errors are JSON: a stable `code`, a `message` and a `request_id`."
+            "Every route but `/healthz` and `/readyz` needs an API key: "
+            "`Authorization: Bearer <key>` (or `X-API-Key`). A collection a key may not "
+            "read answers 404, as one that does not exist. Errors are JSON: a stable "
+            "`code`, a `message` and a `request_id`."
         ),
         lifespan=lifespan,
         generate_unique_id_function=_operation_id,
@@ -299,9 +301,7 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
         """Alive: answers at once, without a key, whatever the models are doing."""
         return Health(status="ok")
 
-    @app.get("/readyz", tags=["health"], response_model=Ready, responses={503: {"model": Ready}})
-    async def readyz(request: Request, lore: LoreDep, caller: CallerDep) -> Any:
-        """Ready: models loaded and the stores reachable (503 naming what is not)."""
+    async def _readiness(request: Request, lore: Lore) -> Readiness:
         checks = {"models": "ok" if request.app.state.ready else "loading"}
         try:
             await run_in_threadpool(lore.store.list_collections)
@@ -316,8 +316,28 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
             log.exception("manifest unreachable")
             checks["manifest"] = "unreachable"
         ready = all(v == "ok" for v in checks.values())
-        body = Ready(status="ready" if ready else "not ready", checks=checks)
-        return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+        return Readiness(status="ready" if ready else "not ready", checks=checks)
+
+    @app.get("/readyz", tags=["health"], response_model=Ready, responses={503: {"model": Ready}})
+    async def readyz(request: Request, lore: LoreDep) -> Any:
+        """Ready (200) or not (503): models loaded and the stores reachable. No key is
+        needed, so load balancers and orchestrators can probe it; it says nothing more.
+        The checks' detail is `GET /v1/admin/readiness`."""
+        state = await _readiness(request, lore)
+        body = Ready(status=state.status)
+        return JSONResponse(body.model_dump(), status_code=200 if state.status == "ready" else 503)
+
+    @app.get(
+        "/v1/admin/readiness",
+        tags=["health"],
+        response_model=Readiness,
+        responses={503: {"model": Readiness}},
+    )
+    async def readiness(request: Request, lore: LoreDep, admin: AdminDep) -> Any:
+        """Readiness with each check's state (admin only): 503 naming what is not ready."""
+        state = await _readiness(request, lore)
+        code = 200 if state.status == "ready" else 503
+        return JSONResponse(state.model_dump(), status_code=code)
 
     @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
     async def prometheus_metrics(caller: CallerDep) -> Response:

@@ -238,7 +238,14 @@ class FeedbackOut(BaseModel):
 
 
 class Ready(BaseModel):
-    status: str
+    """What a load balancer's probe needs, and nothing more."""
+
+    status: Literal["ready", "not ready"]
+
+
+class Readiness(Ready):
+    """Ready or not, and for an admin, each check's state."""
+
     checks: dict[str, str]
 
 

@@ -128,7 +128,7 @@ class Case:
 
 
 CASES = [
-    Case("GET", "/readyz", "any"),
+    Case("GET", "/v1/admin/readiness", "admin"),
     Case("GET", "/metrics", "any"),
     Case("POST", "/v1/query", "read"),
     Case("POST", "/v1/search", "read"),
@@ -215,7 +215,7 @@ def _expected(case: Case, caller: str) -> set[int]:
 
 
 def test_the_matrix_covers_every_route(world: World) -> None:
-    public = {("GET", "/healthz")}
+    public = {("GET", "/healthz"), ("GET", "/readyz")}
     paths = world.client.get("/openapi.json").json()["paths"]
     routes = {(method.upper(), path) for path, methods in paths.items() for method in methods}
     assert routes - public == {(c.method, c.path) for c in CASES}
@@ -325,3 +325,17 @@ def test_keys_and_document_text_stay_out_of_audit_and_logs(
             assert key.split("_", 2)[2] not in everything
     assert "listens on port 8000" not in everything
     assert any("Which port?" in row and "query" in row for row in rows)
+
+
+def test_readiness_probes_need_no_key_and_learn_nothing_more(world: World) -> None:
+    # Load balancers and orchestrators probe without a key (issue 14, item 5).
+    for headers in ({}, {"Authorization": "Bearer not-a-key"}):
+        probe = world.client.get("/readyz", headers=headers)
+        assert probe.status_code == 200
+        assert probe.json() == {"status": "ready"}
+    # The checks' detail is for admins only.
+    assert world.client.get("/v1/admin/readiness").status_code == 401
+    reader = world.client.get("/v1/admin/readiness", headers=_headers(world, "reader"))
+    assert reader.status_code == 403
+    admin = world.client.get("/v1/admin/readiness", headers=_headers(world, "admin"))
+    assert admin.json()["checks"] == {"models": "ok", "vector_store": "ok", "manifest": "ok"}

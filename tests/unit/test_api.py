@@ -290,3 +290,19 @@ def test_every_route_names_the_real_question_limit(client: TestClient, lore: Lor
         assert f"the limit is {limit}" in message, (body[0], message)
         assert "8000" not in message
     assert client.post("/v1/query", json={"question": long}).json()["message"] == wanted
+
+
+def test_a_store_that_cannot_be_reached_is_not_ready_without_saying_why(
+    client: TestClient, lore: Lore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unreachable() -> list[str]:
+        raise ConnectionError("chroma at 10.0.0.5:8000 refused")
+
+    monkeypatch.setattr(lore.store, "list_collections", unreachable)
+    probe = client.get("/readyz")
+    assert probe.status_code == 503
+    assert probe.json() == {"status": "not ready"}
+    detail = client.get("/v1/admin/readiness")  # auth is off here: an admin
+    assert detail.status_code == 503
+    assert detail.json()["checks"]["vector_store"] == "unreachable"
+    assert "10.0.0.5" not in detail.text

@@ -251,9 +251,11 @@ def test_metrics_and_readiness(settings: Settings, docs: Path) -> None:
     with live(settings, SlowGenerator(delay=0.0, words=5), docs) as url:
         httpx.post(f"{url}/v1/query", json={"question": "Which port?"}, timeout=30)
         httpx.post(f"{url}/v1/search", json={"question": "Which port?"}, timeout=30)
-        ready = httpx.get(f"{url}/readyz")
+        ready = httpx.get(f"{url}/readyz")  # no key: a probe's view, no detail
         assert ready.status_code == 200
-        assert ready.json()["checks"] == {"models": "ok", "vector_store": "ok", "manifest": "ok"}
+        assert ready.json() == {"status": "ready"}
+        detail = httpx.get(f"{url}/v1/admin/readiness")  # auth is off: an admin
+        assert detail.json()["checks"] == {"models": "ok", "vector_store": "ok", "manifest": "ok"}
         text = httpx.get(f"{url}/metrics").text
         for name in (
             'lore_http_requests_total{method="POST",route="/v1/query",status="200"} 1.0',
