@@ -11,6 +11,7 @@ import logging
 import shutil
 import tempfile
 import time
+import unicodedata
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -156,9 +157,16 @@ def _operation_id(route: APIRoute) -> str:
 
 
 def _safe_filename(name: str | None) -> str:
-    """A plain file name for an upload: no directories, no NUL, not too long."""
+    """A plain file name for an upload: no directories, no control characters, not blank,
+    not too long. It is what readers see as the document's name, so it is refused, with
+    the reason, rather than silently changed."""
     base = Path((name or "").replace("\\", "/")).name
-    if not base or base in {".", ".."} or "\x00" in base or len(base.encode()) > 200:
+    if any(unicodedata.category(c) == "Cc" for c in base):
+        raise InvalidInput(
+            "The file name contains control characters (such as a newline or a tab); "
+            "rename the file."
+        )
+    if not base.strip() or base in {".", ".."} or len(base.encode()) > 200:
         raise InvalidInput("The upload needs a plain file name of at most 200 bytes.")
     return base
 
@@ -491,7 +499,7 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
         try:
             result = await run_in_threadpool(ingest_replacing, lore, staged, final, target)
         finally:
-            await run_in_threadpool(staged.unlink, missing_ok=True)  # gone already on success
+            await run_in_threadpool(_unstage, staged)  # the file is gone already on success
         _count_ingested(metrics, result)
         await run_in_threadpool(
             audit,
@@ -620,6 +628,7 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
                 final = lore.settings.uploads_dir / target / name
                 # A job records unreadable files as failed, so the upload takes its place now.
                 paths.append(await run_in_threadpool(staged.replace, final))
+                await run_in_threadpool(_unstage, staged)
         job = jobs.submit(target, paths, actor=caller.actor)
         await run_in_threadpool(audit, request, "ingest.jobs.create", collection=target, status=202)
         return job.as_json()
@@ -896,18 +905,21 @@ def _remove_document(lore: Lore, collection: str, doc_id: str) -> tuple[int, lis
 
 
 def _stage_upload(upload: BinaryIO, settings: Settings, collection: str, name: str) -> Path:
-    """Write an upload to a temporary file in its collection's uploads folder.
+    """Write an upload, under its own name, into a private temporary folder inside its
+    collection's uploads folder (so a rename moves it into place).
 
-    The upload is refused once it passes the size cap, and when it is empty; either
-    way the temporary file is removed. The caller moves the file to its name.
+    Parsing reads the file there, so a title taken from the file name, and every error,
+    name the user's file, never a staging name. The upload is refused once it passes the
+    size cap, and when it is empty; either way nothing is left. The caller moves the
+    file to its place and then calls `_unstage`.
     """
     limit = settings.max_upload_mb * 1024 * 1024
     folder = settings.uploads_dir / collection
     folder.mkdir(parents=True, exist_ok=True)
+    staged = Path(tempfile.mkdtemp(dir=folder, prefix=".upload-")) / name
     written = 0
-    with tempfile.NamedTemporaryFile(dir=folder, prefix=".upload-", delete=False) as sink:
-        temp = Path(sink.name)
-        try:
+    try:
+        with staged.open("wb") as sink:
             while block := upload.read(1 << 20):
                 written += len(block)
                 if written > limit:
@@ -915,17 +927,18 @@ def _stage_upload(upload: BinaryIO, settings: Settings, collection: str, name: s
                         f"The file is larger than the upload limit of {settings.max_upload_mb} MB."
                     )
                 sink.write(block)
-        except BaseException:
-            sink.close()
-            temp.unlink(missing_ok=True)
-            raise
-    if written == 0:
-        temp.unlink(missing_ok=True)
-        raise InvalidInput(f"{name} is empty.")
-    # Keep the name's suffix: parsing picks the reader by it.
-    staged = temp.with_name(f"{temp.name}{Path(name).suffix}")
-    temp.rename(staged)
+        if written == 0:
+            raise InvalidInput(f"{name} is empty.")
+    except BaseException:
+        _unstage(staged)
+        raise
     return staged
+
+
+def _unstage(staged: Path) -> None:
+    """Remove a staged upload (if it was not moved into place) and its private folder."""
+    staged.unlink(missing_ok=True)
+    shutil.rmtree(staged.parent, ignore_errors=True)
 
 
 async def _answer_events(
