@@ -11,7 +11,6 @@ import logging
 import shutil
 import tempfile
 import time
-import unicodedata
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -63,7 +62,7 @@ from api.schemas import (
     SearchRequest,
 )
 from ingest.jobs import Job, JobManager
-from ingest.parsing import check_supported
+from ingest.parsing import check_name, check_supported
 from ingest.pipeline import (
     IngestResult,
     delete_document,
@@ -161,11 +160,7 @@ def _safe_filename(name: str | None) -> str:
     not too long. It is what readers see as the document's name, so it is refused, with
     the reason, rather than silently changed."""
     base = Path((name or "").replace("\\", "/")).name
-    if any(unicodedata.category(c) == "Cc" for c in base):
-        raise InvalidInput(
-            "The file name contains control characters (such as a newline or a tab); "
-            "rename the file."
-        )
+    check_name(base)
     if not base.strip() or base in {".", ".."} or len(base.encode()) > 200:
         raise InvalidInput("The upload needs a plain file name of at most 200 bytes.")
     return base

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import unicodedata
 import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from typing import Any
 from rag.errors import (
     EmptyDocument,
     EncryptedDocument,
+    InvalidInput,
     LimitExceeded,
     MalformedDocument,
     ParseError,
@@ -119,6 +121,19 @@ class ParsedDocument:
     title: str
     sections: tuple[Section, ...]
     parser: str
+
+
+def check_name(name: str) -> None:
+    """Raise InvalidInput when a file name holds control characters (a newline, a tab).
+
+    The name is what listings, citations and reports show; one with a newline breaks
+    every line-by-line listing, so such a file is refused with the reason, not renamed.
+    """
+    if any(unicodedata.category(c) == "Cc" for c in name):
+        raise InvalidInput(
+            f"{name!a}: the file name contains control characters (such as a newline "
+            "or a tab); rename the file."
+        )
 
 
 def check_supported(path: Path) -> None:

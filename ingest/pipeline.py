@@ -22,7 +22,14 @@ from pathlib import Path
 from typing import Literal
 
 from ingest.chunking import Chunker, tokenizer_length
-from ingest.parsing import PARSER_VERSION, SUPPORTED_SUFFIXES, Limits, check_supported, parse
+from ingest.parsing import (
+    PARSER_VERSION,
+    SUPPORTED_SUFFIXES,
+    Limits,
+    check_name,
+    check_supported,
+    parse,
+)
 from rag.container import Lore
 from rag.embeddings import Vectors
 from rag.errors import InvalidInput, LoreError, NotFound
@@ -190,6 +197,7 @@ def plan(lore: Lore, path: Path, collection: str, source: str) -> IngestResult |
     """
     if not path.is_file():
         raise InvalidInput(f"{path} is not a file.")
+    check_name(path.name)
     check_supported(path)
     manifest = lore.manifest
     pipeline = pipeline_version(lore)

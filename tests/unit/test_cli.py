@@ -100,3 +100,19 @@ def test_a_question_over_the_limit_is_refused_naming_the_limit(env: dict[str, st
         result = runner.invoke(app, [command, "x" * (limit + 1)], env=env)
         assert isinstance(result.exception, InvalidInput), command
         assert f"the limit is {limit}." in str(result.exception)
+
+
+def test_a_file_whose_name_holds_a_newline_is_refused_saying_why(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    # Issue 14, item 2: indexed, it broke every line of `lore docs list`.
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    (folder / "report\nfake line.txt").write_text("Backups run at two.", encoding="utf-8")
+    (folder / "fine.txt").write_text("Backups are kept for a month.", encoding="utf-8")
+    runner = CliRunner()
+    result = runner.invoke(app, ["ingest", str(folder), "--json"], env=env)
+    assert "control characters" in result.output
+    listed = runner.invoke(app, ["docs", "list"], env=env).output
+    assert "fine" in listed
+    assert "fake line" not in listed
