@@ -75,6 +75,7 @@ from rag.audit import AuditLog
 from rag.config import Settings, load_settings
 from rag.container import Lore
 from rag.errors import (
+    AuthThrottled,
     Busy,
     ConfigError,
     Forbidden,
@@ -226,6 +227,7 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
     app.state.metrics = metrics
     app.state.gate = GenerationGate(settings.generation_queue)
     app.state.limiter = RateLimiter(settings.rate_limit_per_minute)
+    app.state.auth_failures = RateLimiter(settings.failed_auth_per_minute)
     app.state.ready = False
 
     async def too_large(scope: Any, receive: Any, send: Any) -> None:
@@ -281,7 +283,7 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
             response.headers["Retry-After"] = str(exc.retry_after_s)
         if isinstance(exc, Unauthorized):
             response.headers["WWW-Authenticate"] = "Bearer"
-        if status in (401, 403):
+        if status in (401, 403) or isinstance(exc, AuthThrottled):
             await run_in_threadpool(
                 audit, request, f"denied {request.method} {request.url.path}", status=status
             )

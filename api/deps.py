@@ -11,7 +11,7 @@ from ingest.jobs import JobManager
 from rag.access import LOCAL_USER, Principal
 from rag.config import validate_collection_name
 from rag.container import Lore
-from rag.errors import Forbidden, InvalidInput, Unauthorized
+from rag.errors import AuthThrottled, Forbidden, InvalidInput, Unauthorized
 
 
 def get_lore(request: Request) -> Lore:
@@ -55,8 +55,19 @@ def get_caller(request: Request, lore: LoreDep) -> Principal:
         key = presented_key(request)
         if key is None:
             raise Unauthorized("This request needs an API key: send 'Authorization: Bearer <key>'.")
+        # Failed keys are counted per client address; past the allowance, no key from
+        # that address is even checked until the pause is over, so guessing stalls.
+        failures: RateLimiter = request.app.state.auth_failures
+        address = f"address:{request.client.host if request.client else 'unknown'}"
+        wait = failures.wait_s(address)
+        if wait:
+            raise AuthThrottled(
+                f"Too many failed API keys from this address; try again in {wait} s.",
+                retry_after_s=wait,
+            )
         found = lore.keys.authenticate(key)
         if found is None:
+            failures.check(address)  # counts this failure (raises once over the allowance)
             raise Unauthorized("That API key is not valid (unknown, malformed or revoked).")
         principal = found
     request.state.actor = principal.actor

@@ -27,6 +27,17 @@ class RateLimiter:
         self._lock = threading.Lock()
         self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, last refill)
 
+    def wait_s(self, key: str) -> int:
+        """Seconds until `key` may make a request again, without taking one; 0: now."""
+        if self._per_minute <= 0:
+            return 0
+        rate = self._per_minute / 60.0
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(key, (float(self._per_minute), now))
+        tokens = min(float(self._per_minute), tokens + (now - last) * rate)
+        return 0 if tokens >= 1.0 else math.ceil((1.0 - tokens) / rate)
+
     def check(self, key: str) -> None:
         """Take one request from `key`'s bucket, or raise RateLimited with the wait."""
         if self._per_minute <= 0:

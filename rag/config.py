@@ -156,6 +156,9 @@ class Settings(BaseSettings):
     generation_timeout_s: float = Field(default=120.0, gt=0)
     # Requests per minute one key may make (0: no limit); over it, 429 with Retry-After.
     rate_limit_per_minute: int = Field(default=120, ge=0)
+    # Failed API keys allowed a minute from one client address; past them, 429 with
+    # Retry-After, and no key from that address is checked until then. 0: no limit.
+    failed_auth_per_minute: int = Field(default=10, ge=0)
     # Audit log (<data_dir>/audit.sqlite3): entries older than this many days are
     # removed by `lore audit prune`. 0 keeps them forever.
     audit_retention_days: float = Field(default=365, ge=0)

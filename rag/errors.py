@@ -101,6 +101,13 @@ class RateLimited(LoreError):
         self.retry_after_s = retry_after_s
 
 
+class AuthThrottled(RateLimited):
+    """This client address has failed authentication too often; keys are not checked
+    from it until the pause is over (a guess that happens to be right fails too)."""
+
+    code = "auth_throttled"
+
+
 class TimedOut(LoreError):
     """Generation ran past its wall-clock limit."""
 

@@ -339,3 +339,24 @@ def test_readiness_probes_need_no_key_and_learn_nothing_more(world: World) -> No
     assert reader.status_code == 403
     admin = world.client.get("/v1/admin/readiness", headers=_headers(world, "admin"))
     assert admin.json()["checks"] == {"models": "ok", "vector_store": "ok", "manifest": "ok"}
+
+
+def test_failed_keys_are_throttled_per_address(world: World) -> None:
+    # Issue 14, item 4: 200 wrong keys in a row once got 200 x 401, unslowed.
+    allowed = world.client.app.state.auth_failures._per_minute  # type: ignore[attr-defined]
+    wrong = {"Authorization": "Bearer lore_not_a_real_key"}
+    for _ in range(allowed):
+        assert world.client.get("/v1/collections", headers=wrong).status_code == 401
+    throttled = world.client.get("/v1/collections", headers=wrong)
+    assert throttled.status_code == 429
+    assert throttled.json()["code"] == "auth_throttled"
+    assert int(throttled.headers["Retry-After"]) >= 1
+    # From that address no key is checked until the pause is over: a right guess fails too.
+    admin = world.client.get("/v1/collections", headers=_headers(world, "admin"))
+    assert admin.status_code == 429
+    # The probes need no key and stay open.
+    assert world.client.get("/readyz").status_code == 200
+    # Each refusal is audited, the throttled ones too.
+    with sqlite3.connect(world.lore.settings.data_dir / "audit.sqlite3") as db:
+        rows = [" ".join(map(str, row)) for row in db.execute("SELECT * FROM entries")]
+    assert sum(" 429 " in f" {row} " for row in rows) >= 2
