@@ -37,7 +37,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from decline_gate import COLLECTIONS, groups, kind
+from decline_gate import COLLECTIONS, groups, identity, kind
 
 
 def record(pairs: Sequence[tuple[str, Path]], sample: int | None, out: Path) -> None:
@@ -95,12 +95,7 @@ def record(pairs: Sequence[tuple[str, Path]], sample: int | None, out: Path) -> 
                 terms = list(dict.fromkeys(words(found.query)))
                 gold = question.gold()
                 row = {
-                    "set": name,
-                    "file": path.name,
-                    "id": question.id,
-                    "lang": question.lang,
-                    "half": question.half,
-                    "unanswerable": question.unanswerable,
+                    **identity(name, path, question),
                     "question": question.question,
                     "query": found.query,
                     "translated": found.query != question.question,

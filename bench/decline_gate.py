@@ -40,6 +40,18 @@ COLLECTIONS = {
 }
 
 
+def identity(name: str, path: Path, question: Any) -> dict[str, Any]:
+    """The fields that name a recorded question: its set, file, id, language and half."""
+    return {
+        "set": name,
+        "file": path.name,
+        "id": question.id,
+        "lang": question.lang,
+        "half": question.half,
+        "unanswerable": question.unanswerable,
+    }
+
+
 def record(pairs: Sequence[tuple[str, Path]], sample: int | None, k: int) -> list[dict[str, Any]]:
     from rag.config import load_settings
     from rag.container import Lore
@@ -56,12 +68,7 @@ def record(pairs: Sequence[tuple[str, Path]], sample: int | None, k: int) -> lis
             passages = found.nearest
             rows.append(
                 {
-                    "set": name,
-                    "file": path.name,
-                    "id": question.id,
-                    "lang": question.lang,
-                    "half": question.half,
-                    "unanswerable": question.unanswerable,
+                    **identity(name, path, question),
                     "answer_in_passages": any(
                         contains_answer(p.chunk.text, question.answers) for p in passages
                     ),
