@@ -70,6 +70,7 @@ from ingest.pipeline import (
     ingest_replacing,
     recover,
 )
+from rag.access import Principal
 from rag.answering import check_question
 from rag.audit import AuditLog
 from rag.config import Settings, load_settings
@@ -219,7 +220,12 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
             "Every route but `/healthz` and `/readyz` needs an API key: "
             "`Authorization: Bearer <key>` (or `X-API-Key`). A collection a key may not "
             "read answers 404, as one that does not exist. Errors are JSON: a stable "
-            "`code`, a `message` and a `request_id`."
+            "`code`, a `message` and a `request_id`.\n\n"
+            "Files are named as readers know them: `source` (`sources` for a document) is "
+            "a file's name in its collection, its path within the folder it was ingested "
+            "from or the uploaded file's name. Only an admin key is shown where a file "
+            "lies on the server, in `path` (`paths`), which is null for every other key. "
+            "Source filters match names; an admin key's match server paths too."
         ),
         lifespan=lifespan,
         generate_unique_id_function=_operation_id,
@@ -361,7 +367,7 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
         `sources`, then `token`s, then `done` (or `error`)."""
         collection = readable(caller, body.collection or lore.settings.collection)
         check_question(body.question, lore.settings.max_question_chars)
-        filters = _filters(body.filters)
+        filters = _filters(body.filters, caller)
         await run_in_threadpool(_require_collection, lore, collection)
         events = start_answer(
             request,
@@ -373,11 +379,12 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
             filters=filters,
             history=[Turn(t.role, t.content) for t in body.history],
         )
+        view = presenters.SourceView(lore.manifest, collection, caller.is_admin)
         if body.stream:
-            return EventSourceResponse(_answer_events(events, collection), ping=15)
+            return EventSourceResponse(_answer_events(events, view), ping=15)
         async for event in events:
             if isinstance(event, DoneEvent):
-                return presenters.answer_json(event.answer, collection)
+                return await run_in_threadpool(presenters.answer_json, event.answer, view)
         raise RuntimeError("the answer ended without a result")  # pragma: no cover
 
     @app.post(
@@ -392,7 +399,7 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
         """The passages nearest to a question, best first, without an answer."""
         collection = readable(caller, body.collection or lore.settings.collection)
         check_question(body.question, lore.settings.max_question_chars)
-        filters = _filters(body.filters)
+        filters = _filters(body.filters, caller)
         await run_in_threadpool(_require_collection, lore, collection)
         started = time.perf_counter()
         passages = await run_in_threadpool(
@@ -411,7 +418,8 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
             chunk_ids=[p.chunk.id for p in passages],
             status=200,
         )
-        return [presenters.passage_json(i, p) for i, p in enumerate(passages, start=1)]
+        view = presenters.SourceView(lore.manifest, collection, caller.is_admin)
+        return await run_in_threadpool(presenters.passages_json, passages, view)
 
     # -- collections --------------------------------------------------------
 
@@ -506,7 +514,7 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
             doc_ids=[result.doc_id] if result.doc_id else [],
             status=201,
         )
-        return presenters.ingest_json(result)
+        return presenters.ingest_json(result, caller.is_admin)
 
     @app.get(
         "/v1/documents",
@@ -520,7 +528,7 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
         """The documents in a collection, with their status and chunk counts."""
         target = readable(caller, collection or lore.settings.collection)
         documents = await run_in_threadpool(_list_documents, lore, target)
-        return [presenters.document_json(d) for d in documents]
+        return [presenters.document_json(d, caller.is_admin) for d in documents]
 
     @app.get(
         "/v1/documents/{doc_id}",
@@ -533,7 +541,7 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
     ) -> Any:
         """One document's record and its chunks."""
         target = readable(caller, collection or lore.settings.collection)
-        return await run_in_threadpool(_document_detail, lore, target, doc_id)
+        return await run_in_threadpool(_document_detail, lore, target, doc_id, caller.is_admin)
 
     @app.get(
         "/v1/documents/{doc_id}/file",
@@ -575,11 +583,12 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
     ) -> Any:
         """Delete a document and all of its chunks (and its uploaded file, if it was uploaded)."""
         target = writable(caller, collection or lore.settings.collection)
-        removed, sources = await run_in_threadpool(_remove_document, lore, target, doc_id)
+        record = await run_in_threadpool(_live_document, lore, target, doc_id)
+        removed, _ = await run_in_threadpool(_remove_document, lore, target, doc_id)
         await run_in_threadpool(
             audit, request, "documents.delete", collection=target, doc_ids=[doc_id], status=200
         )
-        return DeleteOut(doc_id=doc_id, deleted_chunks=removed, sources=sources)
+        return presenters.deleted_json(record, removed, caller.is_admin)
 
     # -- ingest jobs --------------------------------------------------------
 
@@ -628,12 +637,16 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
                 await run_in_threadpool(_unstage, staged)
         job = jobs.submit(target, paths, actor=caller.actor)
         await run_in_threadpool(audit, request, "ingest.jobs.create", collection=target, status=202)
-        return job.as_json()
+        return presenters.job_json(job, caller.is_admin)
 
     @app.get("/v1/ingest/jobs", tags=["ingest"], response_model=list[JobOut])
     async def list_ingest_jobs(jobs: JobsDep, caller: CallerDep) -> Any:
         """Recent ingest jobs into collections this key may read, newest first."""
-        return [job.as_json() for job in jobs.list() if caller.can_read(job.collection)]
+        return [
+            presenters.job_json(job, caller.is_admin)
+            for job in jobs.list()
+            if caller.can_read(job.collection)
+        ]
 
     @app.get(
         "/v1/ingest/jobs/{job_id}",
@@ -646,7 +659,7 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
         job = jobs.get(job_id)
         if not caller.can_read(job.collection):
             raise NotFound(f"There is no ingest job '{job_id}'.")
-        return job.as_json()
+        return presenters.job_json(job, caller.is_admin)
 
     @app.post(
         "/v1/ingest/jobs/{job_id}/cancel",
@@ -662,7 +675,7 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
         if not caller.can_read(job.collection):
             raise NotFound(f"There is no ingest job '{job_id}'.")
         writable(caller, job.collection)
-        cancelled = jobs.cancel(job_id).as_json()
+        cancelled = presenters.job_json(jobs.cancel(job_id), caller.is_admin)
         await run_in_threadpool(
             audit, request, "ingest.jobs.cancel", collection=job.collection, status=200
         )
@@ -827,15 +840,22 @@ def _delete_collection(lore: Lore, name: str) -> tuple[list[str], int]:
         doc_ids.append(record.doc_id)
         chunks += removed
     lore.store.drop_collection(name)
+    lore.keywords.drop_collection(name)
     shutil.rmtree(lore.settings.uploads_dir / name, ignore_errors=True)
     return doc_ids, chunks
 
 
-def _document_detail(lore: Lore, collection: str, doc_id: str) -> dict[str, Any]:
+def _live_document(lore: Lore, collection: str, doc_id: str) -> DocumentRecord:
+    """The document's record; NotFound if there is none or it is being deleted."""
     record = lore.manifest.document(collection, doc_id)
     if record is None or record.status == "deleting":
         raise NotFound(f"Document '{doc_id}' is not in collection '{collection}'.")
-    data = presenters.document_json(record)
+    return record
+
+
+def _document_detail(lore: Lore, collection: str, doc_id: str, admin: bool) -> dict[str, Any]:
+    record = _live_document(lore, collection, doc_id)
+    data = presenters.document_json(record, admin)
     data["chunk_texts"] = [
         {"chunk_id": c.id, "page": c.page, "heading": c.heading, "text": c.text}
         for c in (lore.store.document_chunks(collection, doc_id) if record.chunks else [])
@@ -846,9 +866,7 @@ def _document_detail(lore: Lore, collection: str, doc_id: str) -> dict[str, Any]
 def _original_file(lore: Lore, collection: str, doc_id: str) -> Path:
     """The first source path of the document that still holds its bytes (the manifest's
     paths only, never one from a client); NotFound when there is none."""
-    record = lore.manifest.document(collection, doc_id)
-    if record is None or record.status == "deleting":
-        raise NotFound(f"Document '{doc_id}' is not in collection '{collection}'.")
+    record = _live_document(lore, collection, doc_id)
     for source in record.sources:
         path = Path(source)
         # A file changed since it was ingested no longer holds this document.
@@ -866,15 +884,18 @@ def _feedback_lines(lore: Lore, since: datetime | None) -> str:
     )
 
 
-def _filters(given: FiltersIn | None) -> Filters | None:
-    """The request's filters, checked (InvalidInput, a 422, names what is wrong)."""
+def _filters(given: FiltersIn | None, caller: Principal) -> Filters | None:
+    """The request's filters, checked (InvalidInput, a 422, names what is wrong). Source
+    patterns match the names of files, and their server paths only for an admin."""
     if given is None:
         return None
-    return make_filters(given.source, given.type, given.since, given.until)
+    return make_filters(given.source, given.type, given.since, given.until, paths=caller.is_admin)
 
 
 def _allowed_folder(settings: Settings, folder: str) -> Path:
     """The resolved folder, if it lies inside one of the configured ingest roots."""
+    if "\0" in folder or any(ord(ch) < 32 for ch in folder):
+        raise InvalidInput("A folder's path may not hold control characters.")
     path = Path(folder).resolve()
     roots = [root.resolve() for root in settings.ingest_roots]
     if not any(path.is_relative_to(root) for root in roots):
@@ -939,13 +960,13 @@ def _unstage(staged: Path) -> None:
 
 
 async def _answer_events(
-    events: AsyncIterator[AnswerEvent], collection: str
+    events: AsyncIterator[AnswerEvent], view: presenters.SourceView
 ) -> AsyncIterator[dict[str, str]]:
     """Server-sent events for one answer: `sources`, `token`…, then `done` (or `error`)."""
     try:
         async for event in events:
             if isinstance(event, SourcesEvent):
-                data: Any = [presenters.citation_json(c) for c in event.sources]
+                data: Any = await run_in_threadpool(presenters.citations_json, event.sources, view)
                 yield {"event": "sources", "data": json.dumps(data, ensure_ascii=False)}
             elif isinstance(event, TokenEvent):
                 yield {
@@ -953,7 +974,7 @@ async def _answer_events(
                     "data": json.dumps({"text": event.text}, ensure_ascii=False),
                 }
             elif isinstance(event, DoneEvent):
-                data = presenters.answer_json(event.answer, collection)
+                data = await run_in_threadpool(presenters.answer_json, event.answer, view)
                 yield {"event": "done", "data": json.dumps(data, ensure_ascii=False)}
     except LoreError as exc:
         error = {"code": exc.code, "message": str(exc)}

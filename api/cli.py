@@ -62,8 +62,8 @@ SourceOption = Annotated[
     list[str] | None,
     typer.Option(
         "--source",
-        help="Only documents at this path, in this folder, or matching this glob "
-        "(such as 'reports/*.pdf'); repeatable.",
+        help="Only documents with this name or server path, in this folder, or matching "
+        "this glob (such as 'reports/*.pdf'); repeatable.",
     ),
 ]
 TypeOption = Annotated[
@@ -212,6 +212,11 @@ def ingest(
             bar.update(task, completed=done, total=total, rate=f"{rate:.1f}")
             if result.status == "failed":
                 failures.append(f"failed: {result.source}: {result.error}")
+            elif result.flagged:
+                failures.append(
+                    f"flagged: {result.source}: {result.flagged} passage(s) read as "
+                    "instructions to an AI assistant; their citations will say so."
+                )
 
         outcome = run_batch(lore, list(paths), target, options, on_file)
     data = outcome.as_json()
@@ -394,7 +399,7 @@ def ask(
     as_json: JsonOption = False,
 ) -> None:
     """Answer a question from the documents, citing its sources as [1], [2]…"""
-    from api.presenters import answer_json
+    from api.presenters import SourceView, answer_json
     from rag.answering import check_question
     from rag.types import DoneEvent, TokenEvent
 
@@ -419,7 +424,7 @@ def ask(
     assert answer is not None  # noqa: S101 - the stream always ends with DoneEvent
     _audit_cli(settings, "query", target, question, [c.chunk_id for c in answer.sources])
     if as_json:
-        data = answer_json(answer, target)
+        data = answer_json(answer, SourceView(lore.manifest, target, admin=True))
         finished = time.perf_counter()
         data["timing"] = {
             "load_s": round(loaded - started, 3),
@@ -446,23 +451,24 @@ def search(
     as_json: JsonOption = False,
 ) -> None:
     """Show the passages nearest to a question, best first, without generating an answer."""
-    from api.presenters import passage_json
+    from api.presenters import SourceView, passages_json
     from rag.answering import check_question
 
     filters = _filters(source, file_type, since, until)
     settings = _settings()
     question = check_question(question, settings.max_question_chars)
     target = collection or settings.collection
-    passages = _lore(settings).retriever.search(question, target, k, filters=filters)
+    lore = _lore(settings)
+    passages = lore.retriever.search(question, target, k, filters=filters)
     _audit_cli(settings, "search", target, question, [p.chunk.id for p in passages])
-    rows = [passage_json(rank, p) for rank, p in enumerate(passages, start=1)]
+    rows = passages_json(passages, SourceView(lore.manifest, target, admin=True))
     if as_json:
         _print_json(rows)
         return
     for row in rows:
         page = f", page {row['page']}" if row["page"] is not None else ""
         preview = " ".join(row["text"].split())[:160]
-        typer.echo(f"{row['rank']}. [{row['score']:.3f}] {row['source']}{page}\n   {preview}")
+        typer.echo(f"{row['rank']}. [{row['score']:.3f}] {row['path']}{page}\n   {preview}")
 
 
 @app.command()
@@ -583,7 +589,7 @@ def docs_list(collection: CollectionOption = None, as_json: JsonOption = False) 
     target = collection or settings.collection
     documents = _lore(settings).manifest.documents(target)
     if as_json:
-        _print_json([document_json(d) for d in documents])
+        _print_json([document_json(d, admin=True) for d in documents])
         return
     for doc in documents:
         where = doc.sources[0] if doc.sources else "(no source)"
@@ -607,7 +613,7 @@ def docs_show(
     record = lore.manifest.document(target, doc_id)
     if record is None:
         raise NotFound(f"Document '{doc_id}' is not in collection '{target}'.")
-    data = document_json(record)
+    data = document_json(record, admin=True)
     data["chunk_texts"] = [
         {"id": c.id, "page": c.page, "text": c.text}
         for c in lore.store.document_chunks(target, doc_id)

@@ -140,21 +140,19 @@ async def chat_completions(
     )
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
+    view = presenters.SourceView(lore.manifest, collection, caller.is_admin)
     if body.stream:
+        with_usage = body.stream_options is not None and body.stream_options.include_usage
         return EventSourceResponse(
-            _chunks(events, completion_id, created, body.model),
+            _chunks(events, completion_id, created, body.model, view, with_usage=with_usage),
             ping=15,
         )
     answer: Answer | None = None
-    pieces = 0
     async for event in events:
-        if isinstance(event, TokenEvent):
-            pieces += 1
-        elif isinstance(event, DoneEvent):
+        if isinstance(event, DoneEvent):
             answer = event.answer
     if answer is None:  # pragma: no cover - the stream always ends with Done or raises
         raise RuntimeError("the answer ended without a result")
-    prompt_tokens = await run_in_threadpool(lore.generator.count_tokens, question)
     return {
         "id": completion_id,
         "object": "chat.completion",
@@ -167,30 +165,39 @@ async def chat_completions(
                 "finish_reason": "stop",
             }
         ],
-        "usage": {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": pieces,
-            "total_tokens": prompt_tokens + pieces,
-        },
-        "citations": [presenters.citation_json(c) for c in answer.citations],
+        "usage": _usage(answer),
+        "citations": await run_in_threadpool(presenters.citations_json, answer.citations, view),
+    }
+
+
+def _usage(answer: Answer) -> dict[str, int]:
+    """The tokens the model read (the whole prompt, a follow-up's rewrite included) and wrote."""
+    return {
+        "prompt_tokens": answer.prompt_tokens,
+        "completion_tokens": answer.completion_tokens,
+        "total_tokens": answer.prompt_tokens + answer.completion_tokens,
     }
 
 
 async def _chunks(
-    events: AsyncIterator[Any], completion_id: str, created: int, model: str
+    events: AsyncIterator[Any],
+    completion_id: str,
+    created: int,
+    model: str,
+    view: presenters.SourceView,
+    *,
+    with_usage: bool = False,
 ) -> AsyncIterator[dict[str, str]]:
     """`chat.completion.chunk` objects: the role, the text piece by piece, then the finish
-    with the citations, then `[DONE]`. A failure mid-stream is an `error` object."""
+    with the citations, then (asked for with `stream_options.include_usage`) the usage
+    with no choices, then `[DONE]`. The pieces add up to the plain response's content
+    exactly. A failure mid-stream is an `error` object."""
+
+    base = {"id": completion_id, "object": "chat.completion.chunk", "created": created}
 
     def chunk(delta: dict[str, str], finish: str | None, **extra: Any) -> dict[str, str]:
-        body = {
-            "id": completion_id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-            **extra,
-        }
+        choice = {"index": 0, "delta": delta, "finish_reason": finish}
+        body = {**base, "model": model, "choices": [choice], **extra}
         return {"data": json.dumps(body, ensure_ascii=False)}
 
     yield chunk({"role": "assistant", "content": ""}, None)
@@ -199,8 +206,13 @@ async def _chunks(
             if isinstance(event, TokenEvent):
                 yield chunk({"content": event.text}, None)
             elif isinstance(event, DoneEvent):
-                citations = [presenters.citation_json(c) for c in event.answer.citations]
+                citations = await run_in_threadpool(
+                    presenters.citations_json, event.answer.citations, view
+                )
                 yield chunk({}, "stop", citations=citations)
+                if with_usage:
+                    usage = {**base, "model": model, "choices": [], "usage": _usage(event.answer)}
+                    yield {"data": json.dumps(usage)}
     except LoreError as exc:
         error = {"message": str(exc), "type": exc.code, "code": exc.code}
         yield {"data": json.dumps({"error": error}, ensure_ascii=False)}

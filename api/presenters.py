@@ -1,53 +1,120 @@
-"""Turning Lore's internal records into the JSON both interfaces emit."""
+"""Turning Lore's internal records into the JSON both interfaces emit.
+
+Inside Lore a file is known by its resolved path on the server (`Chunk.source`,
+`Citation.source`, `DocumentRecord.sources`). No reader is shown that path. In JSON,
+`source` (`sources` for a document) is the file's name in its collection: its path
+within the folder it was ingested from, or the uploaded file's name. `path` (`paths`,
+in the same order) is the path on the server for an admin, and null for anyone else.
+The command line runs as the server's operator, so it presents as for an admin.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
+from ingest.jobs import Job
 from ingest.pipeline import IngestResult
-from rag.manifest import DocumentRecord
+from rag.injection import reads_as_instructions
+from rag.manifest import DocumentRecord, Manifest
 from rag.types import Answer, Citation, Passage
 
 
-def citation_json(citation: Citation) -> dict[str, Any]:
-    return asdict(citation)
+@dataclass(frozen=True)
+class SourceView:
+    """How one caller sees the files of one collection: by name, and if `admin`, by path.
+
+    Presenting through it looks names up in the manifest, so it blocks: the HTTP routes
+    call those presenters from a worker thread.
+    """
+
+    manifest: Manifest
+    collection: str
+    admin: bool
+
+    def names(self, paths: set[str]) -> dict[str, str]:
+        return self.manifest.source_names(self.collection, paths)
 
 
-def answer_json(answer: Answer, collection: str) -> dict[str, Any]:
-    return {
-        "question": answer.question,
-        "query": answer.query or answer.question,
-        "collection": collection,
-        "answer": answer.text,
-        "declined": answer.declined,
-        "citations": [citation_json(c) for c in answer.citations],
-        "sources": [citation_json(c) for c in answer.sources],
-    }
-
-
-def passage_json(rank: int, passage: Passage) -> dict[str, Any]:
-    chunk = passage.chunk
-    return {
-        "rank": rank,
-        "score": round(passage.score, 4),
-        "rerank_score": None if passage.rerank_score is None else round(passage.rerank_score, 4),
-        "chunk_id": chunk.id,
-        "doc_id": chunk.doc_id,
-        "source": chunk.source,
-        "title": chunk.title,
-        "page": chunk.page,
-        "heading": chunk.heading,
-        "text": chunk.text,
-    }
-
-
-def document_json(document: DocumentRecord) -> dict[str, Any]:
-    data = asdict(document)
-    data["sources"] = list(document.sources)
-    del data["collection"], data["pipeline"]
+def _named(data: dict[str, Any], path: str, name: str, admin: bool) -> dict[str, Any]:
+    """`data` with `source` set to the file's name and `path` to its path (admins only)."""
+    data["source"] = name
+    data["path"] = path if admin else None
     return data
 
 
-def ingest_json(result: IngestResult) -> dict[str, Any]:
-    return asdict(result)
+def citations_json(citations: Sequence[Citation], view: SourceView) -> list[dict[str, Any]]:
+    names = view.names({c.source for c in citations})
+    return [_named(asdict(c), c.source, names[c.source], view.admin) for c in citations]
+
+
+def answer_json(answer: Answer, view: SourceView) -> dict[str, Any]:
+    return {
+        "question": answer.question,
+        "query": answer.query or answer.question,
+        "collection": view.collection,
+        "answer": answer.text,
+        "declined": answer.declined,
+        "citations": citations_json(answer.citations, view),
+        "sources": citations_json(answer.sources, view),
+    }
+
+
+def passages_json(passages: Sequence[Passage], view: SourceView) -> list[dict[str, Any]]:
+    """The passages, ranked from 1 in the order given."""
+    names = view.names({p.chunk.source for p in passages})
+    rows = []
+    for rank, passage in enumerate(passages, start=1):
+        chunk, rerank = passage.chunk, passage.rerank_score
+        row = {
+            "rank": rank,
+            "score": round(passage.score, 4),
+            "rerank_score": None if rerank is None else round(rerank, 4),
+            "chunk_id": chunk.id,
+            "doc_id": chunk.doc_id,
+            "source": names[chunk.source],
+            "path": chunk.source if view.admin else None,
+            "title": chunk.title,
+            "page": chunk.page,
+            "heading": chunk.heading,
+            "text": chunk.text,
+            "flagged": reads_as_instructions(chunk.text),
+        }
+        rows.append(row)
+    return rows
+
+
+def document_json(document: DocumentRecord, admin: bool) -> dict[str, Any]:
+    data = asdict(document)
+    data["sources"] = list(document.names)
+    data["paths"] = list(document.sources) if admin else None
+    del data["collection"], data["pipeline"], data["names"]
+    return data
+
+
+def deleted_json(document: DocumentRecord, chunks: int, admin: bool) -> dict[str, Any]:
+    """What deleting `document` (its record as it was) removed."""
+    return {
+        "doc_id": document.doc_id,
+        "deleted_chunks": chunks,
+        "sources": list(document.names),
+        "paths": list(document.sources) if admin else None,
+    }
+
+
+def ingest_json(result: IngestResult, admin: bool) -> dict[str, Any]:
+    data = asdict(result)
+    del data["name"]
+    return _named(data, result.source, result.name, admin)
+
+
+def job_json(job: Job, admin: bool) -> dict[str, Any]:
+    """A job's state; its report's failed and flagged files named as everywhere else."""
+    data = job.as_json()
+    if data["report"] is not None:
+        report = dict(data["report"])
+        for key in ("failures", "flagged"):
+            report[key] = [{**f, "path": f["path"] if admin else None} for f in report.get(key, [])]
+        data["report"] = report
+    return data

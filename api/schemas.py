@@ -9,6 +9,24 @@ from pydantic import BaseModel, ConfigDict, Field
 COLLECTION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{1,510}[A-Za-z0-9]$"
 FilterValue = Annotated[str, Field(max_length=4096)]
 
+FLAGGED_DOC = (
+    "True when the passage reads as instructions to an AI assistant (prompt injection): "
+    "the document tries to steer answers. Lore does not follow them; an operator may keep "
+    "such passages out of answers (exclude_flagged_passages)."
+)
+
+# How every body names a file: readers see its name, only admins its server path.
+SOURCE_DOC = (
+    "The file's name in its collection: its path within the folder it was ingested from "
+    "(such as policies/2024/leave.pdf), or the uploaded file's name."
+)
+PATH_DOC = "Where the file lies on the server, for an admin key; null for any other key."
+SOURCES_DOC = "The names of the document's files in its collection (see `source`)."
+PATHS_DOC = (
+    "Where each of `sources` lies on the server, in the same order, for an admin key; "
+    "null for any other key."
+)
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -25,7 +43,9 @@ class FiltersIn(Strict):
     source: list[FilterValue] = Field(
         default_factory=list,
         max_length=20,
-        description="Source paths: an exact path, a folder, or a glob such as reports/*.pdf.",
+        description="Source names, as `source` shows them: an exact name, a folder, or a glob "
+        "such as reports/*.pdf. A leading / anchors a pattern at the top of the collection. "
+        "An admin key's patterns also match server paths.",
         examples=[["reports/*.pdf"]],
     )
     type: list[FilterValue] = Field(
@@ -75,7 +95,7 @@ class CitationOut(BaseModel):
     number: int
     chunk_id: str
     doc_id: str
-    source: str
+    source: str = Field(description=SOURCE_DOC)
     title: str
     page: int | None
     text: str
@@ -89,6 +109,8 @@ class CitationOut(BaseModel):
         description="False for the passages shown with a declined answer: the closest found, "
         "judged not to answer the question.",
     )
+    flagged: bool = Field(default=False, description=FLAGGED_DOC)
+    path: str | None = Field(default=None, description=PATH_DOC)
 
 
 class QueryResponse(BaseModel):
@@ -107,11 +129,13 @@ class PassageOut(BaseModel):
     rerank_score: float | None
     chunk_id: str
     doc_id: str
-    source: str
+    source: str = Field(description=SOURCE_DOC)
+    path: str | None = Field(default=None, description=PATH_DOC)
     title: str
     page: int | None
     heading: str
     text: str
+    flagged: bool = Field(default=False, description=FLAGGED_DOC)
 
 
 class DocumentOut(BaseModel):
@@ -124,11 +148,13 @@ class DocumentOut(BaseModel):
     error: str | None
     created_at: float
     updated_at: float
-    sources: list[str]
+    sources: list[str] = Field(description=SOURCES_DOC)
+    paths: list[str] | None = Field(default=None, description=PATHS_DOC)
 
 
 class IngestOut(BaseModel):
-    source: str
+    source: str = Field(description=SOURCE_DOC)
+    path: str | None = Field(default=None, description=PATH_DOC)
     doc_id: str
     status: str
     chunks: int
@@ -139,7 +165,8 @@ class IngestOut(BaseModel):
 class DeleteOut(BaseModel):
     doc_id: str
     deleted_chunks: int
-    sources: list[str]
+    sources: list[str] = Field(description=SOURCES_DOC)
+    paths: list[str] | None = Field(default=None, description=PATHS_DOC)
 
 
 class ErrorOut(BaseModel):
@@ -159,7 +186,11 @@ class JobOut(BaseModel):
     total: int
     done: int
     counts: dict[str, int]
-    report: dict[str, object] | None
+    report: dict[str, object] | None = Field(
+        description="When the job is done: counts, chunks, seconds by stage, and `failures`, "
+        "each with `source` (the file's name), `path` (admin keys only, else null), `code` "
+        "and `error`."
+    )
     error: str | None
     created_at: float
     started_at: float | None
@@ -267,6 +298,13 @@ class ChatMessageIn(BaseModel):
     content: str | list[ContentPart] | None = None
 
 
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    include_usage: bool = Field(
+        default=False, description="Send a last chunk with the answer's token counts."
+    )
+
+
 class ChatCompletionRequest(BaseModel):
     """An OpenAI chat completion request. The model `lore:<collection>` picks a collection;
     the last message is the question, earlier user and assistant messages its history.
@@ -276,6 +314,7 @@ class ChatCompletionRequest(BaseModel):
     model: str = Field(max_length=600, examples=["lore:default"])
     messages: list[ChatMessageIn] = Field(min_length=1, max_length=51)
     stream: bool = False
+    stream_options: StreamOptions | None = None
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
 

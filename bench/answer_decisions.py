@@ -102,7 +102,7 @@ def record(pairs: Sequence[tuple[str, Path]], sample: int | None, out: Path) -> 
                     "closeness": found.evidence.closeness,
                     "distinctness": found.evidence.distinctness,
                     "coverage": found.evidence.coverage,
-                    "weights": lore.keywords.rarity(terms),
+                    "weights": lore.keywords.rarity(collection, terms),
                     "model_declined": answer.declined,
                     "text": answer.text,
                     "contains_gold": bool(gold) and contains_gold(answer.text, gold),

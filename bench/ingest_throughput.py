@@ -190,7 +190,7 @@ def main() -> None:
         with PeakMemory(args.memory_series) as memory:
             report = run_batch(lore, args.paths, "bench", BatchOptions(workers=args.workers))
         # Counted after the job, so that the PDF library this loads isn't counted in its memory.
-        pages = sum(count_pages(f) for f in select_files(args.paths, (), ()))
+        pages = sum(count_pages(f) for f, _ in select_files(args.paths, (), ()))
         data = report.as_json()
         total = data["seconds"]["total"]
 

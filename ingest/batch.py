@@ -76,6 +76,8 @@ class BatchReport:
     counts: dict[str, int] = field(default_factory=dict)
     chunks: int = 0
     failures: list[dict[str, str]] = field(default_factory=list)
+    # Files with passages that read as instructions to an AI assistant, and how many.
+    flagged: list[dict[str, str | int]] = field(default_factory=list)
     seconds: dict[str, float] = field(
         default_factory=lambda: {
             "plan": 0.0,
@@ -91,10 +93,16 @@ class BatchReport:
         self.counts[result.status] = self.counts.get(result.status, 0) + 1
         if result.status in ("added", "updated"):
             self.chunks += result.chunks
+        if result.flagged:
+            self.flagged.append(
+                {"source": result.name, "path": result.source, "passages": result.flagged}
+            )
         if result.status == "failed":
+            # Named as in every JSON Lore writes: `source` for readers, `path` for admins.
             self.failures.append(
                 {
-                    "source": result.source,
+                    "source": result.name,
+                    "path": result.source,
                     "code": result.error_code or "",
                     "error": result.error or "",
                 }
@@ -107,6 +115,7 @@ class BatchReport:
             **{status: self.counts.get(status, 0) for status in _STATUSES},
             "chunks": self.chunks,
             "failures": self.failures,
+            "flagged": self.flagged,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
             "interrupted": self.interrupted,
         }
@@ -119,17 +128,16 @@ Progress = Callable[[int, int, IngestResult], None]
 
 def select_files(
     paths: Iterable[Path], include: tuple[str, ...], exclude: tuple[str, ...]
-) -> list[Path]:
-    """Supported files under `paths`, filtered by globs on their path relative to the root."""
+) -> list[tuple[Path, str]]:
+    """Supported files under `paths`, each with its name (its path relative to the root,
+    see `iter_files`), filtered by globs on that name."""
     chosen = []
-    for root in paths:
-        for path in iter_files([root]):
-            relative = path.relative_to(root).as_posix() if root.is_dir() else path.name
-            if include and not any(fnmatch.fnmatch(relative, g) for g in include):
-                continue
-            if any(fnmatch.fnmatch(relative, g) for g in exclude):
-                continue
-            chosen.append(path)
+    for path, name in iter_files(paths):
+        if include and not any(fnmatch.fnmatch(name, g) for g in include):
+            continue
+        if any(fnmatch.fnmatch(name, g) for g in exclude):
+            continue
+        chosen.append((path, name))
     return chosen
 
 
@@ -254,16 +262,16 @@ def run_batch(
         context=multiprocessing.get_context(options.start_method),
     )
     try:
-        for path in files:
+        for path, name in files:
             if stop is not None and stop.is_set():
                 raise KeyboardInterrupt
             source = str(path.resolve())
             seen.add(source)
             began = time.perf_counter()
             try:
-                planned = plan(lore, path, collection, source)
+                planned = plan(lore, path, collection, source, name)
             except LoreError as exc:
-                planned = IngestResult(source, "", "failed", 0, exc.code, str(exc))
+                planned = IngestResult(source, name, "", "failed", 0, exc.code, str(exc))
             report.seconds["plan"] += time.perf_counter() - began
             if isinstance(planned, IngestResult):
                 finish(planned)

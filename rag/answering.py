@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from rag import prompts
+from rag.answer_text import AnswerText
 from rag.embeddings import Embedder
 from rag.errors import InvalidInput
 from rag.filters import Filters
-from rag.generation import Generator, first_line
+from rag.generation import Generator, first_line, prompt_tokens
+from rag.injection import reads_as_instructions
 from rag.language import language_of
 from rag.retrieval import Retriever
 from rag.types import (
@@ -46,6 +48,9 @@ class AnswerLimits:
     # lower.
     min_support: float = 0.0
     min_support_translated: float = 0.0
+    # Keep passages that read as instructions to an assistant (rag/injection.py) out of
+    # answers; either way their citations are flagged.
+    exclude_flagged: bool = False
 
 
 def check_question(question: str, limit: int) -> str:
@@ -64,6 +69,17 @@ def check_question(question: str, limit: int) -> str:
     return question
 
 
+@dataclass
+class TokenTally:
+    """Tokens the chat model read and wrote for one answer, added up call by call."""
+
+    prompt: int = 0
+    completion: int = 0
+
+    def stamp(self, answer: Answer) -> Answer:
+        return replace(answer, prompt_tokens=self.prompt, completion_tokens=self.completion)
+
+
 def _as_citation(number: int, passage: Passage) -> Citation:
     chunk = passage.chunk
     return Citation(
@@ -76,6 +92,7 @@ def _as_citation(number: int, passage: Passage) -> Citation:
         text=chunk.text,
         score=round(passage.score, 4),
         heading=chunk.heading,
+        flagged=reads_as_instructions(chunk.text),
     )
 
 
@@ -112,7 +129,7 @@ class Answerer:
         chosen: list[Citation] = []
         for passage in passages:
             candidate = _as_citation(len(chosen) + 1, passage)
-            cost = self._generator.count_tokens(prompts.format_source(candidate)) + 2
+            cost = self._generator.count_tokens(prompts.fenced_source(candidate)) + 2
             if used + cost > budget:
                 if not chosen:
                     chosen.append(self._truncate(candidate, budget - used))
@@ -127,7 +144,18 @@ class Answerer:
             text = text[: int(len(text) * 0.8)]
         return replace(citation, text=text)
 
-    def standalone(self, question: str, history: Sequence[Turn]) -> str:
+    @staticmethod
+    def unflagged(passages: list[Passage]) -> list[Passage]:
+        """`passages` less those that read as instructions to an assistant."""
+        kept = [p for p in passages if not reads_as_instructions(p.chunk.text)]
+        if len(kept) < len(passages):
+            dropped = len(passages) - len(kept)
+            log.warning("kept %d passage(s) that read as instructions out of an answer", dropped)
+        return kept
+
+    def standalone(
+        self, question: str, history: Sequence[Turn], tally: TokenTally | None = None
+    ) -> str:
         """`question` rewritten to stand on its own, when it follows earlier turns.
 
         "When was he born?" after a question about Chopin must search for Chopin. The
@@ -137,9 +165,11 @@ class Answerer:
         """
         if not history:
             return question
-        reply = first_line(
-            self._generator, prompts.rewrite_messages(history, question), self.REWRITE_MAX_TOKENS
-        )
+        messages = prompts.rewrite_messages(history, question)
+        reply = first_line(self._generator, messages, self.REWRITE_MAX_TOKENS)
+        if tally is not None:
+            tally.prompt += prompt_tokens(self._generator, messages)
+            tally.completion += self._generator.count_tokens(reply)
         return prompts.clean_rewrite(reply, question, history)
 
     # A rewritten question is short; this bounds the time a rambling reply can take.
@@ -163,9 +193,16 @@ class Answerer:
         `max_tokens` lowers the answer's length limit for this answer.
         """
         question = self._check(question)
-        query = self.standalone(question, history)
+        tally = TokenTally()
+        query = self.standalone(question, history, tally)
         k = top_k or self._limits.top_k
         found = self._retriever.retrieve(query, collection, k, filters=filters)
+        if self._limits.exclude_flagged:
+            found = replace(
+                found,
+                passages=self.unflagged(found.passages),
+                nearest=self.unflagged(found.nearest),
+            )
         translated = found.query != query
         # Offered the refusal, the 0.5B model declined 26 of 120 answerable questions
         # asked in another language than their passages (none of 120 within one): it is
@@ -181,12 +218,16 @@ class Answerer:
                 may_decline=may_decline,
                 max_tokens=max_tokens,
                 min_support=min_support,
+                tally=tally,
             )
         else:
             events = self._decline(query, self.fit_budget(query, found.nearest))
         for event in events:
-            if isinstance(event, DoneEvent) and query != question:
-                event = DoneEvent(replace(event.answer, question=question, query=query))
+            if isinstance(event, DoneEvent):
+                answer = tally.stamp(event.answer)
+                if query != question:
+                    answer = replace(answer, question=question, query=query)
+                event = DoneEvent(answer)
             yield event
 
     def stream_with(
@@ -197,37 +238,51 @@ class Answerer:
         may_decline: bool = True,
         max_tokens: int | None = None,
         min_support: float = 0.0,
+        tally: TokenTally | None = None,
     ) -> Iterator[AnswerEvent]:
         """Events for an answer from the given passages (the evaluation's oracle run).
 
         Without `may_decline` the model is not offered the refusal (see `firm_evidence`).
         With `min_support`, a drafted answer is withdrawn when no sentence of `passages`
         is that close to the question (`support`): a last token says so, and the answer
-        is declined.
+        is declined. The tokens streamed add up to the finished answer's text exactly:
+        markers and disarmed links are put in as it streams (rag/answer_text.py).
         """
         question = self._check(question)
+        tally = tally if tally is not None else TokenTally()
         sources = self.fit_budget(question, passages)
         if not sources:
             yield from self._decline(question, [])
             return
         yield SourcesEvent(tuple(sources))
-        pieces: list[str] = []
+        messages = prompts.build_messages(question, sources, may_decline=may_decline)
+        shaper = AnswerText(
+            sources,
+            chinese=prompts.is_chinese(question),
+            by_meaning=None if self._embedder is None else self._closest(self._embedder, sources),
+        )
+        drafted: list[str] = []
         for piece in self._generator.stream(
-            prompts.build_messages(question, sources, may_decline=may_decline),
-            min(max_tokens or self._limits.max_tokens, self._limits.max_tokens),
+            messages, min(max_tokens or self._limits.max_tokens, self._limits.max_tokens)
         ):
-            pieces.append(piece)
-            yield TokenEvent(piece)
-        answer = self._finish(question, "".join(pieces).strip(), sources)
+            drafted.append(piece)
+            if text := shaper.feed(piece):
+                yield TokenEvent(text)
+        if text := shaper.finish():
+            yield TokenEvent(text)
+        tally.prompt += prompt_tokens(self._generator, messages)
+        tally.completion += self._generator.count_tokens("".join(drafted))
+        answer = self._finish(question, shaper.text, sources)
         if (
             min_support > 0
             and not answer.declined
             and self.support(question, sources) < min_support
         ):
             log.info("withdrawing the answer to %r: no sentence read says it", question)
-            yield TokenEvent(prompts.withdrawal_for(question))
-            answer = self._declined(question, answer.text, sources)
-        yield DoneEvent(answer)
+            note = prompts.withdrawal_for(question)
+            yield TokenEvent(note)
+            answer = self._declined(question, answer.text + note, sources)
+        yield DoneEvent(tally.stamp(answer))
 
     def ask(
         self,
@@ -255,7 +310,11 @@ class Answerer:
 
     @staticmethod
     def _declined(question: str, text: str, sources: Sequence[Citation]) -> Answer:
-        """A declined answer showing `sources` as read but not holding the answer."""
+        """A declined answer showing `sources` as read but not holding the answer.
+
+        `text` is kept when it says so (the model's refusal, or a withdrawn draft and
+        its note), so that the answer's text is what was streamed.
+        """
         shown = tuple(replace(c, holds_answer=False, span=None) for c in sources)
         text = text if prompts.is_refusal(text) else prompts.refusal_for(question)
         return Answer(question, text, (), shown, declined=True)
@@ -287,9 +346,6 @@ class Answerer:
     def _finish(self, question: str, text: str, sources: list[Citation]) -> Answer:
         if prompts.is_refusal(text):
             return self._declined(question, text, sources)
-        text = prompts.attribute(text, sources)
-        if not prompts.cited_numbers(text):
-            text = self._attribute_by_meaning(text, sources)
         claims = prompts.claims_by_source(text)
         sources = [
             replace(s, span=self._supporting_span(claims[s.number], s.text))
@@ -301,27 +357,24 @@ class Answerer:
         cited = [by_number[n] for n in prompts.cited_numbers(text) if n in by_number]
         return Answer(question, text, tuple(cited), tuple(sources), declined=False)
 
-    def _attribute_by_meaning(self, answer: str, sources: list[Citation]) -> str:
-        """The answer with its sentences marked [n] by meaning, when it cites nothing.
+    @staticmethod
+    def _closest(embedder: Embedder, sources: list[Citation]) -> Callable[[str], int]:
+        """For a sentence, the number of the source closest to it in meaning.
 
         Small models often leave out the markers. Within one language shared characters
-        find the source (`prompts.attribute`); an answer in another language than its
-        sources shares none, so each sentence is marked with the source closest to it in
-        meaning. The answer was written from these sources, so one of them is its source.
+        find the source (rag/answer_text.py); a sentence in another language than its
+        sources shares none, so it is marked with the source closest in meaning. The
+        answer was written from these sources, so one of them is its source.
         """
-        if self._embedder is None or not sources:
-            return answer
-        if all(language_of(answer) == language_of(s.text) for s in sources):
-            return answer
-        pieces = prompts.answer_sentences(answer)
-        if not pieces:
-            return answer
-        passages = np.asarray(self._embedder.embed_documents([s.text for s in sources]))
-        marked = []
-        for piece in pieces:
-            closeness = passages @ np.asarray(self._embedder.embed_query(piece))
-            marked.append(prompts.with_marker(piece, sources[int(np.argmax(closeness))].number))
-        return prompts.join_sentences(marked, answer)
+        vectors: list[np.ndarray] = []
+
+        def closest(sentence: str) -> int:
+            if not vectors:  # embedded once, when the first sentence needs them
+                vectors.append(np.asarray(embedder.embed_documents([s.text for s in sources])))
+            closeness = vectors[0] @ np.asarray(embedder.embed_query(sentence))
+            return sources[int(np.argmax(closeness))].number
+
+        return closest
 
     def _supporting_span(self, claim: str, passage: str) -> tuple[int, int] | None:
         """The passage's sentence that supports `claim`: by shared characters, else meaning.

@@ -129,6 +129,9 @@ class Settings(BaseSettings):
     # in translation.
     min_support: float | None = Field(default=None, ge=0.0, le=1.0)
     min_support_translated: float | None = Field(default=None, ge=0.0, le=1.0)
+    # Passages that read as instructions to an AI assistant (rag/injection.py) are
+    # always flagged in citations; with this, they are also kept out of answers.
+    exclude_flagged_passages: bool = False
     # Search for a question in translation too (with the chat model) when its nearest
     # passages are mostly in the other language (English or Chinese).
     translate_questions: bool = True

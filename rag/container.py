@@ -229,5 +229,6 @@ class Lore:
             firm_evidence=per_embedder(self.settings, "firm_evidence", math.inf),
             min_support=per_embedder(self.settings, "min_support"),
             min_support_translated=per_embedder(self.settings, "min_support_translated"),
+            exclude_flagged=self.settings.exclude_flagged_passages,
         )
         return Answerer(self.retriever, self.generator, limits, self.embedder)

@@ -1,19 +1,23 @@
 """Metadata filters: which documents a search may draw passages from.
 
-A filter looks at what the manifest records for each source path of a document:
+A filter looks at what the manifest records for each source of a document:
 
-- `sources`: the path. A pattern with `*`, `?` or `[...]` is a glob (`*` also crosses
-  folders); one without is an exact path or a folder (everything under it). A pattern
-  that does not start with `/` may match at any folder boundary, so `reports/*.pdf`
-  matches `/srv/docs/reports/q3.pdf`.
+- `sources`: the source's name, the one readers see (`policies/2024/leave.pdf`, or an
+  upload's file name), and, when the filter's `paths` allows (admins, the command
+  line), its path on the server. A pattern with `*`, `?` or `[...]` is a glob (`*`
+  also crosses folders); one without is an exact name or path, or a folder
+  (everything under it). A pattern that does not start with `/` may match at any
+  folder boundary, so `reports/*.pdf` matches the name `2024/reports/q3.pdf` and the
+  path `/srv/docs/reports/q3.pdf`; one that does is anchored at the top of the
+  collection's names (`/policies` is not `old/policies`) and of the server's paths.
 - `types`: the file extension of the path, without the dot and in any case (`pdf`,
   `md`). The extension is what ingest picked the reader by; no MIME type is recorded.
 - `since`/`until`: the file's modification time as recorded at ingest (for an upload,
   when it was uploaded), both ends inclusive.
 
 Values of one kind are alternatives (any may match); kinds combine (all must match,
-on the same source path). A document stored under several paths passes when one of
-them does.
+on the same source). A document stored under several paths passes when one of them
+does.
 """
 
 from __future__ import annotations
@@ -40,6 +44,9 @@ class Filters:
     types: tuple[str, ...] = ()
     since: datetime | None = None
     until: datetime | None = None
+    # Whether `sources` may match server paths as well as names: not for a caller who
+    # is not to know the server's paths, who could otherwise probe for them.
+    paths: bool = True
 
     def __bool__(self) -> bool:
         return bool(self.sources or self.types or self.since or self.until)
@@ -70,8 +77,13 @@ def make_filters(
     types: Iterable[str] = (),
     since: str | None = None,
     until: str | None = None,
+    *,
+    paths: bool = True,
 ) -> Filters:
-    """Checked, normalised filters from the values a person typed; InvalidInput if wrong."""
+    """Checked, normalised filters from the values a person typed; InvalidInput if wrong.
+
+    Source patterns match names, and server paths too unless `paths` is false.
+    """
     patterns = tuple(s.strip() for s in sources)
     if any(not p for p in patterns):
         raise InvalidInput("A source filter is empty; give a path, a folder or a glob.")
@@ -87,7 +99,9 @@ def make_filters(
     end = parse_when(until, end_of_day=True) if until else None
     if start and end and start > end:
         raise InvalidInput(f"The date range is empty: since {since} is after until {until}.")
-    return Filters(tuple(dict.fromkeys(patterns)), tuple(dict.fromkeys(extensions)), start, end)
+    return Filters(
+        tuple(dict.fromkeys(patterns)), tuple(dict.fromkeys(extensions)), start, end, paths
+    )
 
 
 def _literal_glob(text: str) -> str:
@@ -95,16 +109,35 @@ def _literal_glob(text: str) -> str:
     return re.sub(r"([*?\[])", r"[\1]", text)
 
 
-def source_globs(pattern: str) -> list[str]:
-    """SQLite GLOB patterns that together match the source paths `pattern` selects."""
+def _anchored_globs(pattern: str) -> list[str]:
+    """GLOB patterns for what `pattern` selects, matched from the start of a path."""
     if _WILDCARD.search(pattern):
-        globs = [pattern]
-    else:
-        folder = pattern.rstrip("/")
-        globs = [_literal_glob(folder), _literal_glob(folder) + "/*"]
-    if not pattern.startswith("/"):
-        globs = ["*/" + g for g in globs]
-    return globs
+        return [pattern]
+    folder = pattern.rstrip("/")
+    return [_literal_glob(folder), _literal_glob(folder) + "/*"]
+
+
+def source_globs(pattern: str) -> list[str]:
+    """SQLite GLOB patterns that together match the server paths `pattern` selects."""
+    globs = _anchored_globs(pattern)
+    if pattern.startswith("/"):
+        return globs
+    return ["*/" + g for g in globs]
+
+
+def name_globs(pattern: str) -> list[str]:
+    """SQLite GLOB patterns that together match the source names `pattern` selects.
+
+    Names are relative (`policies/2024/leave.pdf`): a leading `/` anchors the pattern
+    at their start, and without one it may also start at any folder boundary.
+    """
+    inner = pattern.lstrip("/")
+    if not inner:  # "/": the top of the collection, so every name
+        return ["*"]
+    globs = _anchored_globs(inner)
+    if pattern.startswith("/"):
+        return globs
+    return globs + ["*/" + g for g in globs]
 
 
 def epoch_microseconds(moment: datetime) -> int:

@@ -57,6 +57,7 @@ class LlamaCppGenerator:
             seed=0,
             verbose=False,
         )
+        self._formatter: Any = None
 
     @property
     def context_size(self) -> int:
@@ -64,6 +65,24 @@ class LlamaCppGenerator:
 
     def count_tokens(self, text: str) -> int:
         return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def count_prompt_tokens(self, messages: list[dict[str, str]]) -> int:
+        """Tokens of the prompt the model reads for `messages`: its chat template applied."""
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        template = self._llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            return sum(self.count_tokens(m["content"]) for m in messages)
+        if self._formatter is None:
+            vocabulary = self._llm._model
+            eos, bos = self._llm.token_eos(), self._llm.token_bos()
+            self._formatter = Jinja2ChatFormatter(
+                template=template,
+                eos_token=vocabulary.token_get_text(eos) if eos != -1 else "",
+                bos_token=vocabulary.token_get_text(bos) if bos != -1 else "",
+            )
+        prompt = self._formatter(messages=messages).prompt
+        return len(self._llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))
 
     def stream(self, messages: list[dict[str, str]], max_tokens: int) -> Iterator[str]:
         with self._lock:
@@ -77,6 +96,19 @@ class LlamaCppGenerator:
                 piece = chunk["choices"][0]["delta"].get("content")
                 if piece:
                     yield piece
+
+
+def prompt_tokens(generator: Generator, messages: list[dict[str, str]]) -> int:
+    """How many tokens the model reads for `messages`.
+
+    Exact for a model run in-process (its chat template and tokenizer); elsewhere the
+    generator's count of each message's text, plus four tokens a message for the
+    template's role markers, as OpenAI counts them.
+    """
+    exact = getattr(generator, "count_prompt_tokens", None)
+    if exact is not None:
+        return int(exact(messages))
+    return sum(generator.count_tokens(m["content"]) + 4 for m in messages)
 
 
 _CJK_RANGES = (

@@ -6,6 +6,13 @@ BM25 finds best. Chinese has no spaces, so its runs are cut into words by jieba
 inside long ones; other text is split into lower-cased Unicode words. FTS5 indexes
 the words and ranks with its built-in bm25().
 
+Each collection has its own FTS5 table, so that every statistic (BM25's inverse
+document frequencies and document lengths, `rarity`, the common words left out of a
+query) comes from that collection's chunks alone: the same question over the same
+documents scores the same whatever else the server holds, and a reader learns nothing
+about collections it may not read. The tables are named by a number, never by the
+collection's name (`collections` maps one to the other), and made on first use.
+
 Like the vector store, this index may briefly hold chunks of documents that are not
 visible yet (or no longer): retrieval keeps only what the manifest marks indexed.
 """
@@ -17,7 +24,8 @@ import math
 import re
 import sqlite3
 import threading
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +36,11 @@ _CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U000
 _WORD = re.compile(r"\w+")
 
 _SCHEMA = """
+-- The number of each collection, which names its tables (see _tables).
+CREATE TABLE IF NOT EXISTS collections (
+    id    INTEGER PRIMARY KEY,
+    name  TEXT NOT NULL UNIQUE
+);
 CREATE TABLE IF NOT EXISTS chunk_rows (
     rowid       INTEGER PRIMARY KEY,
     collection  TEXT NOT NULL,
@@ -35,10 +48,16 @@ CREATE TABLE IF NOT EXISTS chunk_rows (
     chunk_id    TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS chunk_rows_by_doc ON chunk_rows (collection, doc_id);
-CREATE VIRTUAL TABLE IF NOT EXISTS chunk_terms USING fts5(
-    terms, tokenize = 'unicode61 remove_diacritics 0'
-);
 """
+
+
+def _tables(number: int) -> tuple[str, str]:
+    """The names of collection `number`'s FTS5 table and of its vocabulary table.
+
+    The FTS5 table holds the words of each chunk, under the rowid of its chunk_rows
+    row; the vocabulary table says how many chunks hold each word.
+    """
+    return f"terms_{int(number)}", f"vocab_{int(number)}"
 
 
 def words(text: str) -> list[str]:
@@ -68,7 +87,10 @@ class KeywordHit:
 
 
 class KeywordIndex:
-    """A persistent, incremental BM25 index of chunks, one SQLite file for all collections."""
+    """A persistent, incremental BM25 index of chunks: one SQLite file, one table per collection.
+
+    Every search and statistic of a collection depends on that collection's chunks only.
+    """
 
     # Query words found in more than this share of the chunks add little to BM25 but
     # make the query visit most of the index; they are dropped (unless all are common).
@@ -82,38 +104,103 @@ class KeywordIndex:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA busy_timeout=30000")
         self._db.executescript(_SCHEMA)
-        self._db.execute(
-            "CREATE VIRTUAL TABLE IF NOT EXISTS chunk_vocab USING fts5vocab(chunk_terms, 'row')"
-        )
+        self._split_shared_table()
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
-    def add(self, collection: str, chunks: Sequence[Chunk]) -> None:
-        """Index `chunks`; a chunk id already present is replaced."""
-        rows = [(c, " ".join(words(c.embedding_text()))) for c in chunks]
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """One write transaction: committed when the block ends, rolled back if it raises."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._delete_ids(collection, [c.id for c in chunks])
-                for chunk, terms in rows:
-                    cursor = self._db.execute(
-                        "INSERT INTO chunk_rows (collection, doc_id, chunk_id) VALUES (?, ?, ?)",
-                        (collection, chunk.doc_id, chunk.id),
-                    )
-                    self._db.execute(
-                        "INSERT INTO chunk_terms (rowid, terms) VALUES (?, ?)",
-                        (cursor.lastrowid, terms),
-                    )
+                yield
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
 
+    def _split_shared_table(self) -> None:
+        """Move the chunks of an index in the earlier layout into one table per collection.
+
+        That layout kept every collection's words in one FTS5 table, `chunk_terms` (with
+        its vocabulary `chunk_vocab`), under the rowids of `chunk_rows`, which is kept as
+        it is. The move is one transaction: an interrupted one leaves the old layout,
+        moved again on the next opening.
+        """
+        if not self._has_table("chunk_terms"):
+            return
+        with self._writing():
+            if not self._has_table("chunk_terms"):  # another process moved it meanwhile
+                return
+            names = [r[0] for r in self._db.execute("SELECT DISTINCT collection FROM chunk_rows")]
+            for name in names:
+                terms, _ = _tables(self._number_or_new(name))
+                self._db.execute(
+                    f"INSERT INTO {terms} (rowid, terms) SELECT t.rowid, t.terms "  # noqa: S608
+                    "FROM chunk_terms t JOIN chunk_rows r ON r.rowid = t.rowid "
+                    "WHERE r.collection = ?",
+                    (name,),
+                )
+            self._db.execute("DROP TABLE IF EXISTS chunk_vocab")
+            self._db.execute("DROP TABLE chunk_terms")
+
+    def _has_table(self, name: str) -> bool:
+        found = self._db.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (name,))
+        return found.fetchone() is not None
+
+    def _number(self, collection: str) -> int | None:
+        """The number naming `collection`'s tables; None when it has none (yet)."""
+        row = self._db.execute(
+            "SELECT id FROM collections WHERE name = ?", (collection,)
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def _number_or_new(self, collection: str) -> int:
+        """The number naming `collection`'s tables, made now if it has none.
+
+        Call it inside a write transaction: a row of `collections` and its two tables
+        exist together or not at all.
+        """
+        number = self._number(collection)
+        if number is not None:
+            return number
+        number = self._db.execute(
+            "INSERT INTO collections (name) VALUES (?) RETURNING id", (collection,)
+        ).fetchone()[0]
+        terms, vocab = _tables(number)
+        self._db.execute(
+            f"CREATE VIRTUAL TABLE {terms} USING fts5("
+            "terms, tokenize = 'unicode61 remove_diacritics 0')"
+        )
+        self._db.execute(f"CREATE VIRTUAL TABLE {vocab} USING fts5vocab({terms}, 'row')")
+        return int(number)
+
+    def add(self, collection: str, chunks: Sequence[Chunk]) -> None:
+        """Index `chunks`; a chunk id already present is replaced."""
+        rows = [(c, " ".join(words(c.embedding_text()))) for c in chunks]
+        with self._writing():
+            number = self._number_or_new(collection)
+            terms_table, _ = _tables(number)
+            self._delete_ids(collection, number, [c.id for c in chunks])
+            for chunk, terms in rows:
+                cursor = self._db.execute(
+                    "INSERT INTO chunk_rows (collection, doc_id, chunk_id) VALUES (?, ?, ?)",
+                    (collection, chunk.doc_id, chunk.id),
+                )
+                self._db.execute(
+                    f"INSERT INTO {terms_table} (rowid, terms) VALUES (?, ?)",  # noqa: S608
+                    (cursor.lastrowid, terms),
+                )
+
     def delete_document(self, collection: str, doc_id: str) -> None:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+        """Remove the chunks of document `doc_id` from `collection`, if it has any."""
+        with self._writing():
+            number = self._number(collection)
+            if number is None:
+                return
             rowids = [
                 r[0]
                 for r in self._db.execute(
@@ -121,10 +208,21 @@ class KeywordIndex:
                     (collection, doc_id),
                 )
             ]
-            self._delete_rows(rowids)
-            self._db.execute("COMMIT")
+            self._delete_rows(number, rowids)
 
-    def _delete_ids(self, collection: str, chunk_ids: Sequence[str]) -> None:
+    def drop_collection(self, collection: str) -> None:
+        """Remove every chunk of `collection` and its tables; nothing happens if it has none."""
+        with self._writing():
+            self._db.execute("DELETE FROM chunk_rows WHERE collection = ?", (collection,))
+            number = self._number(collection)
+            if number is None:
+                return
+            terms, vocab = _tables(number)
+            self._db.execute(f"DROP TABLE IF EXISTS {vocab}")
+            self._db.execute(f"DROP TABLE IF EXISTS {terms}")
+            self._db.execute("DELETE FROM collections WHERE id = ?", (number,))
+
+    def _delete_ids(self, collection: str, number: int, chunk_ids: Sequence[str]) -> None:
         rowids: list[int] = []
         for start in range(0, len(chunk_ids), 500):
             batch = chunk_ids[start : start + 500]
@@ -136,13 +234,14 @@ class KeywordIndex:
                     (collection, *batch),
                 )
             ]
-        self._delete_rows(rowids)
+        self._delete_rows(number, rowids)
 
-    def _delete_rows(self, rowids: Sequence[int]) -> None:
+    def _delete_rows(self, number: int, rowids: Sequence[int]) -> None:
+        terms, _ = _tables(number)
         for start in range(0, len(rowids), 500):
             batch = rowids[start : start + 500]
             marks = ",".join("?" * len(batch))
-            self._db.execute(f"DELETE FROM chunk_terms WHERE rowid IN ({marks})", batch)  # noqa: S608
+            self._db.execute(f"DELETE FROM {terms} WHERE rowid IN ({marks})", batch)  # noqa: S608
             self._db.execute(f"DELETE FROM chunk_rows WHERE rowid IN ({marks})", batch)  # noqa: S608
 
     def chunk_counts(self, collection: str) -> dict[str, int]:
@@ -154,30 +253,38 @@ class KeywordIndex:
             ).fetchall()
         return {doc_id: count for doc_id, count in rows}
 
-    def document_counts(self, terms: Sequence[str]) -> tuple[dict[str, int], int]:
-        """How many chunks hold each of `terms` (absent: 0), and how many chunks there are."""
+    def document_counts(self, collection: str, terms: Sequence[str]) -> tuple[dict[str, int], int]:
+        """How many chunks of `collection` hold each of `terms` (absent: 0), and how many
+        chunks it has."""
         distinct = list(dict.fromkeys(terms))
         if not distinct:
             return {}, 0
         with self._lock:
-            total = self._db.execute("SELECT count(*) FROM chunk_rows").fetchone()[0]
+            number = self._number(collection)
+            if number is None:
+                return dict.fromkeys(distinct, 0), 0
+            _, vocab = _tables(number)
+            total = self._db.execute(
+                "SELECT count(*) FROM chunk_rows WHERE collection = ?", (collection,)
+            ).fetchone()[0]
             marks = ",".join("?" * len(distinct))
             found = dict(
                 self._db.execute(
-                    f"SELECT term, doc FROM chunk_vocab WHERE term IN ({marks})",  # noqa: S608
+                    f"SELECT term, doc FROM {vocab} WHERE term IN ({marks})",  # noqa: S608
                     distinct,
                 ).fetchall()
             )
         return {t: found.get(t, 0) for t in distinct}, total
 
-    def rarity(self, terms: Sequence[str]) -> dict[str, float]:
-        """The inverse document frequency of each term: high for rare words, 0 for common."""
-        counts, total = self.document_counts(terms)
+    def rarity(self, collection: str, terms: Sequence[str]) -> dict[str, float]:
+        """The inverse document frequency of each term in `collection`: high for rare
+        words, 0 for common ones."""
+        counts, total = self.document_counts(collection, terms)
         return {t: max(0.0, math.log((total + 1) / (n + 0.5))) for t, n in counts.items()}
 
-    def query_terms(self, question: str) -> list[str]:
-        """The distinct words of `question` worth searching for, rarest first."""
-        counts, total = self.document_counts(words(question))
+    def query_terms(self, collection: str, question: str) -> list[str]:
+        """The distinct words of `question` worth searching `collection` for, rarest first."""
+        counts, total = self.document_counts(collection, words(question))
         present = [t for t, n in counts.items() if n > 0]
         rare = [t for t in present if counts[t] <= self.COMMON_SHARE * max(total, 1)]
         return sorted(rare or present, key=lambda t: counts[t])
@@ -189,20 +296,21 @@ class KeywordIndex:
 
         With `doc_ids`, only chunks of those documents are ranked.
         """
-        terms = self.query_terms(question)
-        if not terms or (doc_ids is not None and not doc_ids):
-            return []
-        query = (
-            "SELECT r.chunk_id, r.doc_id, bm25(chunk_terms) AS rank FROM chunk_terms "
-            "JOIN chunk_rows r ON r.rowid = chunk_terms.rowid "
-            "WHERE chunk_terms MATCH ? AND r.collection = ? "
-        )
-        args: list[str | int] = [_match_expression(terms), collection]
-        if doc_ids is not None:
-            # One JSON parameter, however many ids: SQLite caps the number of parameters.
-            query += "AND r.doc_id IN (SELECT value FROM json_each(?)) "
-            args.append(json.dumps(sorted(doc_ids)))
         with self._lock:
+            number = self._number(collection)
+            terms = self.query_terms(collection, question)
+            if number is None or not terms or (doc_ids is not None and not doc_ids):
+                return []
+            table, _ = _tables(number)
+            query = (
+                f"SELECT r.chunk_id, r.doc_id, bm25({table}) AS rank FROM {table} "  # noqa: S608
+                f"JOIN chunk_rows r ON r.rowid = {table}.rowid WHERE {table} MATCH ? "
+            )
+            args: list[str | int] = [_match_expression(terms)]
+            if doc_ids is not None:
+                # One JSON parameter, however many ids: SQLite caps the number of parameters.
+                query += "AND r.doc_id IN (SELECT value FROM json_each(?)) "
+                args.append(json.dumps(sorted(doc_ids)))
             rows = self._db.execute(query + "ORDER BY rank LIMIT ?", (*args, k)).fetchall()
         # FTS5's bm25() is negative, lower is better; flip it so higher is better.
         return [KeywordHit(chunk_id, doc_id, -rank) for chunk_id, doc_id, rank in rows]

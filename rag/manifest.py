@@ -10,6 +10,12 @@ visible, never a mix, and `recover()` removes the leftovers.
 
 A document is identified by the sha256 of its bytes, so the same bytes under two
 names are stored once per collection; `sources` maps each path to its document.
+
+Each source also has a name: what readers call the file, since its server path is no
+business of theirs. It is the file's path within the folder it was ingested from
+(`policies/2024/leave.pdf`), or its file name when it came on its own (an upload, or
+one file named at the command line). Manifests made before names were recorded get
+each file's name when they are opened.
 """
 
 from __future__ import annotations
@@ -20,11 +26,11 @@ import time
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from rag import database
-from rag.filters import Filters, epoch_microseconds, source_globs
+from rag.filters import Filters, epoch_microseconds, name_globs, source_globs
 
 Status = Literal["pending", "indexed", "failed", "deleting"]
 
@@ -50,6 +56,7 @@ CREATE TABLE IF NOT EXISTS sources (
     size        INTEGER NOT NULL,
     mtime_ns    INTEGER NOT NULL,
     updated_at  REAL NOT NULL,
+    name        TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (collection, source)
 );
 CREATE INDEX IF NOT EXISTS sources_by_doc ON sources (collection, doc_id);
@@ -70,6 +77,8 @@ class DocumentRecord:
     created_at: float
     updated_at: float
     sources: tuple[str, ...]
+    # The name of each source, in the same order.
+    names: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -79,6 +88,12 @@ class SourceRecord:
     doc_id: str
     size: int
     mtime_ns: int
+    name: str
+
+
+def file_name(source: str) -> str:
+    """The name of a file that came on its own: the last part of its path."""
+    return PurePosixPath(source).name
 
 
 class Manifest:
@@ -89,6 +104,29 @@ class Manifest:
         self._lock = threading.RLock()
         self._db = database.connect(path)
         self._db.executescript(_SCHEMA)
+        self._add_names()
+
+    def _add_names(self) -> None:
+        """Give a manifest made before sources had names a `name` column, each row the
+        file's name (what an upload is called; ingesting a folder again records the
+        paths within it). Checked again inside the transaction: another process may
+        be opening the same manifest."""
+        if self._has_names():
+            return
+        with self._transaction() as db:
+            if self._has_names():
+                return
+            db.execute("ALTER TABLE sources ADD COLUMN name TEXT NOT NULL DEFAULT ''")
+            rows = db.execute("SELECT collection, source FROM sources").fetchall()
+            db.executemany(
+                "UPDATE sources SET name = ? WHERE collection = ? AND source = ?",
+                [(file_name(r["source"]), r["collection"], r["source"]) for r in rows],
+            )
+
+    def _has_names(self) -> bool:
+        with self._lock:
+            columns = self._db.execute("PRAGMA table_info(sources)").fetchall()
+        return any(column["name"] == "name" for column in columns)
 
     def close(self) -> None:
         with self._lock:
@@ -106,7 +144,32 @@ class Manifest:
             ).fetchone()
         if row is None:
             return None
-        return SourceRecord(collection, source, row["doc_id"], row["size"], row["mtime_ns"])
+        return SourceRecord(
+            collection, source, row["doc_id"], row["size"], row["mtime_ns"], row["name"]
+        )
+
+    def source_names(self, collection: str, sources: Iterable[str]) -> dict[str, str]:
+        """The name of each of `sources` (server paths), as readers know it. A path the
+        manifest does not record (any more) is known by its file name."""
+        wanted = sorted(set(sources))
+        names = {source: file_name(source) for source in wanted}
+        query = "SELECT source, name FROM sources WHERE collection = ? AND source IN ({})"
+        rows = self._select_in(query, collection, wanted)
+        names.update((row["source"], row["name"]) for row in rows)
+        return names
+
+    def _select_in(self, query: str, collection: str, values: list[str]) -> list[sqlite3.Row]:
+        """The rows of `query` (a fixed text of this class whose `{}` takes the marks of
+        an IN list) for `collection` and `values`, asked 500 values at a time: SQLite
+        caps the number of parameters."""
+        rows: list[sqlite3.Row] = []
+        with self._lock:
+            for start in range(0, len(values), 500):
+                batch = values[start : start + 500]
+                marks = ",".join("?" * len(batch))
+                cursor = self._db.execute(query.format(marks), (collection, *batch))
+                rows += cursor.fetchall()
+        return rows
 
     def document(self, collection: str, doc_id: str) -> DocumentRecord | None:
         records = self._documents("d.collection = ? AND d.doc_id = ?", (collection, doc_id))
@@ -127,57 +190,61 @@ class Manifest:
 
     def _documents(self, where: str, args: tuple[str, ...]) -> list[DocumentRecord]:
         # `where` is one of the fixed clauses written in this class, never user input.
+        # Each source comes as "path NUL name", joined by NUL: neither can hold a NUL.
         query = (
-            "SELECT d.*, group_concat(s.source, char(0)) AS source_list FROM documents d "  # noqa: S608
+            "SELECT d.*, group_concat(s.source || char(0) || s.name, char(0)) AS source_list "  # noqa: S608
+            "FROM documents d "
             "LEFT JOIN sources s ON s.collection = d.collection AND s.doc_id = d.doc_id "
             f"WHERE {where} GROUP BY d.collection, d.doc_id"
         )
         with self._lock:
             rows = self._db.execute(query, args).fetchall()
-        return [
-            DocumentRecord(
-                collection=row["collection"],
-                doc_id=row["doc_id"],
-                sha256=row["sha256"],
-                status=row["status"],
-                title=row["title"],
-                chunks=row["chunks"],
-                error_code=row["error_code"],
-                error=row["error"],
-                pipeline=row["pipeline"],
-                created_at=row["created_at"],
-                updated_at=row["updated_at"],
-                sources=tuple(sorted(row["source_list"].split("\0"))) if row["source_list"] else (),
+        records = []
+        for row in rows:
+            parts = row["source_list"].split("\0") if row["source_list"] else []
+            sources = sorted(zip(parts[0::2], parts[1::2], strict=True))
+            records.append(
+                DocumentRecord(
+                    collection=row["collection"],
+                    doc_id=row["doc_id"],
+                    sha256=row["sha256"],
+                    status=row["status"],
+                    title=row["title"],
+                    chunks=row["chunks"],
+                    error_code=row["error_code"],
+                    error=row["error"],
+                    pipeline=row["pipeline"],
+                    created_at=row["created_at"],
+                    updated_at=row["updated_at"],
+                    sources=tuple(source for source, _ in sources),
+                    names=tuple(name for _, name in sources),
+                )
             )
-            for row in rows
-        ]
+        return records
 
     def visible(self, collection: str, doc_ids: Iterable[str]) -> set[str]:
         """The subset of `doc_ids` whose chunks queries may see."""
-        wanted = sorted(set(doc_ids))
-        if not wanted:
-            return set()
-        found: set[str] = set()
-        with self._lock:
-            for start in range(0, len(wanted), 500):
-                batch = wanted[start : start + 500]
-                marks = ",".join("?" * len(batch))
-                rows = self._db.execute(
-                    "SELECT doc_id FROM documents WHERE collection = ? AND status = 'indexed' "  # noqa: S608
-                    f"AND doc_id IN ({marks})",
-                    (collection, *batch),
-                ).fetchall()
-                found.update(row["doc_id"] for row in rows)
-        return found
+        query = (
+            "SELECT doc_id FROM documents WHERE collection = ? AND status = 'indexed' "
+            "AND doc_id IN ({})"
+        )
+        return {row["doc_id"] for row in self._select_in(query, collection, sorted(set(doc_ids)))}
 
     def matching(self, collection: str, filters: Filters) -> set[str]:
-        """Ids of the visible documents with a source path that meets every condition."""
+        """Ids of the visible documents with a source that meets every condition.
+
+        Source patterns match a source's name, and its server path too when
+        `filters.paths` allows it.
+        """
         clauses = ["s.collection = ?", "d.status = 'indexed'"]
         args: list[str | int] = [collection]
         if filters.sources:
-            globs = [g for pattern in filters.sources for g in source_globs(pattern)]
-            clauses.append("(" + " OR ".join(["s.source GLOB ?"] * len(globs)) + ")")
-            args += globs
+            names = [g for pattern in filters.sources for g in name_globs(pattern)]
+            paths = [g for pattern in filters.sources for g in source_globs(pattern)]
+            paths = paths if filters.paths else []
+            tests = ["s.name GLOB ?"] * len(names) + ["s.source GLOB ?"] * len(paths)
+            clauses.append("(" + " OR ".join(tests) + ")")
+            args += names + paths
         if filters.types:
             clauses.append("(" + " OR ".join(["lower(s.source) GLOB ?"] * len(filters.types)) + ")")
             args += [f"*.{extension}" for extension in filters.types]
@@ -246,8 +313,10 @@ class Manifest:
         source: str,
         size: int,
         mtime_ns: int,
+        name: str | None = None,
     ) -> str | None:
-        """Make a document visible and point `source` at it, atomically.
+        """Make a document visible and point `source` at it, atomically. `name` is what
+        readers call the source (its file name if not given).
 
         Returns the id of the document `source` pointed at before, when that one is now
         unreferenced: it was marked `deleting` in the same transaction, and its chunks
@@ -261,14 +330,28 @@ class Manifest:
                 "WHERE collection = ? AND doc_id = ?",
                 (title, chunks, now, collection, doc_id),
             )
-            return self._point(db, collection, source, doc_id, size, mtime_ns, now)
+            return self._point(db, collection, source, name, doc_id, size, mtime_ns, now)
 
     def attach(
-        self, collection: str, source: str, doc_id: str, size: int, mtime_ns: int
+        self,
+        collection: str,
+        source: str,
+        doc_id: str,
+        size: int,
+        mtime_ns: int,
+        name: str | None = None,
     ) -> str | None:
         """Point `source` at an existing document (same bytes seen under another name)."""
         with self._transaction() as db:
-            return self._point(db, collection, source, doc_id, size, mtime_ns, time.time())
+            return self._point(db, collection, source, name, doc_id, size, mtime_ns, time.time())
+
+    def rename(self, collection: str, source: str, name: str) -> None:
+        """Record `name` as what readers call `source` (a file ingested from another folder)."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE sources SET name = ? WHERE collection = ? AND source = ?",
+                (name, collection, source),
+            )
 
     def fail(
         self,
@@ -282,6 +365,7 @@ class Manifest:
         mtime_ns: int,
         code: str,
         error: str,
+        name: str | None = None,
     ) -> str | None:
         """Record that a file could not be indexed, and point its source at that record."""
         now = time.time()
@@ -294,7 +378,7 @@ class Manifest:
                 "pipeline = excluded.pipeline, chunks = 0, updated_at = excluded.updated_at",
                 (collection, doc_id, sha256, code, error, pipeline, now, now),
             )
-            return self._point(db, collection, source, doc_id, size, mtime_ns, now)
+            return self._point(db, collection, source, name, doc_id, size, mtime_ns, now)
 
     def detach(self, collection: str, source: str) -> str | None:
         """Forget a source path; returns its document's id if that is now unreferenced."""
@@ -339,6 +423,7 @@ class Manifest:
         db: sqlite3.Connection,
         collection: str,
         source: str,
+        name: str | None,
         doc_id: str,
         size: int,
         mtime_ns: int,
@@ -348,11 +433,11 @@ class Manifest:
             "SELECT doc_id FROM sources WHERE collection = ? AND source = ?", (collection, source)
         ).fetchone()
         db.execute(
-            "INSERT INTO sources (collection, source, doc_id, size, mtime_ns, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (collection, source) DO UPDATE SET "
-            "doc_id = excluded.doc_id, size = excluded.size, mtime_ns = excluded.mtime_ns, "
-            "updated_at = excluded.updated_at",
-            (collection, source, doc_id, size, mtime_ns, now),
+            "INSERT INTO sources (collection, source, name, doc_id, size, mtime_ns, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (collection, source) DO UPDATE SET "
+            "name = excluded.name, doc_id = excluded.doc_id, size = excluded.size, "
+            "mtime_ns = excluded.mtime_ns, updated_at = excluded.updated_at",
+            (collection, source, name or file_name(source), doc_id, size, mtime_ns, now),
         )
         previous = row["doc_id"] if row is not None else None
         if previous is None or previous == doc_id:

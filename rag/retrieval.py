@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Literal
 
 import numpy as np
@@ -275,7 +276,8 @@ class Retriever:
         """
         found = self._search(question, collection, k, filters=filters)
         passages = found.passages
-        rarity = self._keywords.rarity if self._keywords is not None else None
+        # Words are weighed by their rarity in this collection alone.
+        rarity = partial(self._keywords.rarity, collection) if self._keywords is not None else None
         support = evidence(found.query, passages, rarity)
         translated = found.query != question
         # A translation shares fewer of the passage's words than a question asked in

@@ -58,7 +58,9 @@ class Citation:
     character range of `text` that supports the answer, for the page to highlight; None
     when the answer does not cite this source or no sentence of it matches.
     `holds_answer` is false for the passages shown with a declined answer: the closest
-    ones found, judged not to answer the question.
+    ones found, judged not to answer the question. `flagged` is true when the passage
+    reads as instructions to an AI assistant (rag/injection.py): a reader should know
+    that the document tries to steer the answer.
     """
 
     number: int
@@ -72,6 +74,7 @@ class Citation:
     heading: str = ""
     span: tuple[int, int] | None = None
     holds_answer: bool = True
+    flagged: bool = False
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,9 @@ class Answer:
     passages the model was shown, numbered as in the prompt. `declined` is true when
     the documents did not contain the answer. `query` is the standalone question that
     was searched for and answered, when a follow-up question was rewritten into one.
+    `text` is exactly the concatenation of the answer's streamed tokens.
+    `prompt_tokens` and `completion_tokens` count what the chat model read and wrote for
+    this answer (the follow-up rewrite included), by its tokenizer where it runs in-process.
     """
 
     question: str
@@ -90,6 +96,8 @@ class Answer:
     sources: tuple[Citation, ...]
     declined: bool
     query: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
 
 @dataclass(frozen=True)

@@ -74,8 +74,10 @@ function renderAnswer(target, text, citations) {
       const match = /^\[(\d+)\]$/.exec(part);
       const citation = match && numbers.get(Number(match[1]));
       if (!citation) return document.createTextNode(part);
-      const button = element("button", { type: "button", class: "cite" }, part);
-      button.setAttribute("aria-label", `${t("source")} ${citation.number}: ${fileName(citation.source)}`);
+      const flagged = citation.flagged === true;
+      const button = element("button", { type: "button", class: flagged ? "cite flagged" : "cite" }, part);
+      const label = `${t("source")} ${citation.number}: ${citation.source}`;
+      button.setAttribute("aria-label", flagged ? `${label} (${t("flaggedSource")})` : label);
       button.addEventListener("click", () => showPassage(citation));
       return button;
     });
@@ -87,7 +89,8 @@ function renderAnswer(target, text, citations) {
 function showNearest(item, sources) {
   const list = element("ol", { class: "nearest" });
   for (const source of sources) {
-    const label = [fileName(source.source), source.heading].filter(Boolean).join(" · ");
+    const flag = source.flagged === true ? `⚠ ${t("flaggedSource")}` : "";
+    const label = [source.source, source.heading, flag].filter(Boolean).join(" · ");
     const button = element("button", { type: "button", class: "link" }, label);
     button.addEventListener("click", () => showPassage(source));
     const entry = element("li");
@@ -97,8 +100,10 @@ function showNearest(item, sources) {
   item.append(element("p", { class: "hint" }, t("nearest")), list);
 }
 
-function fileName(path) {
-  return (path || "").split("/").pop();
+// `source` is a file's name in its collection, such as "policies/2024/leave.pdf" (the
+// server never shows readers its own paths); a download is saved under the last part.
+function fileName(source) {
+  return (source || "").split("/").pop();
 }
 
 // -- the passage panel -----------------------------------------------------------
@@ -107,11 +112,12 @@ let shownCitation = null;
 
 function showPassage(citation) {
   shownCitation = citation;
-  const where = [fileName(citation.source)];
+  const where = [citation.source];
   if (citation.page != null) where.push(`${t("page")} ${citation.page}`);
   if (citation.heading) where.push(citation.heading);
   $("passage-meta").textContent = where.join(" · ");
   $("passage-note").hidden = citation.holds_answer !== false;
+  $("passage-flag").hidden = citation.flagged !== true;
   const box = $("passage-text");
   box.replaceChildren();
   const text = citation.text || "";
@@ -270,7 +276,7 @@ async function refreshDocuments() {
   const rows = documents
     .filter((d) => !filter || (d.sources[0] || d.title).toLowerCase().includes(filter))
     .map((d) => {
-      const name = fileName(d.sources[0]) || d.title || d.doc_id;
+      const name = d.sources[0] || d.title || d.doc_id;
       const row = element("tr", { "data-doc": d.doc_id });
       const state = d.error ? `${t(d.status)}: ${d.error}` : t(d.status);
       row.append(element("td", {}, name), element("td", { class: d.status }, state),

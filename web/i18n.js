@@ -48,6 +48,9 @@ export const STRINGS = {
     declined: "The documents do not answer this.",
     nearest: "Closest passages found (they do not answer the question):",
     notAnswering: "This passage came closest, but it does not answer the question.",
+    flaggedNote:
+      "Warning: this passage reads as instructions to an AI assistant. The document may be trying to steer answers; Lore does not follow such instructions.",
+    flaggedSource: "reads as instructions to an AI",
     searchedFor: "Searched for: {query}",
     noCollections: "This key can read no collection yet. Upload a document to create one.",
     e401: "Your key was not accepted. Log in again with a valid key.",
@@ -105,6 +108,8 @@ export const STRINGS = {
     declined: "文档中没有这个问题的答案。",
     nearest: "找到的最接近的段落（它们没有回答这个问题）：",
     notAnswering: "这个段落最接近，但没有回答这个问题。",
+    flaggedNote: "注意：这个段落像是写给 AI 助手的指令，文档可能试图操纵回答；Lore 不会执行这类指令。",
+    flaggedSource: "像是写给 AI 的指令",
     searchedFor: "检索的问题：{query}",
     noCollections: "此密钥还不能读取任何知识库。上传一个文档即可创建。",
     e401: "密钥未被接受，请用有效的密钥重新登录。",

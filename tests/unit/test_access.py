@@ -271,18 +271,18 @@ def test_a_tenant_never_sees_another_collections_chunks(world: World) -> None:
         assert "alpha" in response.json()["message"] or "lore:alpha" in response.json()["message"]
     assert missing.replace("no-such-thing", "alpha") == attempts[3].json()["message"]
     # Filters naming alpha's files can't reach them from beta: only beta's chunks come back.
-    alpha_source = client.get(
+    alpha_path = client.get(
         "/v1/documents?collection=alpha",
         headers={"Authorization": f"Bearer {world.keys['admin']}"},
-    ).json()[0]["sources"][0]
+    ).json()[0]["paths"][0]
     filtered = client.post(
         "/v1/search",
-        json={"question": "port", "collection": "beta", "filters": {"source": [alpha_source]}},
+        json={"question": "port", "collection": "beta", "filters": {"source": [alpha_path]}},
         headers=tenant_b,
     )
     assert filtered.status_code == 200
     assert filtered.json() == []  # alpha's path names nothing in beta
-    assert all("/beta/" in p["source"] for p in own.json())
+    assert all((p["source"], p["path"]) == ("ports.md", None) for p in own.json())
     # Listings show only what the key may read.
     models = client.get("/v1/models", headers=tenant_b).json()["data"]
     assert [m["id"] for m in models] == ["lore:beta"]

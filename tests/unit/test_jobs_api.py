@@ -73,6 +73,14 @@ def test_folders_outside_the_roots_are_forbidden(client: TestClient, docs: Path)
         assert refused.json()["code"] == "forbidden"
 
 
+def test_a_folder_with_control_characters_is_422_not_500(client: TestClient) -> None:
+    # Found by the schema fuzzer: a NUL byte made Path.resolve() raise.
+    for folder in ("/srv/docs\x00", "/srv/\ndocs"):
+        refused = client.post("/v1/ingest/jobs", data={"folder": folder})
+        assert refused.status_code == 422, folder
+        assert "control characters" in refused.json()["message"]
+
+
 def test_job_needs_files_or_a_folder(client: TestClient, roots_lore: Lore) -> None:
     assert client.post("/v1/ingest/jobs", data={}).status_code == 422
     (root,) = roots_lore.settings.ingest_roots

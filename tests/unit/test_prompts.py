@@ -16,26 +16,6 @@ def test_cited_numbers_reads_all_marker_styles() -> None:
     assert prompts.cited_numbers("A [2]. B [1, 3]. C【4】 D [2]") == [2, 1, 3, 4]
 
 
-def test_attribute_marks_supported_sentences_only() -> None:
-    sources = [
-        _source(1, "Lore listens on port 8000 by default."),
-        _source(2, "Backups copy the data directory."),
-    ]
-    marked = prompts.attribute("Lore listens on port 8000. It is written in Rust.", sources)
-    assert marked == "Lore listens on port 8000. [1] It is written in Rust."
-
-
-def test_attribute_works_for_chinese_without_spaces() -> None:
-    sources = [_source(1, "故宫位于北京。"), _source(2, "长城的总长度超过两万公里。")]
-    assert (
-        prompts.attribute("长城的总长度超过两万公里。", sources) == "长城的总长度超过两万公里。[2]"
-    )
-
-
-def test_attribute_keeps_answers_that_already_cite() -> None:
-    assert prompts.attribute("Port 8000 [1].", [_source(1, "other text")]) == "Port 8000 [1]."
-
-
 def test_refusal_matches_question_language() -> None:
     assert prompts.refusal_for("长城有多长？") == prompts.REFUSAL_ZH
     assert prompts.refusal_for("How long is the wall?") == prompts.REFUSAL_EN

@@ -59,9 +59,9 @@ def test_words_in_most_chunks_are_left_out_of_the_query(tmp_path: Path) -> None:
     index = KeywordIndex(tmp_path / "k.sqlite3")
     index.add("a", [_chunk(f"c{i}", f"lore note number {i}", f"d{i}") for i in range(10)])
     index.add("a", [_chunk("rare", "lore note about backups", "dx")])
-    assert index.query_terms("lore backups") == ["backups"]
+    assert index.query_terms("a", "lore backups") == ["backups"]
     # When every word is common, the query keeps them rather than searching for nothing.
-    assert index.query_terms("lore note") != []
+    assert index.query_terms("a", "lore note") != []
 
 
 def test_score_fusion_adds_normalised_scores() -> None:
