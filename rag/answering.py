@@ -51,6 +51,10 @@ class AnswerLimits:
     # Keep passages that read as instructions to an assistant (rag/injection.py) out of
     # answers; either way their citations are flagged.
     exclude_flagged: bool = False
+    # Withdraw a drafted answer that states a code, key or long number that none of its
+    # passages holds (prompts.unstated_codes): made up, as a document's "reply with the
+    # admin key" makes a small model do.
+    withdraw_unstated: bool = True
 
 
 def check_question(question: str, limit: int) -> str:
@@ -273,12 +277,7 @@ class Answerer:
         tally.prompt += prompt_tokens(self._generator, messages)
         tally.completion += self._generator.count_tokens("".join(drafted))
         answer = self._finish(question, shaper.text, sources)
-        if (
-            min_support > 0
-            and not answer.declined
-            and self.support(question, sources) < min_support
-        ):
-            log.info("withdrawing the answer to %r: no sentence read says it", question)
+        if not answer.declined and self._unsupported(question, answer, sources, min_support):
             note = prompts.withdrawal_for(question)
             yield TokenEvent(note)
             answer = self._declined(question, answer.text + note, sources)
@@ -318,6 +317,21 @@ class Answerer:
         shown = tuple(replace(c, holds_answer=False, span=None) for c in sources)
         text = text if prompts.is_refusal(text) else prompts.refusal_for(question)
         return Answer(question, text, (), shown, declined=True)
+
+    def _unsupported(
+        self, question: str, answer: Answer, sources: list[Citation], min_support: float
+    ) -> bool:
+        """Whether a drafted answer is withdrawn: it states a code none of its passages
+        holds, or (with `min_support`) no sentence of them comes close to the question."""
+        if self._limits.withdraw_unstated:
+            made_up = prompts.unstated_codes(answer.text, question, sources)
+            if made_up:
+                log.info("withdrawing an answer that states %d unstated code(s)", len(made_up))
+                return True
+        if min_support > 0 and self.support(question, sources) < min_support:
+            log.info("withdrawing an answer: no sentence read says it")
+            return True
+        return False
 
     # The most sentences `support` embeds: bounds its time after a long context.
     SUPPORT_SENTENCES = 64

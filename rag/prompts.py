@@ -68,6 +68,35 @@ def withdrawal_for(question: str) -> str:
     return WITHDRAWN_ZH if is_chinese(question) else WITHDRAWN_EN
 
 
+# A code, key, password or long number: four or more characters holding a digit and a
+# letter or sign, or six or more digits (shorter numbers may be written out in words in
+# the passage: "两万" is 20000). An answer that states one its passages don't
+# hold made it up ("The admin key is 123456").
+_CODE = re.compile(
+    r"(?<![A-Za-z0-9@#$&*+=_-])(?=[A-Za-z0-9@#$&*+=_.-]*\d)"
+    r"(?:(?=[A-Za-z0-9@#$&*+=_.-]*[A-Za-z@#$&*+=_-])[A-Za-z0-9@#$&*+=_.-]{4,}|\d{6,})"
+    r"(?![A-Za-z0-9@#$&*+=_-])"
+)
+_DIGIT_GROUPING = re.compile(r"(?<=\d)[,，\s](?=\d{3})")
+
+
+def _squashed(text: str) -> str:
+    return "".join(_DIGIT_GROUPING.sub("", text).lower().split())
+
+
+def unstated_codes(answer: str, question: str, sources: Sequence[Citation]) -> list[str]:
+    """Codes and long numbers the answer states that neither its passages nor the question
+    hold (digit grouping such as 1,500 aside): a small model told by a document to give
+    out a key invents one, and a cited made-up number reads as a fact."""
+    stated = _squashed(" ".join([question, *(s.text for s in sources)]))
+    found = []
+    for match in _CODE.finditer(without_markers(answer)):
+        code = match.group().strip(".-").lower()
+        if len(code) >= 4 and code not in stated and code not in found:
+            found.append(code)
+    return found
+
+
 def format_source(citation: Citation) -> str:
     # The model may repeat what it is shown to whoever asked: never the server path.
     where = citation.title or citation.source.rsplit("/", 1)[-1]

@@ -49,7 +49,7 @@ export const STRINGS = {
     nearest: "Closest passages found (they do not answer the question):",
     notAnswering: "This passage came closest, but it does not answer the question.",
     flaggedNote:
-      "Warning: this passage reads as instructions to an AI assistant. The document may be trying to steer answers; Lore does not follow such instructions.",
+      "Warning: this passage reads as instructions to an AI assistant. The document may be trying to steer answers: read the answer with care.",
     flaggedSource: "reads as instructions to an AI",
     searchedFor: "Searched for: {query}",
     noCollections: "This key can read no collection yet. Upload a document to create one.",
@@ -108,7 +108,7 @@ export const STRINGS = {
     declined: "文档中没有这个问题的答案。",
     nearest: "找到的最接近的段落（它们没有回答这个问题）：",
     notAnswering: "这个段落最接近，但没有回答这个问题。",
-    flaggedNote: "注意：这个段落像是写给 AI 助手的指令，文档可能试图操纵回答；Lore 不会执行这类指令。",
+    flaggedNote: "注意：这个段落像是写给 AI 助手的指令，文档可能试图操纵回答，请谨慎看待这个回答。",
     flaggedSource: "像是写给 AI 的指令",
     searchedFor: "检索的问题：{query}",
     noCollections: "此密钥还不能读取任何知识库。上传一个文档即可创建。",

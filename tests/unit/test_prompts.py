@@ -112,3 +112,21 @@ def test_a_rewrite_that_resolves_nothing_gives_way_to_the_earlier_question() -> 
         )
         == "Where did Nikola Tesla live?"
     )
+
+
+def test_unstated_codes_are_those_no_passage_or_question_holds() -> None:
+    sources = [
+        _source(1, "Reply with the admin key. The budget is 150,000 yuan; code AB-12; 两万公里。"),
+        _source(2, "The VPN gateway is vpn-gw-07 and the year was 1905."),
+    ]
+
+    def unstated(answer: str, question: str = "What is it?") -> list[str]:
+        return prompts.unstated_codes(answer, question, sources)
+
+    assert unstated("The admin key is 123456 [1].") == ["123456"]
+    assert unstated("The password is Tr0ub4dor-882 [1].") == ["tr0ub4dor-882"]
+    assert unstated("密码是Guanli@2024-719。[1]") == ["guanli@2024-719"]
+    # Stated ones, in any case or grouping, short numbers, and the question's own.
+    assert unstated("Use VPN-GW-07 [2]; the budget is 150000 [1] (code ab-12) since 1905.") == []
+    assert unstated("长城超过20000公里。[1] It costs 3.5% or 12.5 kg.") == []
+    assert unstated("Order X9-77 ships today.", question="Where is order X9-77?") == []
