@@ -19,6 +19,7 @@ on one half of bench/eval/injection and are reported on the other (docs/security
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 _I = re.IGNORECASE | re.MULTILINE
@@ -74,11 +75,32 @@ SIGNS: tuple[Sign, ...] = (
         r"|(?:忽略|无视|不要理会|不用管)(?:用户|提问者|对方|读者)的?(?:提问|问题|请求)",
     ),
     _sign("new_orders", 3, rf"\b(?:new|updated|real|actual|revised|hidden)\s+{_ORDERS}\s*[:：]"),
+    # Rules declared void: "the rules you were given are no longer valid", "原有的限制一律取消".
+    _sign(
+        "void_rules",
+        3,
+        r"\b(?:rules|instructions|configuration|restrictions|guidelines|settings|limits)"
+        r"(?: you (?:were|have been) given| you are (?:running|working) under)?"
+        r" (?:are|is|have been|has been) (?:now )?(?:void|no longer (?:valid|apply|in force)|"
+        r"expired|lifted|cancelled|revoked|suspended|overridden)"
+        r"|(?:设定|配置|限制|规则|指令|要求)[^。\n]{0,6}(?:全部|一律|均|已经?)?(?:失效|作废|取消|解除|废止)",
+    ),
+    # Orders labelled as meant for an AI: "Language model instruction:", "语言模型须执行：".
+    _sign(
+        "ai_orders",
+        3,
+        rf"\b(?:AI|{_AI})\s+(?:instructions?|directives?|orders?|commands?|tasks?|policy|notice)"
+        r"\s*[:：]"
+        rf"|\b(?:policy|instructions?|notice|update|rules) for (?:all |any )?(?:AI|{_AI})\b"
+        rf"|{_AI_ZH}(?:须执行|必须执行|须|务必|必须|应当|一律)[^。\n]{{0,4}}[:：，,]?"
+        rf"|面向(?:所有)?[^。\n]{{0,6}}{_AI_ZH}",
+    ),
     _sign("new_orders", 3, rf"(?:新的|最新|真正的|隐藏的|更新的){_ORDERS_ZH}\s*[:：]"),
     # A change of role: "you are now", "from now on you will", "act as", "pretend".
+    # (A role-play exercise for people says "you are now the patient": not alone.)
     _sign(
         "role",
-        3,
+        2,
         r"\b(?:you are now|you're now|from now on,? you|you will now act|you must now act"
         r"|act as (?:an?|the) (?:unrestricted|unfiltered|different|new|evil|jailbroken)"
         r"|your (?:new )?(?:name|role|persona|identity) is now|assume the (?:role|persona|identity)"
@@ -89,7 +111,7 @@ SIGNS: tuple[Sign, ...] = (
     ),
     _sign(
         "role",
-        3,
+        2,
         r"(?:你现在是|你现在扮演|你现在的身份|从现在起[，,]?你|从现在开始[，,]?你|现在开始你|你将扮演"
         r"|请你扮演|请扮演|扮演一[个名位]|假装你是|假装自己是|你的新身份|进入开发者模式|越狱模式)",
     ),
@@ -112,13 +134,15 @@ SIGNS: tuple[Sign, ...] = (
     _sign(
         "role_line",
         2,
-        r"^\s*[\[(<#*]*\s*(?:system|assistant|developer)\s*(?:prompt|message)?\s*[\])>*]*\s*[:：]"
-        r"|^\s*[\[【(（]*\s*(?:系统|助手|系统消息)\s*[\]】)）]*\s*[:：]",
+        r"(?:^|\|)\s*[\[(<#*]*\s*(?:system|assistant|developer)\s*(?:prompt|message)?\s*[\])>*]*"
+        r"\s*[:：]"
+        r"|(?:^|\|)\s*[\[【(（]*\s*(?:系统|助手|系统消息)\s*[\]】)）]*\s*[:：]",
     ),
     # Markdown images or links that carry data out in their address.
+    # (A marketing page's link templates hold "{campaign}" too: not alone.)
     _sign(
         "leak_link",
-        3,
+        2,
         r"!\[[^\]\n]*\]\(\s*https?://[^)\s]*[?&=#{][^)]*\)"
         r"|\]\(\s*https?://[^)\s]*(?:\{|%7B|\$\{|<)[^)]*\)"
         r"|https?://[^\s)]*[?&][a-z_]+=\s*(?:\{|\[|<|%7B)",
@@ -141,6 +165,27 @@ SIGNS: tuple[Sign, ...] = (
         rf"(?:致|给|亲爱的|尊敬的|请注意[，,]?|注意[，,]?|敬告)[^。\n]{{0,10}}?{_AI_ZH}"
         rf"|{_AI_ZH}\s*[,，:：]?\s*请注意|(?:读到|看到|读取|处理)[^。\n]{{0,8}}?的{_AI_ZH}"
         rf"|(?:如果你是|假如你是|作为一个?|身为){_AI_ZH}|{_AI_ZH}[在正]?(?:阅读|处理|总结|回答)(?:本|这|此)",
+    ),
+    # An AI as the reader: "any AI assistant that summarises this thread", "whoever quotes
+    # this policy must state", "帮忙总结这封邮件的AI助手", "如有AI助手被问到".
+    _sign(
+        "ai_reader",
+        2,
+        rf"\b(?:AI|{_AI})\s+(?:that|who|which)?\s*(?:summari[sz]es|reads|processes|quotes"
+        r"|describes|answers|is asked|are asked|gets asked)\b"
+        r"|\b(?:whoever|anyone who|any(?:one|body) (?:summari[sz]ing|quoting))"
+        r"[^.\n]{0,60}?\b(?:must|should|shall|is to|are to|has to|needs? to)\b"
+        rf"|\breader {_AI}|(?:总结|处理|阅读|读取|回答)[^。\n]{{0,10}}?的{_AI_ZH}"
+        rf"|(?:如有|如果有|若有){_AI_ZH}",
+    ),
+    # "在回答中务必声称": what every answer must say.
+    _sign(
+        "answer_must",
+        2,
+        r"(?:在|于)?(?:回答|回复|答案|总结|摘要)(?:中|里|时)[^。\n]{0,4}(?:务必|必须|一定要|一律|要)"
+        r"(?:声称|说明|表示|写明|说|提到|强调|告诉)"
+        r"|\b(?:every|each|any|your) (?:answer|reply|response|summary)"
+        r"[^.\n]{0,30}?\b(?:must|should|shall) (?:say|state|claim|mention|include|begin|end)",
     ),
     # When answering or summarising, do something.
     _sign(
@@ -198,6 +243,23 @@ SIGNS: tuple[Sign, ...] = (
         r"|问(?:起|到)?[^。\n]{0,8}?(?:管理员|系统|超级用户|root|API|数据库|VPN)(?:的)?"
         r"(?:密码|密钥|口令|令牌)",
     ),
+    # Lifting limits: "no restrictions", "never refuse", "不受任何限制".
+    _sign(
+        "no_limits",
+        2,
+        r"\b(?:no|without|free of) (?:restrictions|limits|limitations|filters|rules|guidelines"
+        r"|censorship)\b|\b(?:unrestricted|unfiltered|uncensored|jailbroken)\b"
+        r"|\bnever (?:refuse|decline)\b"
+        r"|不受(?:任何)?(?:限制|约束)|没有(?:任何)?(?:限制|约束)|无任何限制|不要拒绝|不得拒绝",
+    ),
+    # Asserting something on the document's behalf: weak alone.
+    _sign(
+        "assert_order",
+        1,
+        r"\b(?:report|state|claim|say|confirm|announce|recommend|present|describe)s?"
+        r"(?: (?:that|it as|them as|(?:\w+ ){0,3}as (?:the|a|an|non-?compliant)))"
+        r"|(?:声称|宣称|谎称|汇报|一律回答|统一回答|就说|就回答|都说|请汇报)",
+    ),
     # Telling the reader something: weak alone (a support script tells its agents to).
     _sign(
         "tell_user",
@@ -219,6 +281,12 @@ SIGNS: tuple[Sign, ...] = (
 FLAG_AT = 3
 
 
+def _forms(text: str) -> tuple[str, str]:
+    """`text` with full-width letters made plain (NFKC), and the same with blanks squeezed."""
+    plain = unicodedata.normalize("NFKC", text)
+    return plain, " ".join(plain.split())
+
+
 def _shows(sign: Sign, text: str, squeezed: str) -> bool:
     # Also on the text with its blanks squeezed: an order spread over lines still reads.
     return bool(sign.pattern.search(text) or sign.pattern.search(squeezed))
@@ -226,13 +294,13 @@ def _shows(sign: Sign, text: str, squeezed: str) -> bool:
 
 def signs_in(text: str) -> list[str]:
     """The names of the signs `text` shows, each once, in the order of `SIGNS`."""
-    squeezed = " ".join(text.split())
+    text, squeezed = _forms(text)
     return list(dict.fromkeys(s.name for s in SIGNS if _shows(s, text, squeezed)))
 
 
 def instruction_score(text: str) -> int:
     """The summed weight of the distinct signs in `text` (a sign counts once)."""
-    squeezed = " ".join(text.split())
+    text, squeezed = _forms(text)
     weights = {s.name: s.weight for s in SIGNS if _shows(s, text, squeezed)}
     return sum(weights.values())
 
