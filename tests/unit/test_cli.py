@@ -129,3 +129,29 @@ def test_the_operator_sees_names_and_server_paths(env: dict[str, str], docs: Pat
     assert row == ("ports.md", str((docs / "ports.md").resolve()))
     text = runner.invoke(app, ["search", "port 8000", "--source", "ports.md"], env=env).output
     assert str((docs / "ports.md").resolve()) in text
+
+
+def test_search_in_one_collection_ignores_documents_ingested_into_another(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    # Issue 14, item 9: keyword statistics once spanned every collection.
+    runner = CliRunner()
+
+    def search(question: str) -> list[dict[str, object]]:
+        found = runner.invoke(app, ["search", question, "--json"], env=env)
+        assert found.exit_code == 0, found.output
+        return json.loads(found.output)  # type: ignore[no-any-return]
+
+    questions = ["Which port does the Lore server listen on?", "长城有多长？", "backup data"]
+    before = [search(q) for q in questions]
+    other = tmp_path / "other"
+    other.mkdir()
+    for index in range(6):
+        (other / f"port-{index}.md").write_text(
+            f"# Port {index}\n\nThe server listens on port 8000 and the backup port {index}. "
+            "Lore server port data directory backup 长城 长度 公里.\n",
+            encoding="utf-8",
+        )
+    added = runner.invoke(app, ["ingest", str(other), "--collection", "other"], env=env)
+    assert added.exit_code == 0, added.output
+    assert [search(q) for q in questions] == before
