@@ -436,7 +436,8 @@ def ask(
     typer.echo()
     for citation in answer.citations:
         page = f", page {citation.page}" if citation.page is not None else ""
-        typer.echo(f"[{citation.number}] {citation.source}{page}")
+        flag = "  (reads as instructions to an AI assistant)" if citation.flagged else ""
+        typer.echo(f"[{citation.number}] {citation.source}{page}{flag}")
 
 
 @app.command()
@@ -468,7 +469,8 @@ def search(
     for row in rows:
         page = f", page {row['page']}" if row["page"] is not None else ""
         preview = " ".join(row["text"].split())[:160]
-        typer.echo(f"{row['rank']}. [{row['score']:.3f}] {row['path']}{page}\n   {preview}")
+        flag = "  (reads as instructions to an AI assistant)" if row["flagged"] else ""
+        typer.echo(f"{row['rank']}. [{row['score']:.3f}] {row['path']}{page}{flag}\n   {preview}")
 
 
 @app.command()
