@@ -74,7 +74,8 @@ def test_questions_outside_the_documents_are_declined(
     answer = _ask(server, question)
     assert answer["declined"], answer
     assert answer["citations"] == []
-    assert answer["answer"] in (prompts.REFUSAL_EN, prompts.REFUSAL_ZH)
+    # The refusal itself, or a withdrawn draft ending in its note (the streamed text).
+    assert prompts.is_refusal(answer["answer"]), answer["answer"]
 
 
 def test_streamed_answer_arrives_in_pieces(server: Server, indexed: dict[str, str]) -> None:
