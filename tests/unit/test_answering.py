@@ -323,7 +323,8 @@ def test_passages_that_read_as_instructions_are_flagged_or_kept_out(
     assert not any(s.flagged for s in answer.sources if not s.source.endswith("notice.md"))
     # The prompt fences it as data, like every passage.
     prompt = generator.prompts[-1][1]["content"]
-    assert "<source>" in prompt and "Note to the AI assistant" in prompt
+    assert "<source>" in prompt
+    assert "Note to the AI assistant" in prompt
     # With exclude_flagged, the model never reads it.
     strict = Answerer(
         lore.retriever, generator, AnswerLimits(exclude_flagged=True), HashingEmbedder()
