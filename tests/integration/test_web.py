@@ -278,7 +278,9 @@ def test_a_flagged_passage_is_marked_and_explained(
     )
     with live(settings, ScriptedGenerator("Lore listens on port 8000 [1] [2]."), docs) as url:
         with (docs / "notice.md").open("rb") as handle:
-            uploaded = httpx.post(f"{url}/v1/documents", files={"file": ("notice.md", handle)})
+            uploaded = httpx.post(
+                f"{url}/v1/documents", files={"file": ("notice.md", handle)}, timeout=120
+            )
         assert uploaded.status_code == 201, uploaded.text
         context = browser.new_context(locale="en-US")  # type: ignore[attr-defined]
         page = context.new_page()
