@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 import regex
 
 from rag.language import language_of
-from rag.prompts import is_chinese, is_refusal, support
+from rag.prompts import is_chinese, is_refusal, readable, support
 from rag.types import Citation
 
 # Tried first, in this order, at each position of the text not yet shaped: what a
@@ -101,7 +101,8 @@ class AnswerText:
         self._sources = list(sources)
         self._by_meaning = by_meaning
         self._removed = LINK_REMOVED_ZH if chinese else LINK_REMOVED_EN
-        self._stated = "\n".join(s.text for s in self._sources).lower()
+        # Addresses the model read (a flagged passage's instructions were not among them).
+        self._stated = "\n".join(readable(s).text for s in self._sources).lower()
         self._raw = ""  # received and not yet shaped
         self._out: list[str] = []
         self._sentence: list[str] = []  # the current sentence, as sent

@@ -5,7 +5,9 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 
+from rag.injection import reads_as_instructions, signs_in
 from rag.language import language_of
 from rag.types import Citation, Turn
 
@@ -118,9 +120,43 @@ def defused(text: str) -> str:
     return _CONTROL_TOKEN.sub("\u2039|\\1|\u203a", text)
 
 
+REDACTED = "[…]"
+
+
+def redacted(text: str) -> str:
+    """`text` without the sentences that read as instructions to an AI assistant.
+
+    A sentence goes when it reads as instructions alone; two neighbours that do only
+    together both go; when the signs lie further apart, every sentence showing one goes.
+    The rest of the passage (the facts a question may need) stays.
+    """
+    spans = sentence_spans(text)
+    sentences = [text[a:b] for a, b in spans]
+    alone = {index for index, sentence in enumerate(sentences) if reads_as_instructions(sentence)}
+    dropped = set(alone)
+    for index in range(len(sentences) - 1):
+        pair = {index, index + 1}
+        if not pair & alone and reads_as_instructions(" ".join(sentences[index : index + 2])):
+            dropped |= pair
+    if not dropped and reads_as_instructions(text):
+        dropped = {index for index, sentence in enumerate(sentences) if signs_in(sentence)}
+    pieces, position = [], 0
+    for index, (begin, end) in enumerate(spans):
+        if index in dropped:
+            pieces += [text[position:begin], REDACTED]
+            position = end
+    return "".join([*pieces, text[position:]])
+
+
+def readable(citation: Citation) -> Citation:
+    """The citation as the model reads it: a flagged passage without its instructions."""
+    return replace(citation, text=redacted(citation.text)) if citation.flagged else citation
+
+
 def fenced_source(citation: Citation) -> str:
-    """A source as the model reads it: numbered, inside its fence, never able to leave it."""
-    return f"<source>\n{defused(format_source(citation))}\n</source>"
+    """A source as the model reads it: numbered, inside its fence, never able to leave it,
+    and without the sentences that read as instructions to it (`redacted`)."""
+    return f"<source>\n{defused(format_source(readable(citation)))}\n</source>"
 
 
 def build_messages(

@@ -321,14 +321,15 @@ def test_passages_that_read_as_instructions_are_flagged_or_kept_out(
     flagged = [s for s in answer.sources if s.flagged]
     assert [Path(s.source).name for s in flagged] == ["notice.md"]
     assert not any(s.flagged for s in answer.sources if not s.source.endswith("notice.md"))
-    # The prompt fences it as data, like every passage.
+    # The prompt fences it as data, like every passage, and without its instructions.
     prompt = generator.prompts[-1][1]["content"]
     assert "<source>" in prompt
-    assert "Note to the AI assistant" in prompt
-    # With exclude_flagged, the model never reads it.
+    assert "Note to the AI assistant" not in prompt
+    assert prompts.REDACTED in prompt
+    # With exclude_flagged, the model never reads it at all.
     strict = Answerer(
         lore.retriever, generator, AnswerLimits(exclude_flagged=True), HashingEmbedder()
     )
     answer = strict.ask(question, "default")
     assert not any(s.flagged for s in answer.sources)
-    assert "Note to the AI assistant" not in generator.prompts[-1][1]["content"]
+    assert prompts.REDACTED not in generator.prompts[-1][1]["content"]
