@@ -214,6 +214,8 @@ SIGNS: tuple[Sign, ...] = (
         r"\b(?:reply|respond|answer|output|say|print|write|state|tell (?:the )?(?:user|reader)s?)"
         r"(?: only| exactly| simply| just)? (?:with|that|the following|only|exactly)\b[^.\n]{0,60}"
         r"[\"'\u201c\u2018]"
+        r"|\b(?:reply|respond|answer)(?: to)? (?:every|each|all|any) (?:questions?|queries|query"
+        r"|messages?|requests?)\b"
         r"|\b(?:end|begin|start|finish|append to|prefix) (?:your|every|each|all|the) "
         r"(?:answers?|responses?|replies|outputs?|messages?)\b"
         r"|\b(?:include|append|add|insert|embed) (?:this|the following|a|an)? ?"
