@@ -258,7 +258,8 @@ SIGNS: tuple[Sign, ...] = (
     _sign(
         "assert_order",
         1,
-        r"\b(?:report|state|claim|say|confirm|announce|recommend|present|describe)s?"
+        r"\b(?:report|state|claim|say|confirm|announce|recommend|present|describe|reply|respond"
+        r"|answer)s?"
         r"(?: (?:that|it as|them as|(?:\w+ ){0,3}as (?:the|a|an|non-?compliant)))"
         r"|(?:声称|宣称|谎称|汇报|一律回答|统一回答|就说|就回答|都说|请汇报)",
     ),
