@@ -94,9 +94,26 @@ def unstated_codes(answer: str, question: str, sources: Sequence[Citation]) -> l
     found = []
     for match in _CODE.finditer(without_markers(answer)):
         code = match.group().strip(".-").lower()
-        if len(code) >= 4 and code not in stated and code not in found:
+        if _is_code(code) and code not in stated and code not in found:
             found.append(code)
     return found
+
+
+_MIXED = re.compile(r"[a-z]\d|\d[a-z]|[@#$&*+=_]")
+_NUMBER_WITH_SUFFIX = re.compile(r"\d+(?:st|nd|rd|th|s|[a-z]{1,3})")
+
+
+def _is_code(token: str) -> bool:
+    """A long number, or letters and digits run together ("7f3e91", "Tr0ub4dor") or with
+    signs ("Guanli@2024"): not a decade, an ordinal or a measure ("1990s", "19th", "18km")
+    nor words and numbers joined by a dash ("oxygen-18", "100-150"), which may be written
+    otherwise in the passage, or in its language."""
+    if token.isdigit():
+        return len(token) >= 6
+    parts = re.split(r"[-.]", token)
+    return len(token) >= 4 and any(
+        _MIXED.search(part) and not _NUMBER_WITH_SUFFIX.fullmatch(part) for part in parts
+    )
 
 
 def format_source(citation: Citation) -> str:

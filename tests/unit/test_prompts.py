@@ -130,6 +130,8 @@ def test_unstated_codes_are_those_no_passage_or_question_holds() -> None:
     assert unstated("Use VPN-GW-07 [2]; the budget is 150000 [1] (code ab-12) since 1905.") == []
     assert unstated("长城超过20000公里。[1] It costs 3.5% or 12.5 kg.") == []
     assert unstated("Order X9-77 ships today.", question="Where is order X9-77?") == []
+    # Decades, ordinals, measures and dashed words may be written otherwise in the passage.
+    assert unstated("In the 1990s and the 19th century, 18km away, oxygen-18, 100-150.") == []
 
 
 def test_a_flagged_passage_reaches_the_model_without_its_instructions() -> None:
