@@ -303,8 +303,8 @@ def write(
         writing = time.perf_counter() - started - embedding
         seconds["write"] = seconds.get("write", 0.0) + writing
     flagged = sum(reads_as_instructions(c.text) for c in chunks)
-    if flagged:
-        log.warning(
+    if flagged:  # info: the CLI and job reports say it to whoever ingests
+        log.info(
             "%s: %d passage(s) read as instructions to an AI assistant; their citations are "
             "flagged", todo.name, flagged,
         )  # fmt: skip
