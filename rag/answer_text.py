@@ -69,6 +69,7 @@ LINK_REMOVED_ZH = "（链接已删除）"
 SUPPORT_THRESHOLD = 0.5
 
 
+_ADDRESS = dict(_CONSTRUCTS)["url"]
 _ADDRESS_TAIL = regex.compile(r"[^\s<>()\[\]【】]*\Z")
 
 
@@ -189,12 +190,15 @@ class AnswerText:
         if kind in ("image", "tag"):
             return ""
         text: str = match.group()
-        if kind == "link":
-            return str(match.group("link_text"))
+        if kind == "link":  # its text, whose own addresses are judged as any other
+            return str(_ADDRESS.sub(lambda found: self._address(found.group()), match["link_text"]))
         if kind in ("url", "autolink"):
-            address = text.strip("<>")
-            return address if address.lower() in self._stated else self._removed
+            return self._address(text.strip("<>"))
         return text
+
+    def _address(self, address: str) -> str:
+        """A web address, kept only if a passage the model read states it."""
+        return address if address.lower() in self._stated else self._removed
 
     def _send(self, text: str) -> None:
         if text:

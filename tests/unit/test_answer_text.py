@@ -61,6 +61,8 @@ def _streamed(text: str, seed: int, **options: object) -> str:
         # Images and loading tags are dropped; a link keeps its text.
         ("See ![logo](https://leak.attacker.example/p.png?q=port) here.", "See  here."),
         ("Read [the guide](http://evil.example/?d=port) now.", "Read the guide now."),
+        ("See [http://evil.example/x](http://evil.example/x).",
+         f"See {LINK_REMOVED_EN}."),
         ('Zz <img src="http://a.example/x.png"> zz <iframe src=x></iframe> end', "Zz  zz  end"),
         # A bare address stays only when a source states it.
         ("The manual is at https://intranet.example/lore.",
