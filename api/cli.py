@@ -288,6 +288,15 @@ def evaluate_command(
             "differences.",
         ),
     ] = None,
+    rows: Annotated[
+        Path | None,
+        typer.Option(
+            "--rows",
+            dir_okay=False,
+            help="With --answers: write each answer here (the question, the answer, which "
+            "step declined it), one JSON object a line.",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Measure retrieval (and with --answers, answers) on questions with known answers.
@@ -309,6 +318,10 @@ def evaluate_command(
     where = "-".join(docs.resolve().parts[-2:])
     target = collection or "eval-" + (re.sub(r"[^A-Za-z0-9_-]+", "-", where).strip("-") or "docs")
     report = _evaluate_with(_settings(), docs, target, items, k, modes, answers)
+    if rows is not None:
+        with rows.open("w", encoding="utf-8") as handle:
+            for row in report.answer_rows:
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
     if compare is None:
         if as_json:
             _print_json(report.as_json())

@@ -16,7 +16,7 @@ from typing import Any
 
 from ingest.jobs import Job
 from ingest.pipeline import IngestResult
-from rag.injection import reads_as_instructions
+from rag.injection import flagged
 from rag.manifest import DocumentRecord, Manifest
 from rag.types import Answer, Citation, Passage
 
@@ -46,7 +46,12 @@ def _named(data: dict[str, Any], path: str, name: str, admin: bool) -> dict[str,
 
 def citations_json(citations: Sequence[Citation], view: SourceView) -> list[dict[str, Any]]:
     names = view.names({c.source for c in citations})
-    return [_named(asdict(c), c.source, names[c.source], view.admin) for c in citations]
+    rows = []
+    for citation in citations:
+        data = asdict(citation)
+        del data["orders"]  # what the model was not shown; `flagged` tells the reader
+        rows.append(_named(data, citation.source, names[citation.source], view.admin))
+    return rows
 
 
 def answer_json(answer: Answer, view: SourceView) -> dict[str, Any]:
@@ -79,7 +84,7 @@ def passages_json(passages: Sequence[Passage], view: SourceView) -> list[dict[st
             "page": chunk.page,
             "heading": chunk.heading,
             "text": chunk.text,
-            "flagged": reads_as_instructions(chunk.text),
+            "flagged": flagged(chunk),
         }
         rows.append(row)
     return rows

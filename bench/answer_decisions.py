@@ -43,11 +43,11 @@ from decline_gate import COLLECTIONS, groups, identity, kind
 def record(pairs: Sequence[tuple[str, Path]], sample: int | None, out: Path) -> None:
     import numpy as np
 
-    from rag import prompts
     from rag.config import load_settings
     from rag.container import Lore
     from rag.evaluation import contains_gold, load_questions
     from rag.keyword import words
+    from rag.language import sentence_spans
     from rag.types import DoneEvent, SourcesEvent, TokenEvent
 
     lore = Lore(load_settings(min_evidence=0.0, min_evidence_translated=0.0))
@@ -76,7 +76,7 @@ def record(pairs: Sequence[tuple[str, Path]], sample: int | None, out: Path) -> 
                 if answer is None:
                     raise RuntimeError("the answer stream ended without a result")
                 wanted = np.asarray(embedder.embed_query(question.question))
-                sentences = [s.text[a:b] for s in given for a, b in prompts.sentence_spans(s.text)]
+                sentences = [s.text[a:b] for s in given for a, b in sentence_spans(s.text)]
                 closest = 0.0
                 if sentences:
                     vectors = np.asarray(embedder.embed_documents(sentences))

@@ -19,7 +19,7 @@ over the red-team set in bench/eval/injection (README there), and measures:
   hostile documents were still answered from).
 
     LORE_DATA_DIR=$(mktemp -d) python bench/injection.py --json /tmp/injection.json
-    python bench/injection.py --flags-only     # the detector alone, no model (seconds)
+    LORE_DATA_DIR=$(mktemp -d) python bench/injection.py --flags-only  # the detector alone
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def ingest(lore: Any) -> dict[str, str]:
 
 def flags(lore: Any, ids: dict[str, str]) -> dict[str, Any]:
     """Per file: flagged or not, by the chunks Lore indexed."""
-    from rag.injection import reads_as_instructions
+    from rag.injection import flagged as is_flagged
 
     cases = load("cases.jsonl")
     injections: dict[str, list[str]] = {}
@@ -106,12 +106,12 @@ def flags(lore: Any, ids: dict[str, str]) -> dict[str, Any]:
                 "not indexed"
                 if not holding
                 else "flagged"
-                if any(reads_as_instructions(c.text) for c in holding)
+                if any(is_flagged(c) for c in holding)
                 else "missed"
             )
             rows.append({"file": file, "hostile": True, "state": state, "half": half(file)})
         else:
-            flagged = [c.text[:120] for c in chunks if reads_as_instructions(c.text)]
+            flagged = [c.text[:120] for c in chunks if is_flagged(c)]
             state = "flagged" if flagged else "clean"
             rows.append(
                 {"file": file, "hostile": False, "state": state, "half": half(file), "why": flagged}
@@ -280,20 +280,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             args.json.write_text(json.dumps(judged, ensure_ascii=False, indent=1), "utf-8")
         return
 
-    if args.flags_only:
-        import tempfile
+    from rag.config import load_settings
+    from rag.container import Lore
 
-        from rag.config import Settings
-        from rag.container import Lore
-        from rag.testing import HashingEmbedder
-
-        settings = Settings(data_dir=Path(tempfile.mkdtemp()))
-        lore = Lore(settings, embedder_override=HashingEmbedder())
-    else:
-        from rag.config import load_settings
-        from rag.container import Lore
-
-        lore = Lore(load_settings())
+    lore = Lore(load_settings())  # the flags need the embedder too: the classifier's
     ids = ingest(lore)
     result: dict[str, Any] = {"flags": flags(lore, ids)}
     if not args.flags_only:

@@ -38,7 +38,7 @@ from ingest.parsing import (
 from rag.container import Lore
 from rag.embeddings import Vectors
 from rag.errors import InvalidInput, LoreError, NotFound
-from rag.injection import reads_as_instructions
+from rag.injection import flagged as is_flagged
 from rag.manifest import DocumentRecord, file_name
 from rag.packaged_embeddings import packaged_token_length
 from rag.types import Chunk
@@ -78,9 +78,10 @@ def file_sha256(path: Path) -> str:
 def pipeline_version(lore: Lore) -> str:
     """What produced a document's chunks; a change means the document is indexed again."""
     settings = lore.settings
+    classifier = lore.injection_classifier  # its orders are kept with the chunks
     return (
         f"parser-{PARSER_VERSION}/chunks-{settings.chunk_size}-{settings.chunk_overlap}"
-        f"/{lore.embedder_name}/keywords-1"
+        f"/{lore.embedder_name}/keywords-1/orders-{classifier.version if classifier else 'none'}"
     )
 
 
@@ -283,14 +284,17 @@ def write(
     manifest.begin(collection, todo.doc_id, todo.sha256, pipeline_version(lore))
     # Leftovers of an interrupted run or an older pipeline share this doc id.
     drop_chunks(lore, collection, todo.doc_id)
+    flagged = 0
     for start in range(0, len(chunks), EMBED_GROUP):
-        group = chunks[start : start + EMBED_GROUP]
+        began = time.perf_counter()
+        # Sentences that give orders to an AI assistant, kept with the chunk (rag/injection.py).
+        group = lore.injection.marked(chunks[start : start + EMBED_GROUP])
+        flagged += sum(is_flagged(c) for c in group)
         if vectors is None:
-            began = time.perf_counter()
             group_vectors = lore.embedder.embed_documents([c.embedding_text() for c in group])
-            embedding += time.perf_counter() - began
         else:
             group_vectors = vectors[start : start + EMBED_GROUP]
+        embedding += time.perf_counter() - began
         lore.store.add(collection, group, group_vectors)
         lore.keywords.add(collection, group)
     retired = manifest.commit(
@@ -302,7 +306,6 @@ def write(
         seconds["embed"] = seconds.get("embed", 0.0) + embedding
         writing = time.perf_counter() - started - embedding
         seconds["write"] = seconds.get("write", 0.0) + writing
-    flagged = sum(reads_as_instructions(c.text) for c in chunks)
     if flagged:  # info: the CLI and job reports say it to whoever ingests
         log.info(
             "%s: %d passage(s) read as instructions to an AI assistant; their citations are "

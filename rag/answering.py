@@ -15,8 +15,8 @@ from rag.embeddings import Embedder
 from rag.errors import InvalidInput
 from rag.filters import Filters
 from rag.generation import Generator, first_line, prompt_tokens
-from rag.injection import reads_as_instructions
-from rag.language import language_of
+from rag.injection import flagged
+from rag.language import language_of, sentence_spans
 from rag.retrieval import Retriever
 from rag.types import (
     Answer,
@@ -96,7 +96,8 @@ def _as_citation(number: int, passage: Passage) -> Citation:
         text=chunk.text,
         score=round(passage.score, 4),
         heading=chunk.heading,
-        flagged=reads_as_instructions(chunk.text),
+        flagged=flagged(chunk),
+        orders=chunk.orders,
     )
 
 
@@ -151,7 +152,7 @@ class Answerer:
     @staticmethod
     def unflagged(passages: list[Passage]) -> list[Passage]:
         """`passages` less those that read as instructions to an assistant."""
-        kept = [p for p in passages if not reads_as_instructions(p.chunk.text)]
+        kept = [p for p in passages if not flagged(p.chunk)]
         if len(kept) < len(passages):
             dropped = len(passages) - len(kept)
             log.warning("kept %d passage(s) that read as instructions out of an answer", dropped)
@@ -277,10 +278,13 @@ class Answerer:
         tally.prompt += prompt_tokens(self._generator, messages)
         tally.completion += self._generator.count_tokens("".join(drafted))
         answer = self._finish(question, shaper.text, sources)
-        if not answer.declined and self._unsupported(question, answer, sources, min_support):
+        withdrawn = (
+            None if answer.declined else self._unsupported(question, answer, sources, min_support)
+        )
+        if withdrawn:
             note = prompts.withdrawal_for(question)
             yield TokenEvent(note)
-            answer = self._declined(question, answer.text + note, sources)
+            answer = self._declined(question, answer.text + note, sources, by=withdrawn)
         yield DoneEvent(tally.stamp(answer))
 
     def ask(
@@ -305,10 +309,12 @@ class Answerer:
         refusal = prompts.refusal_for(question)
         yield SourcesEvent(shown)
         yield TokenEvent(refusal)
-        yield DoneEvent(Answer(question, refusal, (), shown, declined=True))
+        yield DoneEvent(Answer(question, refusal, (), shown, declined=True, declined_by="search"))
 
     @staticmethod
-    def _declined(question: str, text: str, sources: Sequence[Citation]) -> Answer:
+    def _declined(
+        question: str, text: str, sources: Sequence[Citation], by: str = "model"
+    ) -> Answer:
         """A declined answer showing `sources` as read but not holding the answer.
 
         `text` is kept when it says so (the model's refusal, or a withdrawn draft and
@@ -316,22 +322,23 @@ class Answerer:
         """
         shown = tuple(replace(c, holds_answer=False, span=None) for c in sources)
         text = text if prompts.is_refusal(text) else prompts.refusal_for(question)
-        return Answer(question, text, (), shown, declined=True)
+        return Answer(question, text, (), shown, declined=True, declined_by=by)
 
     def _unsupported(
         self, question: str, answer: Answer, sources: list[Citation], min_support: float
-    ) -> bool:
-        """Whether a drafted answer is withdrawn: it states a code none of its passages
-        holds, or (with `min_support`) no sentence of them comes close to the question."""
+    ) -> str | None:
+        """Why a drafted answer is withdrawn, if it is: "unstated" when it states a code
+        none of its passages holds, "support" when (with `min_support`) no sentence of
+        them comes close to the question."""
         if self._limits.withdraw_unstated:
             made_up = prompts.unstated_codes(answer.text, question, sources)
             if made_up:
                 log.info("withdrawing an answer that states %d unstated code(s)", len(made_up))
-                return True
+                return "unstated"
         if min_support > 0 and self.support(question, sources) < min_support:
             log.info("withdrawing an answer: no sentence read says it")
-            return True
-        return False
+            return "support"
+        return None
 
     # The most sentences `support` embeds: bounds its time after a long context.
     SUPPORT_SENTENCES = 64
@@ -350,7 +357,7 @@ class Answerer:
         """
         if self._embedder is None:
             return 1.0
-        sentences = [c.text[a:b] for c in sources for a, b in prompts.sentence_spans(c.text)]
+        sentences = [c.text[a:b] for c in sources for a, b in sentence_spans(c.text)]
         if not sentences:
             return 0.0
         vectors = np.asarray(self._embedder.embed_documents(sentences[: self.SUPPORT_SENTENCES]))
@@ -402,7 +409,7 @@ class Answerer:
             return span
         if language_of(claim) == language_of(passage):
             return None
-        spans = prompts.sentence_spans(passage)
+        spans = sentence_spans(passage)
         if not spans:
             return None
         sentences = self._embedder.embed_documents([passage[a:b] for a, b in spans])

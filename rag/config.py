@@ -132,6 +132,10 @@ class Settings(BaseSettings):
     # Passages that read as instructions to an AI assistant (rag/injection.py) are
     # always flagged in citations; with this, they are also kept out of answers.
     exclude_flagged_passages: bool = False
+    # At ingest, also read the sentences that address someone with a classifier over
+    # the embedder's vectors (rag/injection_classifier.json, fit to embeddinggemma-300m),
+    # beside the patterns. Costs an embedding per such sentence; off: patterns alone.
+    injection_classifier: bool = True
     # Search for a question in translation too (with the chat model) when its nearest
     # passages are mostly in the other language (English or Chinese).
     translate_questions: bool = True

@@ -19,6 +19,7 @@ from rag.embeddings import CrossEncoderReranker, Embedder, Reranker, SentenceTra
 from rag.errors import ConfigError
 from rag.feedback import FeedbackStore
 from rag.generation import Generator, LlamaCppGenerator, OpenAICompatibleGenerator
+from rag.injection import InjectionDetector, SentenceClassifier
 from rag.keyword import KeywordIndex
 from rag.manifest import Manifest
 from rag.models import ModelSpec, get_spec, resolve_model_path
@@ -140,6 +141,19 @@ class Lore:
     @cached_property
     def embedder(self) -> Embedder:
         return self.embedder_override or build_embedder(self.settings)
+
+    @cached_property
+    def injection_classifier(self) -> SentenceClassifier | None:
+        """The shipped sentence classifier, when enabled and made for this embedder."""
+        if not self.settings.injection_classifier:
+            return None
+        classifier = SentenceClassifier.load()
+        return classifier if classifier.embedder == self.embedder_name else None
+
+    @cached_property
+    def injection(self) -> InjectionDetector:
+        """Finds orders to an AI assistant in chunks, at ingest (rag/injection.py)."""
+        return InjectionDetector(self.embedder, self.injection_classifier)
 
     @cached_property
     def store(self) -> VectorStore:

@@ -41,7 +41,7 @@ from rag.answering import Answerer
 from rag.errors import InvalidInput
 from rag.language import language_of
 from rag.retrieval import Mode, Retriever
-from rag.types import Chunk, Citation, DoneEvent, Passage, TokenEvent
+from rag.types import Answer, Chunk, DoneEvent, Passage, TokenEvent
 
 HIT_KS = (1, 3, 5, 10)
 
@@ -266,12 +266,13 @@ class AnswerRow:
     tokens_per_s: float
     oracle_text: str = ""
     oracle_declined: bool = False
+    declined_by: str = ""  # which step declined (Answer.declined_by)
 
 
 def _timed_answer(
     events: Iterable[Any], count_tokens: Callable[[str], int]
-) -> tuple[str, bool, tuple[Citation, ...], float, float]:
-    """Drain an answer stream: text, declined, citations, time to first token, tokens/s."""
+) -> tuple[Answer, float, float]:
+    """Drain an answer stream: the answer, time to first token, tokens/s."""
     started = time.perf_counter()
     first: float | None = None
     for event in events:
@@ -284,7 +285,7 @@ def _timed_answer(
             decode = ended - first
             tokens = count_tokens(answer.text) if answer.text else 0
             rate = tokens / decode if decode > 0 else 0.0
-            return answer.text, answer.declined, answer.citations, first - started, rate
+            return answer, first - started, rate
     raise RuntimeError("answer stream ended without a result")  # pragma: no cover
 
 
@@ -297,16 +298,20 @@ def run_answers(
 ) -> list[AnswerRow]:
     rows = []
     for done, question in enumerate(questions, start=1):
-        text, declined, citations, ttft, rate = _timed_answer(
+        answer, ttft, rate = _timed_answer(
             answerer.stream(question.question, collection), count_tokens
         )
-        cites_gold = any(Path(c.source).name == question.doc for c in citations)
-        row = AnswerRow(question, text, declined, cites_gold, ttft, rate)
+        cites_gold = any(Path(c.source).name == question.doc for c in answer.citations)
+        row = AnswerRow(
+            question, answer.text, answer.declined, cites_gold, ttft, rate,
+            declined_by=answer.declined_by,
+        )  # fmt: skip
         if not question.unanswerable and question.context:
             gold = Passage(_gold_chunk(question), score=1.0)
-            row.oracle_text, row.oracle_declined, *_ = _timed_answer(
+            oracle, *_ = _timed_answer(
                 answerer.stream_with(question.question, [gold]), count_tokens
             )
+            row.oracle_text, row.oracle_declined = oracle.text, oracle.declined
         rows.append(row)
         if progress is not None:
             progress(done, len(questions))
@@ -347,7 +352,13 @@ def answer_scores(row: AnswerRow) -> dict[str, float]:
         **scored("oracle_", row.oracle_text, row.oracle_declined),
         "cites_gold_doc": float(row.cites_gold),
         "declined": float(row.declined),
+        # Which step declined an answerable question (false refusals, by cause).
+        **{f"false_refusal_by_{step}": float(row.declined_by == step) for step in DECLINING_STEPS},
     }
+
+
+# The steps that can decline an answer (Answer.declined_by).
+DECLINING_STEPS = ("search", "model", "unstated", "support")
 
 
 def answer_metrics(rows: Sequence[AnswerRow]) -> dict[str, float]:
@@ -389,10 +400,12 @@ class EvalReport:
     # Each question's own scores, {"id/lang": {"hybrid:mrr@10": 1.0, ...}}, which
     # `compare` pairs across two runs; not part of the JSON report.
     per_question: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Each answer as given, for reading why a question was missed; not in the JSON report.
+    answer_rows: list[dict[str, Any]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         report = asdict(self)
-        del report["per_question"]
+        del report["per_question"], report["answer_rows"]
         return report
 
     def record(self, question: Question, scores: dict[str, float]) -> None:
@@ -454,6 +467,7 @@ def evaluate(
             _step(progress, "answers"),
         )
         report.answers = _by_language(answer_rows, answer_metrics)
+        report.answer_rows = [_row_json(r) for r in answer_rows]
         for answer in answer_rows:
             if answer.question.unanswerable:
                 report.record(answer.question, {"refused": float(answer.declined)})
@@ -463,6 +477,23 @@ def evaluate(
             if not answer.declined:
                 report.record(answer.question, {"ttft_s": answer.ttft_s})
     return report
+
+
+def _row_json(row: AnswerRow) -> dict[str, Any]:
+    question = row.question
+    gold = question.gold()
+    return {
+        "id": question.id,
+        "lang": question.lang,
+        "question": question.question,
+        "unanswerable": question.unanswerable,
+        "gold": list(gold),
+        "answer": row.text,
+        "declined_by": row.declined_by,
+        "contains_gold": bool(gold) and not row.declined and contains_gold(row.text, gold),
+        "oracle_answer": row.oracle_text,
+        "cites_gold_doc": row.cites_gold,
+    }
 
 
 # -- comparing two configurations -------------------------------------------

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from rag.keyword import words
-from rag.prompts import sentence_spans
+from rag.language import sentence_spans
 from rag.types import Passage
 
 

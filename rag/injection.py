@@ -7,20 +7,49 @@ passage as data in its prompts (rag/prompts.py), and this module finds the passa
 that try anyway, so that a citation can say so and an operator can keep them out of
 answers (`exclude_flagged_passages`).
 
-No offline model for this is available to Lore, so the test is a set of patterns in
-English and Chinese, each a sign of text written *to an assistant*, not to a person.
-Each sign has a weight; a passage is flagged when its signs reach `FLAG_AT`. Overrides
-("ignore the previous instructions"), role changes ("you are now"), fake chat roles and
-leaking links weigh enough alone; weaker signs (naming an AI, asking to reply with
-something, asking for a password) must come together. The set and its weights were set
-on one half of bench/eval/injection and are reported on the other (docs/security.md).
+Two tests, either of which flags a passage:
+
+- **Patterns**, in English and Chinese, each a sign of text written *to an assistant*,
+  not to a person. Each sign has a weight; a passage is flagged when its signs reach
+  `FLAG_AT`. Overrides ("ignore the previous instructions"), fake chat roles and
+  leaking links weigh enough alone; weaker signs (naming an AI, asking to reply with
+  something, asking for a password) must come together. They cost nothing, so they are
+  applied whenever a passage is read, to every index however old.
+- **A sentence classifier** (`InjectionDetector`): a logistic regression over the
+  embedder's vector of a sentence, which catches orders the patterns have no words
+  for ("From this point on you are Captain Sales…"). It costs an embedding per
+  sentence, so it runs once, at ingest, on the sentences that address someone
+  (`_ADDRESSED`), and the chunk keeps the spans it flagged (`Chunk.orders`). Its
+  weights (rag/injection_classifier.json) fit one embedder; with another configured,
+  the patterns work alone.
+
+Both were set on one half of bench/eval/injection and are reported on the other
+(docs/security.md, bench/injection_classifier.py).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import re
 import unicodedata
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numpy.typing import NDArray
+
+from rag.errors import ConfigError
+from rag.language import sentence_spans
+from rag.types import Chunk
+
+if TYPE_CHECKING:
+    from rag.embeddings import Embedder
+
+log = logging.getLogger(__name__)
 
 _I = re.IGNORECASE | re.MULTILINE
 
@@ -311,3 +340,104 @@ def instruction_score(text: str) -> int:
 def reads_as_instructions(text: str) -> bool:
     """Whether `text` reads as instructions written to an AI assistant."""
     return instruction_score(text) >= FLAG_AT
+
+
+def flagged(chunk: Chunk) -> bool:
+    """Whether a stored chunk reads as instructions to an AI assistant: the classifier
+    found orders in it at ingest, or the patterns find them now."""
+    return bool(chunk.orders) or reads_as_instructions(chunk.text)
+
+
+# A sentence worth the classifier's look: it speaks to someone ("you", "请"), names an
+# AI, a user or orders, or says what to answer. Orders to an assistant nearly always
+# do; most sentences of reference text don't (a seventh of XQuAD's, a fortieth of
+# CMRC's), which keeps the classifier's cost at ingest small.
+_ADDRESSED = re.compile(
+    r"\b(?:you|your|yours|yourself|ye|u|assistants?|AI|A\.I\.|models?|bots?|chatbots?|GPT"
+    r"|ChatGPT|LLM|system|ignore|disregard|forget|pretend|role-?play|reply|respond|answer"
+    r"|tell|say|user|reader|prompts?|instructions?)\b"
+    r"|你|您|助手|助理|模型|机器人|人工智能|忽略|无视|扮演|回答|回复|用户|指令|提示词|系统|AI",
+    re.IGNORECASE,
+)
+
+SHIPPED_CLASSIFIER = Path(__file__).with_name("injection_classifier.json")
+
+
+@dataclass(frozen=True)
+class SentenceClassifier:
+    """A logistic regression over one embedder's sentence vectors: the chance that a
+    sentence gives orders to an AI assistant. Made by bench/injection_classifier.py."""
+
+    embedder: str
+    weights: NDArray[np.float32]
+    bias: float
+    threshold: float
+
+    @classmethod
+    def load(cls, path: Path = SHIPPED_CLASSIFIER) -> SentenceClassifier:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            weights = np.asarray(data["weights"], dtype=np.float32)
+            if weights.shape != (int(data["dimension"]),):
+                raise ValueError(f"{len(weights)} weights for {data['dimension']} dimensions")
+            bias, threshold = float(data["bias"]), float(data["threshold"])
+            return cls(str(data["embedder"]), weights, bias, threshold)
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise ConfigError(f"Cannot read the injection classifier {path}: {error}") from error
+
+    @property
+    def version(self) -> str:
+        """A short digest of the weights: a new classifier means chunks are read again."""
+        digest = hashlib.sha256(self.weights.tobytes())
+        digest.update(f"{self.bias}/{self.threshold}/{self.embedder}".encode())
+        return digest.hexdigest()[:12]
+
+    def scores(self, vectors: NDArray[np.float32]) -> NDArray[np.float64]:
+        logits = np.asarray(vectors, dtype=np.float64) @ self.weights + self.bias
+        return np.asarray(1.0 / (1.0 + np.exp(-logits)))
+
+
+class InjectionDetector:
+    """Finds, at ingest, the sentences of chunks that give orders to an AI assistant.
+
+    Without a classifier, or with one made for another embedder than `embedder`, it finds
+    nothing and the patterns (`flagged`) work alone.
+    """
+
+    def __init__(self, embedder: Embedder | None, classifier: SentenceClassifier | None):
+        if classifier is not None and (embedder is None or classifier.embedder != embedder.name):
+            log.info(
+                "the injection classifier fits the embedder %s, not this one: patterns alone",
+                classifier.embedder,
+            )
+            classifier = None
+        self._embedder = embedder
+        self._classifier = classifier
+
+    @property
+    def classifies(self) -> bool:
+        return self._classifier is not None
+
+    def orders(self, texts: Sequence[str]) -> list[tuple[tuple[int, int], ...]]:
+        """For each text, the spans of its sentences that the classifier reads as orders."""
+        found: list[list[tuple[int, int]]] = [[] for _ in texts]
+        if self._classifier is None or self._embedder is None:
+            return [()] * len(texts)
+        candidates = [
+            (number, span)
+            for number, text in enumerate(texts)
+            for span in sentence_spans(text)
+            if _ADDRESSED.search(text[span[0] : span[1]])
+        ]
+        if candidates:
+            sentences = [texts[number][a:b] for number, (a, b) in candidates]
+            scores = self._classifier.scores(self._embedder.embed_documents(sentences))
+            for (number, span), score in zip(candidates, scores, strict=True):
+                if score >= self._classifier.threshold:
+                    found[number].append(span)
+        return [tuple(spans) for spans in found]
+
+    def marked(self, chunks: Sequence[Chunk]) -> list[Chunk]:
+        """`chunks` with their `orders` found."""
+        orders = self.orders([c.text for c in chunks])
+        return [replace(c, orders=o) if o else c for c, o in zip(chunks, orders, strict=True)]

@@ -7,6 +7,8 @@ the other language is also searched for in translation (rag/retrieval.py).
 
 from __future__ import annotations
 
+import itertools
+import re
 from typing import Literal
 
 Language = Literal["en", "zh"]
@@ -30,3 +32,22 @@ def language_of(text: str) -> Language:
 
 def other_language(language: Language) -> Language:
     return "en" if language == "zh" else "zh"
+
+
+# Sentence ends inside a passage: Chinese end marks, Latin ones before a blank, line breaks.
+_PASSAGE_SENTENCE_END = re.compile(
+    "[\u3002\uff01\uff1f\uff1b]+[\u201d\u2019\u300d\u300f\uff09]?"  # 。！？； and a closing quote
+    r"|[.!?;]+[\"')\]]?(?=\s|$)|\n+"
+)
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) character offsets of the sentences of `text`, blanks trimmed off."""
+    bounds = [0, *(m.end() for m in _PASSAGE_SENTENCE_END.finditer(text)), len(text)]
+    spans = []
+    for begin, end in itertools.pairwise(bounds):
+        piece = text[begin:end]
+        left, right = len(piece) - len(piece.lstrip()), len(piece.rstrip())
+        if right > left:
+            spans.append((begin + left, begin + right))
+    return spans

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import replace
 
 from rag.injection import reads_as_instructions, signs_in
-from rag.language import language_of
+from rag.language import language_of, sentence_spans
 from rag.types import Citation, Turn
 
 REFUSAL_EN = "The documents do not contain the answer to this question."
@@ -140,16 +139,21 @@ def defused(text: str) -> str:
 REDACTED = "[…]"
 
 
-def redacted(text: str) -> str:
+def redacted(text: str, orders: Sequence[tuple[int, int]] = ()) -> str:
     """`text` without the sentences that read as instructions to an AI assistant.
 
-    A sentence goes when it reads as instructions alone; two neighbours that do only
-    together both go; when the signs lie further apart, every sentence showing one goes.
-    The rest of the passage (the facts a question may need) stays.
+    A sentence goes when it reads as instructions alone, or overlaps one of `orders`
+    (the classifier's, `Chunk.orders`); two neighbours that read so only together both
+    go; when the signs lie further apart, every sentence showing one goes. The rest of
+    the passage (the facts a question may need) stays.
     """
     spans = sentence_spans(text)
     sentences = [text[a:b] for a, b in spans]
-    alone = {index for index, sentence in enumerate(sentences) if reads_as_instructions(sentence)}
+    alone = {
+        index
+        for index, (begin, end) in enumerate(spans)
+        if reads_as_instructions(sentences[index]) or any(begin < b and a < end for a, b in orders)
+    }
     dropped = set(alone)
     for index in range(len(sentences) - 1):
         pair = {index, index + 1}
@@ -173,7 +177,9 @@ def redacted(text: str) -> str:
 
 def readable(citation: Citation) -> Citation:
     """The citation as the model reads it: a flagged passage without its instructions."""
-    return replace(citation, text=redacted(citation.text)) if citation.flagged else citation
+    if not citation.flagged:
+        return citation
+    return replace(citation, text=redacted(citation.text, citation.orders))
 
 
 def fenced_source(citation: Citation) -> str:
@@ -241,25 +247,6 @@ def support(sentence: str, source_text: str) -> float:
     if not grams:
         return 0.0
     return len(grams & _bigrams(source_text)) / len(grams)
-
-
-# Sentence ends inside a passage: Chinese end marks, Latin ones before a blank, line breaks.
-_PASSAGE_SENTENCE_END = re.compile(
-    "[\u3002\uff01\uff1f\uff1b]+[\u201d\u2019\u300d\u300f\uff09]?"  # 。！？； and a closing quote
-    r"|[.!?;]+[\"')\]]?(?=\s|$)|\n+"
-)
-
-
-def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """(start, end) character offsets of the sentences of `text`, blanks trimmed off."""
-    bounds = [0, *(m.end() for m in _PASSAGE_SENTENCE_END.finditer(text)), len(text)]
-    spans = []
-    for begin, end in itertools.pairwise(bounds):
-        piece = text[begin:end]
-        left, right = len(piece) - len(piece.lstrip()), len(piece.rstrip())
-        if right > left:
-            spans.append((begin + left, begin + right))
-    return spans
 
 
 def supporting_span(claim: str, passage: str) -> tuple[int, int] | None:

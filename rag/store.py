@@ -70,7 +70,16 @@ def _metadata(chunk: Chunk) -> dict[str, str | int]:
         meta["page"] = chunk.page
     if chunk.heading:
         meta["heading"] = chunk.heading
+    if chunk.orders:  # Chroma metadata values are scalars: "12:80,150:210"
+        meta["orders"] = ",".join(f"{a}:{b}" for a, b in chunk.orders)
     return meta
+
+
+def _orders(value: object) -> tuple[tuple[int, int], ...]:
+    if not value:
+        return ()
+    pairs = (piece.split(":") for piece in str(value).split(","))
+    return tuple((int(a), int(b)) for a, b in pairs)
 
 
 def _chunk(chunk_id: str, text: str | None, meta: dict[str, Any]) -> Chunk:
@@ -85,6 +94,7 @@ def _chunk(chunk_id: str, text: str | None, meta: dict[str, Any]) -> Chunk:
         content_hash=str(meta.get("content_hash", "")),
         page=int(page) if page is not None else None,
         heading=str(meta.get("heading", "")),
+        orders=_orders(meta.get("orders")),
     )
 
 

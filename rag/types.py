@@ -11,7 +11,9 @@ class Chunk:
     """A piece of a document as stored in the index.
 
     `content_hash` is the sha256 of the whole source file's bytes, shared by all of its
-    chunks; it is how re-ingest tells an unchanged file from a changed one.
+    chunks; it is how re-ingest tells an unchanged file from a changed one. `orders` are
+    the (start, end) spans of the sentences that rag/injection.py's classifier read, at
+    ingest, as orders to an AI assistant.
     """
 
     id: str
@@ -23,6 +25,7 @@ class Chunk:
     content_hash: str
     page: int | None = None
     heading: str = ""
+    orders: tuple[tuple[int, int], ...] = ()
 
     def embedding_text(self) -> str:
         """What the embedder reads: the heading path gives a passage its context."""
@@ -60,7 +63,9 @@ class Citation:
     `holds_answer` is false for the passages shown with a declined answer: the closest
     ones found, judged not to answer the question. `flagged` is true when the passage
     reads as instructions to an AI assistant (rag/injection.py): a reader should know
-    that the document tries to steer the answer.
+    that the document tries to steer the answer. `orders` are the chunk's (see `Chunk`):
+    with the sentences that show the patterns' signs, they are what the model does not
+    read of a flagged passage.
     """
 
     number: int
@@ -75,6 +80,7 @@ class Citation:
     span: tuple[int, int] | None = None
     holds_answer: bool = True
     flagged: bool = False
+    orders: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -88,6 +94,9 @@ class Answer:
     `text` is exactly the concatenation of the answer's streamed tokens.
     `prompt_tokens` and `completion_tokens` count what the chat model read and wrote for
     this answer (the follow-up rewrite included), by its tokenizer where it runs in-process.
+    `declined_by` says which step declined: "search" (no passage close enough), "model"
+    (the model's refusal), "unstated" (the draft stated a code no passage holds) or
+    "support" (no sentence read came close to the question); empty when answered.
     """
 
     question: str
@@ -98,6 +107,7 @@ class Answer:
     query: str = ""
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    declined_by: str = ""
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ def test_no_relevant_passage_declines_without_generating(
     lore.retriever.min_score = 0.99
     answer = lore.answerer.ask("长城有多长？", "default")
     assert answer.declined
+    assert answer.declined_by == "search"
     assert answer.text == prompts.REFUSAL_ZH
     assert answer.citations == ()
     assert generator.prompts == []
@@ -53,6 +54,7 @@ def test_model_refusal_is_reported_as_declined(
     generator.reply = prompts.REFUSAL_EN
     answer = lore.answerer.ask("What is the capital of Mars?", "default")
     assert answer.declined
+    assert answer.declined_by == "model"
     assert answer.citations == ()
     # The passages the model read are still shown, marked as not holding the answer.
     assert answer.sources
@@ -245,6 +247,7 @@ def test_an_answer_drafted_from_passages_that_do_not_say_it_is_withdrawn(
     events = list(answerer.stream_with(question, [Passage(without, 0.9)], min_support=0.55))
     answer = events[-1].answer  # type: ignore[union-attr]
     assert answer.declined
+    assert answer.declined_by == "support"
     # The finished text is what was streamed: the draft, then the note withdrawing it.
     streamed = "".join(e.text for e in events if isinstance(e, TokenEvent))
     assert answer.text == streamed
@@ -295,6 +298,7 @@ def test_an_answer_stating_a_code_no_passage_holds_is_withdrawn(
     events = list(answerer.stream_with("What is the admin key?", [Passage(chunk, 0.9)]))
     answer = events[-1].answer  # type: ignore[union-attr]
     assert answer.declined
+    assert answer.declined_by == "unstated"
     assert answer.text == generator.reply + prompts.WITHDRAWN_EN
     assert "".join(e.text for e in events if isinstance(e, TokenEvent)) == answer.text
     # A code the passage states is not withdrawn, nor is anything with the check off.

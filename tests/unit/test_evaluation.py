@@ -24,6 +24,7 @@ from rag.evaluation import (
     format_table,
     load_questions,
 )
+from rag.prompts import REFUSAL_EN
 from rag.testing import ScriptedGenerator
 
 pytestmark = pytest.mark.unit
@@ -134,6 +135,31 @@ def test_evaluate_reports_retrieval_and_answers_by_language(
     assert "| keyword | zh |" in table
     assert "answer_hit@5" in table
     assert json.dumps(report.as_json())
+    assert english["false_refusal_by_model"] == 0.0
+    assert [r["declined_by"] for r in report.answer_rows] == ["", "", ""]
+
+
+def test_evaluate_says_which_step_declined_each_answer(
+    lore: Lore, generator: ScriptedGenerator, tmp_path: Path
+) -> None:
+    docs, path = _eval_set(tmp_path)
+    run_batch(lore, [docs], "eval", BatchOptions(workers=1))
+    generator.reply = REFUSAL_EN
+    report = evaluate(
+        lore.retriever,
+        load_questions(path),
+        "eval",
+        answerer=lore.answerer,
+        count_tokens=generator.count_tokens,
+    )
+    english = report.answers["en"]
+    assert english["false_refusal_rate"] == 1.0
+    assert english["false_refusal_by_model"] == 1.0
+    assert english["false_refusal_by_search"] == 0.0
+    rows = {(r["id"], r["lang"]): r for r in report.answer_rows}
+    assert all(r["declined_by"] == "model" for r in rows.values())
+    assert not any(r["contains_gold"] for r in rows.values())
+    assert "answer_rows" not in report.as_json()
 
 
 def test_cli_refuses_an_unknown_mode_before_doing_any_work(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from rag import prompts
+from rag.language import sentence_spans
 from rag.types import Citation, Turn
 
 pytestmark = pytest.mark.unit
@@ -33,7 +34,7 @@ def test_prompt_numbers_sources_in_order() -> None:
 
 def test_sentence_spans_cover_english_and_chinese_sentences() -> None:
     text = "  Lore runs offline. It cites sources!\n数据留在本地。答案引用来源；"
-    pieces = [text[a:b] for a, b in prompts.sentence_spans(text)]
+    pieces = [text[a:b] for a, b in sentence_spans(text)]
     assert pieces == ["Lore runs offline.", "It cites sources!", "数据留在本地。", "答案引用来源；"]
 
 
