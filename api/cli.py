@@ -24,7 +24,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 models_app = typer.Typer(help="Install and inspect the local models.", no_args_is_help=True)
-docs_app = typer.Typer(help="List and delete indexed documents.", no_args_is_help=True)
+docs_app = typer.Typer(help="List, show and delete indexed documents.", no_args_is_help=True)
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 audit_app = typer.Typer(help="Check, export and prune the audit log.", no_args_is_help=True)
 feedback_app = typer.Typer(help="Export the ratings given to answers.", no_args_is_help=True)
@@ -599,10 +599,11 @@ def models_list(
 def docs_list(collection: CollectionOption = None, as_json: JsonOption = False) -> None:
     """List the documents in a collection, with their status and chunk counts."""
     from api.presenters import document_json
+    from ingest.documents import list_documents
 
     settings = _settings()
     target = collection or settings.collection
-    documents = _lore(settings).manifest.documents(target)
+    documents = list_documents(_lore(settings), target)
     if as_json:
         _print_json([document_json(d, admin=True) for d in documents])
         return
@@ -618,37 +619,33 @@ def docs_show(
     doc_id: Annotated[str, typer.Argument(help="The document id, as `lore docs list` shows it.")],
     collection: CollectionOption = None,
 ) -> None:
-    """Show one document's record and its chunks, as JSON."""
-    from api.presenters import document_json
-    from rag.errors import NotFound
+    """Show one document's record and its chunks, as JSON (as `GET /v1/documents/{id}`)."""
+    from api.presenters import document_detail_json
+    from ingest.documents import document_detail
 
     settings = _settings()
     target = collection or settings.collection
-    lore = _lore(settings)
-    record = lore.manifest.document(target, doc_id)
-    if record is None:
-        raise NotFound(f"Document '{doc_id}' is not in collection '{target}'.")
-    data = document_json(record, admin=True)
-    data["chunk_texts"] = [
-        {"id": c.id, "page": c.page, "text": c.text}
-        for c in lore.store.document_chunks(target, doc_id)
-    ]
-    _print_json(data)
+    _print_json(document_detail_json(document_detail(_lore(settings), target, doc_id), admin=True))
 
 
 @docs_app.command("delete")
 def docs_delete(
     doc_id: Annotated[str, typer.Argument(help="The document id, as `lore docs list` shows it.")],
     collection: CollectionOption = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """Remove a document and all of its chunks from a collection."""
-    from ingest.pipeline import delete_document
+    """Remove a document, all of its chunks and, if it was uploaded, its uploaded file."""
+    from api.presenters import deleted_json
+    from ingest.documents import remove_document
 
     settings = _settings()
     target = collection or settings.collection
-    removed, _ = delete_document(_lore(settings), target, doc_id)
+    removed = remove_document(_lore(settings), target, doc_id)
     _audit_cli(settings, "documents.delete", target, doc_ids=[doc_id])
-    typer.echo(f"Deleted {doc_id}: {removed} chunks.")
+    if as_json:
+        _print_json(deleted_json(removed, admin=True))
+        return
+    typer.echo(f"Deleted {doc_id}: {removed.chunks} chunks.")
 
 
 def _audit_log(settings: Settings) -> AuditLog:

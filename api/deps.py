@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from api.limits import GenerationGate, RateLimiter
+from api.observability import Metrics
 from ingest.jobs import JobManager
 from rag.access import LOCAL_USER, Principal
 from rag.config import validate_collection_name
@@ -36,6 +37,14 @@ def get_gate(request: Request) -> GenerationGate:
 
 
 GateDep = Annotated[GenerationGate, Depends(get_gate)]
+
+
+def get_metrics(request: Request) -> Metrics:
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 
 
 def presented_key(request: Request) -> str | None:

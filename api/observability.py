@@ -9,6 +9,8 @@ import sys
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pythonjsonlogger.json import JsonFormatter
 
+from ingest.pipeline import IngestResult
+
 # The id of the request being served, for every log line written while serving it.
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 
@@ -71,6 +73,11 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+
+    def count_ingested(self, result: IngestResult) -> None:
+        """Count one file that ingestion handled, by outcome, and the chunks it wrote."""
+        self.ingested_files.labels(result.status).inc()
+        self.ingested_chunks.inc(result.chunks if result.status in ("added", "updated") else 0)
 
 
 class _RequestIdFilter(logging.Filter):

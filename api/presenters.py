@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ingest.documents import DocumentDetail, RemovedDocument
 from ingest.jobs import Job
 from ingest.pipeline import IngestResult
 from rag.injection import flagged
@@ -98,11 +99,22 @@ def document_json(document: DocumentRecord, admin: bool) -> dict[str, Any]:
     return data
 
 
-def deleted_json(document: DocumentRecord, chunks: int, admin: bool) -> dict[str, Any]:
-    """What deleting `document` (its record as it was) removed."""
+def document_detail_json(detail: DocumentDetail, admin: bool) -> dict[str, Any]:
+    """A document's record, as `document_json`, with its chunks in `chunk_texts`."""
+    data = document_json(detail.record, admin)
+    data["chunk_texts"] = [
+        {"chunk_id": c.id, "page": c.page, "heading": c.heading, "text": c.text}
+        for c in detail.chunks
+    ]
+    return data
+
+
+def deleted_json(removed: RemovedDocument, admin: bool) -> dict[str, Any]:
+    """What deleting a document removed, named by its record as it was."""
+    document = removed.record
     return {
         "doc_id": document.doc_id,
-        "deleted_chunks": chunks,
+        "deleted_chunks": removed.chunks,
         "sources": list(document.names),
         "paths": list(document.sources) if admin else None,
     }

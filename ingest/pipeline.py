@@ -149,9 +149,16 @@ def build_chunks(
 
 
 def drop_chunks(lore: Lore, collection: str, doc_id: str) -> int:
-    """Delete a document's chunks from the vector store and the keyword index; returns how many."""
-    chunks = lore.store.document_chunks(collection, doc_id)
-    lore.store.delete_chunks(collection, [c.id for c in chunks])
+    """Delete a document's chunks from the vector store and the keyword index; returns how many.
+
+    A collection the vector store has not made (yet) holds none of them.
+    """
+    try:
+        chunks = lore.store.document_chunks(collection, doc_id)
+    except NotFound:
+        chunks = []
+    if chunks:
+        lore.store.delete_chunks(collection, [c.id for c in chunks])
     lore.keywords.delete_document(collection, doc_id)
     return len(chunks)
 

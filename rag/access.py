@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Literal, Protocol, get_args
 
 from rag import database
 from rag.errors import InvalidInput, NotFound
@@ -98,6 +98,41 @@ class KeyRecord:
             "revoked": self.revoked_at is not None,
             "revoked_at": self.revoked_at,
         }
+
+
+class ApiKeys(Protocol):
+    """The API keys: made, listed, revoked and checked.
+
+    A key's secret is shown once, by `create`, and never kept in a form it could be read
+    back from. tests/contract/test_api_keys.py holds every implementation to these
+    promises; `KeyStore` is the one on SQLite.
+    """
+
+    def create(
+        self, name: str, role: str, collections: list[str] | tuple[str, ...] = ()
+    ) -> tuple[KeyRecord, str]:
+        """Make a key; returns its record and the key itself (`lore_<id>_<secret>`).
+
+        InvalidInput for a name that is blank or over 200 characters, a role not in
+        ROLES, an admin key given collections, or another key given none.
+        """
+        ...
+
+    def list(self) -> list[KeyRecord]:
+        """Every key, revoked ones included, oldest first."""
+        ...
+
+    def revoke(self, key_id: str) -> KeyRecord:
+        """Revoke a key at once (revoking it again changes nothing); NotFound if unknown."""
+        ...
+
+    def authenticate(self, presented: str) -> Principal | None:
+        """The key's principal, or None for a malformed, unknown, wrong or revoked key."""
+        ...
+
+    def close(self) -> None:
+        """Let go of the storage; the object is not used afterwards."""
+        ...
 
 
 def _hash(secret: str) -> str:

@@ -38,7 +38,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from rag import database
 
@@ -237,6 +237,51 @@ def _recomputed_hash(row: sqlite3.Row) -> str | None:
         )
     except (ValueError, TypeError):  # a hand-edited id list that is not JSON, say
         return None
+
+
+class AuditTrail(Protocol):
+    """Who asked what, when: entries in one hash chain, appended in order, never changed.
+
+    Entry `seq` n+1 follows entry n and carries its hash as `prev_hash`; the first
+    carries 64 zeros (after a prune, the anchor's hash). Concurrent `record` calls are
+    appended one after another. tests/contract/test_audit_trail.py holds every
+    implementation to these promises; `AuditLog` is the one on SQLite.
+    """
+
+    def record(
+        self,
+        *,
+        actor: str,
+        operation: str,
+        status: int,
+        collection: str | None = None,
+        question: str | None = None,
+        chunk_ids: Iterable[str] = (),
+        doc_ids: Iterable[str] = (),
+        request_id: str | None = None,
+    ) -> AuditEntry:
+        """Append one entry after the last and return it, its `hash` the `entry_hash` of
+        its other fields. `actor` names who asked and must not be a secret."""
+        ...
+
+    def prune(self, older_than_days: float, *, actor: str = "system") -> int:
+        """Remove the entries older than `older_than_days` (0 keeps all; ValueError when
+        negative); returns how many. What stays still verifies, and a prune that removed
+        anything is itself appended, as operation `audit.prune` by `actor`."""
+        ...
+
+    def verify(self) -> VerifyResult:
+        """Check the whole chain; names the first entry that breaks it, if one does."""
+        ...
+
+    def export(self, since: datetime | None = None) -> Iterator[dict[str, Any]]:
+        """Every entry at or after `since` (all when None; UTC if it has no time zone), in
+        seq order, as `AuditEntry.as_json()` dicts, from which each hash recomputes."""
+        ...
+
+    def close(self) -> None:
+        """Let go of the storage; the object is not used afterwards."""
+        ...
 
 
 class AuditLog:

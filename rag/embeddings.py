@@ -24,23 +24,43 @@ Vectors = NDArray[np.float32]
 
 
 class Embedder(Protocol):
-    """Turns text into unit-length vectors. Documents and queries may be encoded differently."""
+    """Turns text into unit-length vectors. Documents and queries may be encoded differently.
+
+    The dot product of a query's vector and a document's is their cosine similarity, and
+    a text's vector does not depend on the other texts embedded with it.
+    tests/contract/test_embedder.py holds every implementation to these promises.
+    """
 
     @property
-    def name(self) -> str: ...
+    def name(self) -> str:
+        """The model's name, which collections record: vectors of two names don't compare."""
+        ...
 
     @property
-    def dimension(self) -> int: ...
+    def dimension(self) -> int:
+        """The length of every vector this embedder returns."""
+        ...
 
-    def embed_documents(self, texts: Sequence[str]) -> Vectors: ...
+    def embed_documents(self, texts: Sequence[str]) -> Vectors:
+        """One unit-length float32 row of `dimension` per text, in order: shape
+        (len(texts), dimension), so (0, dimension) for no texts."""
+        ...
 
-    def embed_query(self, text: str) -> list[float]: ...
+    def embed_query(self, text: str) -> list[float]:
+        """`dimension` floats of unit length for a question, comparable with documents'."""
+        ...
 
 
 class Reranker(Protocol):
-    """Scores how well each text answers a query, reading both together (higher is better)."""
+    """Scores how well each text answers a query, reading both together (higher is better).
 
-    def score(self, query: str, texts: Sequence[str]) -> list[float]: ...
+    tests/contract/test_reranker.py holds every implementation to these promises.
+    """
+
+    def score(self, query: str, texts: Sequence[str]) -> list[float]:
+        """One finite score per text, in order ([] for no texts). A text's score does not
+        depend on the other texts; the scale is the model's own."""
+        ...
 
 
 def cpu_has_native_bfloat16() -> bool:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from rag import database
 
@@ -90,6 +90,39 @@ def _record(row: sqlite3.Row) -> FeedbackRecord:
         comment=row["comment"],
         request_id=row["request_id"],
     )
+
+
+class FeedbackLog(Protocol):
+    """Ratings of answers, kept in the order they were given.
+
+    tests/contract/test_feedback_log.py holds every implementation to these promises;
+    `FeedbackStore` is the one on SQLite.
+    """
+
+    def add(
+        self,
+        *,
+        actor: str,
+        collection: str,
+        question: str,
+        answer: str,
+        chunk_ids: Iterable[str],
+        rating: Rating,
+        comment: str | None = None,
+        request_id: str | None = None,
+    ) -> FeedbackRecord:
+        """Store one rating and return it, with an id of its own and the time it was given.
+        `actor` must not be a secret. ValueError for a rating other than "up" or "down"."""
+        ...
+
+    def export(self, since: datetime | None = None) -> Iterator[dict[str, Any]]:
+        """Every rating given at or after `since` (all when None; UTC if it has no time
+        zone), oldest first, as `FeedbackRecord.as_json()` dicts."""
+        ...
+
+    def close(self) -> None:
+        """Let go of the storage; the object is not used afterwards."""
+        ...
 
 
 class FeedbackStore:

@@ -13,11 +13,27 @@ from rag.errors import GenerationFailed
 
 
 class Generator(Protocol):
-    """A chat model that streams its reply and can count tokens of its own vocabulary."""
+    """A chat model that streams its reply and can count tokens of its own vocabulary.
 
-    def count_tokens(self, text: str) -> int: ...
+    tests/contract/test_generator.py holds every implementation to these promises.
+    """
 
-    def stream(self, messages: list[dict[str, str]], max_tokens: int) -> Iterator[str]: ...
+    def count_tokens(self, text: str) -> int:
+        """How many tokens `text` takes in a prompt: 0 for "", at least 1 for any other
+        text. Exact where the model's tokenizer is at hand, otherwise an estimate that
+        errs high (`estimate_tokens`)."""
+        ...
+
+    def stream(self, messages: list[dict[str, str]], max_tokens: int) -> Iterator[str]:
+        """The reply to `messages` (dicts of "role" and "content", oldest first), piece by
+        piece as the model writes it.
+
+        Each piece is non-empty text of one or more tokens, and the reply stops after
+        `max_tokens` tokens at most, so at most `max_tokens` pieces come. Closing the
+        iterator early (`close()`) stops the generation and frees the model for the next
+        caller. A model that cannot be reached raises `GenerationFailed`.
+        """
+        ...
 
 
 def gpu_layers_for(requested: int) -> int:

@@ -28,6 +28,7 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from rag.types import Chunk
 
@@ -84,6 +85,50 @@ class KeywordHit:
     chunk_id: str
     doc_id: str
     score: float  # BM25, higher is better
+
+
+class KeywordStore(Protocol):
+    """Chunks searchable by their words (BM25), in named collections that share nothing.
+
+    Unlike the vector store it keeps no list of collections: one never written to, or
+    dropped, reads as empty, and removing from it does nothing. Chunk ids are unique
+    within a collection. tests/contract/test_keyword_store.py holds every implementation
+    to these promises; `KeywordIndex` is the one on SQLite.
+    """
+
+    def add(self, collection: str, chunks: Sequence[Chunk]) -> None:
+        """Index the words of each chunk's `embedding_text()`; a chunk id already indexed
+        is replaced, never indexed twice."""
+        ...
+
+    def search(
+        self, collection: str, question: str, k: int, doc_ids: Collection[str] | None = None
+    ) -> list[KeywordHit]:
+        """At most `k` chunks sharing words with `question`, best first (higher score).
+        With `doc_ids`, only chunks of those documents (none for an empty set). [] for a
+        question with no words the collection holds."""
+        ...
+
+    def rarity(self, collection: str, terms: Sequence[str]) -> dict[str, float]:
+        """Each of `terms` with a weight of at least 0 that is higher the fewer of the
+        collection's chunks hold it."""
+        ...
+
+    def delete_document(self, collection: str, doc_id: str) -> None:
+        """Remove the chunks of document `doc_id` from `collection`, if it has any."""
+        ...
+
+    def drop_collection(self, collection: str) -> None:
+        """Remove every chunk of `collection`."""
+        ...
+
+    def chunk_counts(self, collection: str) -> dict[str, int]:
+        """How many chunks each document of `collection` has ({} when it has none)."""
+        ...
+
+    def close(self) -> None:
+        """Let go of the storage; the object is not used afterwards."""
+        ...
 
 
 class KeywordIndex:

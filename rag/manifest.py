@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Literal
+from typing import Literal, Protocol
 
 from rag import database
 from rag.filters import Filters, epoch_microseconds, name_globs, source_globs
@@ -94,6 +94,134 @@ class SourceRecord:
 def file_name(source: str) -> str:
     """The name of a file that came on its own: the last part of its path."""
     return PurePosixPath(source).name
+
+
+class DocumentManifest(Protocol):
+    """What each collection holds, and which of it queries may see.
+
+    The visibility rules: a document is visible (its chunks may be returned) only while
+    its status is `indexed`. `begin` makes it `pending` and `commit` `indexed`; a
+    document no source points at any more, or one `retire`d, is `deleting` at once, in
+    the same step that moved its last source away; `fail` records `failed`, never
+    visible. A missing collection reads as empty. tests/contract/test_manifest.py holds
+    every implementation to these rules; `Manifest` is the one on SQLite.
+    """
+
+    def source(self, collection: str, source: str) -> SourceRecord | None:
+        """What `source` (a server path) points at; None if the collection has no such path."""
+        ...
+
+    def source_names(self, collection: str, sources: Iterable[str]) -> dict[str, str]:
+        """The name readers know each of `sources` by; a path not recorded is known by
+        its file name."""
+        ...
+
+    def document(self, collection: str, doc_id: str) -> DocumentRecord | None:
+        """The document's record, whatever its status; None if there is none."""
+        ...
+
+    def documents(self, collection: str) -> list[DocumentRecord]:
+        """Every document of `collection` that is not `deleting`, by first source."""
+        ...
+
+    def unfinished(self, collection: str | None = None) -> list[DocumentRecord]:
+        """The documents left `pending` or `deleting` (in every collection when None)."""
+        ...
+
+    def visible(self, collection: str, doc_ids: Iterable[str]) -> set[str]:
+        """The subset of `doc_ids` whose chunks queries may see."""
+        ...
+
+    def matching(self, collection: str, filters: Filters) -> set[str]:
+        """Ids of the visible documents with a source that meets every condition of
+        `filters` (rag/filters.py)."""
+        ...
+
+    def visible_count(self, collection: str) -> int:
+        """How many documents of `collection` queries may see."""
+        ...
+
+    def sources_under(self, collection: str, folder: str) -> list[str]:
+        """The recorded source paths inside `folder` (a resolved directory path)."""
+        ...
+
+    def begin(self, collection: str, doc_id: str, sha256: str, pipeline: str) -> None:
+        """Record that a document's chunks are about to be written: `pending`, invisible
+        until `commit`. Beginning a recorded document again makes it `pending` again."""
+        ...
+
+    def commit(
+        self,
+        collection: str,
+        doc_id: str,
+        *,
+        title: str,
+        chunks: int,
+        source: str,
+        size: int,
+        mtime_ns: int,
+        name: str | None = None,
+    ) -> str | None:
+        """Make the document visible and point `source` at it, in one step. `name` is what
+        readers call the source (its file name if not given).
+
+        Returns the id of the document `source` pointed at before when nothing points at
+        that one any more: it is `deleting` from this same step, and its chunks are to be
+        removed next. None otherwise (committing the same source again included).
+        """
+        ...
+
+    def attach(
+        self,
+        collection: str,
+        source: str,
+        doc_id: str,
+        size: int,
+        mtime_ns: int,
+        name: str | None = None,
+    ) -> str | None:
+        """Point `source` at a recorded document (the same bytes under another path);
+        returns the document it leaves behind, as `commit` does."""
+        ...
+
+    def rename(self, collection: str, source: str, name: str) -> None:
+        """Record `name` as what readers call `source`."""
+        ...
+
+    def fail(
+        self,
+        collection: str,
+        doc_id: str,
+        sha256: str,
+        pipeline: str,
+        *,
+        source: str,
+        size: int,
+        mtime_ns: int,
+        code: str,
+        error: str,
+        name: str | None = None,
+    ) -> str | None:
+        """Record that a file could not be indexed (`failed`, never visible) and point its
+        source at that record; returns the document it leaves behind, as `commit` does."""
+        ...
+
+    def detach(self, collection: str, source: str) -> str | None:
+        """Forget a source path; returns its document's id when nothing points at that
+        document any more (it is then `deleting`)."""
+        ...
+
+    def retire(self, collection: str, doc_id: str) -> list[str]:
+        """Hide a document now (`deleting`) and drop its sources; returns their paths."""
+        ...
+
+    def forget(self, collection: str, doc_id: str) -> None:
+        """Remove a document's record, once its chunks are gone from the stores."""
+        ...
+
+    def close(self) -> None:
+        """Let go of the storage; the object is not used afterwards."""
+        ...
 
 
 class Manifest:

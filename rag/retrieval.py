@@ -14,9 +14,9 @@ from rag.embeddings import Embedder, Reranker
 from rag.errors import LoreError
 from rag.evidence import Evidence, evidence
 from rag.filters import Filters
-from rag.keyword import KeywordIndex
+from rag.keyword import KeywordStore
 from rag.language import language_of, other_language
-from rag.manifest import Manifest
+from rag.manifest import DocumentManifest
 from rag.store import VectorStore
 from rag.translation import Translator
 from rag.types import Chunk, Passage
@@ -130,8 +130,8 @@ class Retriever:
         self,
         embedder: Embedder,
         store: VectorStore,
-        manifest: Manifest,
-        keywords: KeywordIndex | None = None,
+        manifest: DocumentManifest,
+        keywords: KeywordStore | None = None,
         *,
         min_score: float = 0.0,
         min_score_translated: float | None = None,
@@ -331,7 +331,7 @@ class Retriever:
         return [found[i] for i in self._visible_prefix(fetch, collection, k, scope)]
 
     def _keyword(
-        self, keywords: KeywordIndex, question: str, collection: str, k: int, scope: _Scope
+        self, keywords: KeywordStore, question: str, collection: str, k: int, scope: _Scope
     ) -> dict[str, float]:
         """The best `k` chunks by BM25 as {chunk id: score}, best first."""
         scores: dict[str, float] = {}

@@ -23,9 +23,20 @@ _WRITE_BATCH = 1000
 
 
 class VectorStore(Protocol):
-    """Chunks and their vectors, grouped in named collections."""
+    """Chunks and their vectors, grouped in named collections.
 
-    def add(self, collection: str, chunks: Sequence[Chunk], vectors: Vectors) -> None: ...
+    A collection exists once `create_collection` or `add` made it, until
+    `drop_collection`. Every other method that names a collection raises `NotFound` when
+    it does not exist, whatever else it is given (an empty list of ids included), so a
+    missing collection is the same answer to every reader. Chunk ids are unique within
+    a collection. tests/contract/test_vector_store.py holds every implementation to this.
+    """
+
+    def add(self, collection: str, chunks: Sequence[Chunk], vectors: Vectors) -> None:
+        """Store `chunks` with one vector each (row i is chunk i's), making the collection
+        if it is missing. A chunk id already stored is replaced, never stored twice.
+        ValueError when the counts of chunks and vectors differ."""
+        ...
 
     def query(
         self,
@@ -34,20 +45,35 @@ class VectorStore(Protocol):
         k: int,
         doc_ids: Collection[str] | None = None,
     ) -> list[Passage]:
-        """The `k` chunks nearest to `vector`; with `doc_ids`, only chunks of those documents."""
+        """The `k` chunks nearest to `vector`, nearest first, each scored by its cosine
+        similarity to `vector` (1.0 for the same direction); fewer when the collection
+        holds fewer. With `doc_ids`, only chunks of those documents (none for an empty
+        set)."""
         ...
 
-    def document_chunks(self, collection: str, doc_id: str) -> list[Chunk]: ...
+    def document_chunks(self, collection: str, doc_id: str) -> list[Chunk]:
+        """Every chunk of document `doc_id`, as it was added, by `chunk_index`; [] when
+        the collection holds none of it."""
+        ...
 
     def chunks_with_vectors(
         self, collection: str, chunk_ids: Sequence[str]
-    ) -> list[tuple[Chunk, Vectors]]: ...
+    ) -> list[tuple[Chunk, Vectors]]:
+        """The chunks with these ids and their stored vectors (float32, as added); ids
+        the collection does not hold are left out."""
+        ...
 
-    def delete_chunks(self, collection: str, chunk_ids: Sequence[str]) -> None: ...
+    def delete_chunks(self, collection: str, chunk_ids: Sequence[str]) -> None:
+        """Remove the chunks with these ids; ids the collection does not hold are ignored."""
+        ...
 
-    def chunk_counts(self, collection: str) -> dict[str, int]: ...
+    def chunk_counts(self, collection: str) -> dict[str, int]:
+        """How many chunks each document of the collection has ({} when it is empty)."""
+        ...
 
-    def list_collections(self) -> list[str]: ...
+    def list_collections(self) -> list[str]:
+        """The names of the collections that exist, sorted."""
+        ...
 
     def create_collection(self, collection: str) -> None:
         """Make an empty collection (nothing happens if it exists)."""
@@ -222,10 +248,7 @@ class ChromaStore:
         return passages
 
     def document_chunks(self, collection: str, doc_id: str) -> list[Chunk]:
-        try:
-            target = self._existing(collection)
-        except NotFound:
-            return []
+        target = self._existing(collection)
         result = target.get(where={"doc_id": doc_id}, include=["documents", "metadatas"])
         chunks = [
             _chunk(i, text, meta)
@@ -238,10 +261,9 @@ class ChromaStore:
     def chunks_with_vectors(
         self, collection: str, chunk_ids: Sequence[str]
     ) -> list[tuple[Chunk, Vectors]]:
-        """The chunks with these ids and their stored vectors (missing ids are left out)."""
+        target = self._existing(collection)
         if not chunk_ids:
             return []
-        target = self._existing(collection)
         result = target.get(ids=list(chunk_ids), include=["documents", "metadatas", "embeddings"])
         return [
             (_chunk(i, text, meta), np.asarray(vector, dtype=np.float32))
@@ -255,14 +277,12 @@ class ChromaStore:
         ]
 
     def delete_chunks(self, collection: str, chunk_ids: Sequence[str]) -> None:
-        if not chunk_ids:
-            return
         target = self._existing(collection)
         for start in range(0, len(chunk_ids), _WRITE_BATCH):
             target.delete(ids=list(chunk_ids[start : start + _WRITE_BATCH]))
 
     def chunk_counts(self, collection: str) -> dict[str, int]:
-        """Chunks per document id across the whole collection (a full scan, for checks)."""
+        # A full scan: for consistency checks, not for every request.
         target = self._existing(collection)
         counts: dict[str, int] = {}
         total = target.count()

@@ -66,7 +66,7 @@ class ScriptedGenerator:
 
     def count_tokens(self, text: str) -> int:
         # About one token per 4 characters, as for English with a BPE vocabulary.
-        return max(1, len(text) // 4)
+        return max(1, len(text) // 4) if text else 0
 
     def stream(self, messages: list[dict[str, str]], max_tokens: int) -> Iterator[str]:
         self.prompts.append(messages)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,29 +11,9 @@ from rag.config import Settings
 from rag.container import Lore
 from rag.store import ChromaStore, VectorStore
 from rag.testing import HashingEmbedder, ScriptedGenerator
-from tests.integration.conftest import REPO, free_port, lore_env, running
+from tests.servers import REPO
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
-    folder = tmp_path_factory.mktemp("chroma-server")
-    port = free_port()
-    chroma = str(Path(sys.executable).parent / "chroma")
-    command = [
-        chroma,
-        "run",
-        "--path",
-        str(folder / "db"),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    env = {**lore_env(folder, folder), "ANONYMIZED_TELEMETRY": "False"}
-    with running(command, f"http://127.0.0.1:{port}/api/v2/heartbeat", folder / "chroma.log", env):
-        yield "127.0.0.1", port
 
 
 @pytest.fixture(params=["embedded", "server"])
@@ -68,27 +46,19 @@ def test_store_contract_ingest_update_delete(store: VectorStore, tmp_path: Path)
     assert store.document_chunks(collection, second.doc_id) == []
 
 
-def test_answers_through_a_llama_cpp_server(tmp_path: Path, models_dir: Path) -> None:
+def test_answers_through_a_llama_cpp_server(
+    tmp_path: Path, models_dir: Path, llama_server: str
+) -> None:
     """The chat model served by llama.cpp's OpenAI-compatible server instead of in-process."""
-    port = free_port()
-    gguf = models_dir / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
-    command = [
-        sys.executable, "-m", "llama_cpp.server", "--model", str(gguf),
-        "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096",
-    ]  # fmt: skip
-    env = lore_env(tmp_path, models_dir)
-    with running(command, f"http://127.0.0.1:{port}/v1/models", tmp_path / "llama.log", env):
-        settings = Settings(
-            data_dir=tmp_path / "data",
-            models_dir=models_dir,
-            llm_backend="openai",
-            llm_base_url=f"http://127.0.0.1:{port}/v1",
-        )
-        lore = Lore(settings)
-        ingest_paths(lore, [REPO / "demo" / "operations.md"], "default")
-        answer = lore.answerer.ask(
-            "What port does the Lore server listen on by default?", "default"
-        )
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        models_dir=models_dir,
+        llm_backend="openai",
+        llm_base_url=llama_server,
+    )
+    lore = Lore(settings)
+    ingest_paths(lore, [REPO / "demo" / "operations.md"], "default")
+    answer = lore.answerer.ask("What port does the Lore server listen on by default?", "default")
     assert "8000" in answer.text
     assert answer.citations
     assert answer.citations[0].source.endswith("operations.md")

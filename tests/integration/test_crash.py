@@ -15,7 +15,7 @@ import pytest
 
 from rag.config import Settings
 from rag.container import Lore
-from tests.integration.conftest import REPO
+from tests.servers import REPO
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from rag import prompts
-from tests.integration.conftest import REPO, Server, lore_env
+from tests.integration.conftest import Server
+from tests.servers import REPO, lore_env
 
 pytestmark = pytest.mark.integration
 

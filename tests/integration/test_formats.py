@@ -229,7 +229,7 @@ def test_batch_over_the_corpus_handles_every_file(tmp_path: Path) -> None:
 
 
 def test_hostile_upload_names_never_escape(tmp_path: Path) -> None:
-    from api.app import _safe_filename
+    from api.uploads import safe_filename
 
     for hostile in (
         "../../etc/passwd.md",
@@ -239,7 +239,7 @@ def test_hostile_upload_names_never_escape(tmp_path: Path) -> None:
         "x" * 300 + ".md",
     ):
         try:
-            name = _safe_filename(hostile)
+            name = safe_filename(hostile)
         except LoreError:
             continue
         assert "/" not in name

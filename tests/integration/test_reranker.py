@@ -21,7 +21,7 @@ from rag.models import get_spec
 from rag.retrieval import Retriever
 from rag.store import ChromaStore
 from rag.testing import HashingEmbedder, ScriptedGenerator
-from tests.integration.conftest import installed_models_dir
+from tests.servers import installed_models_dir
 
 pytestmark = pytest.mark.integration
 

@@ -339,14 +339,14 @@ def test_an_upload_keeps_the_users_file_name_everywhere(client: TestClient, lore
 def test_a_file_name_with_control_characters_or_blank_is_refused_saying_why(name: str) -> None:
     # HTTP clients escape such names (httpx sends %0A), so the check is met directly:
     # every upload route passes the client's name through it first.
-    from api.app import _safe_filename
+    from api.uploads import safe_filename
     from rag.errors import InvalidInput
 
     with pytest.raises(InvalidInput) as refused:
-        _safe_filename(name)
+        safe_filename(name)
     reason = "plain file name" if not name.strip() else "control characters"
     assert reason in str(refused.value)
-    assert _safe_filename("Q3 report (final).pdf") == "Q3 report (final).pdf"
+    assert safe_filename("Q3 report (final).pdf") == "Q3 report (final).pdf"
 
 
 def _streamed_chat(client: TestClient, body: dict) -> tuple[str, list[dict]]:  # type: ignore[type-arg]

@@ -90,9 +90,9 @@ def _max_tokens(body: ChatCompletionRequest, lore: Lore) -> int | None:
 
 
 @router.get("/v1/models", responses={401: {"model": ErrorOut}})
-async def list_models(lore: LoreDep, caller: CallerDep) -> dict[str, Any]:
+def list_models(lore: LoreDep, caller: CallerDep) -> dict[str, Any]:
     """The collections this key may read, as OpenAI models named `lore:<collection>`."""
-    names = await run_in_threadpool(lore.store.list_collections)
+    names = lore.store.list_collections()
     return {
         "object": "list",
         "data": [
@@ -103,6 +103,8 @@ async def list_models(lore: LoreDep, caller: CallerDep) -> dict[str, Any]:
     }
 
 
+# Async: the answer runs beside the event loop (api/answers.py), and a stream is sent
+# from it as the tokens come.
 @router.post(
     "/v1/chat/completions",
     responses={404: {"model": ErrorOut}, 422: {"model": ErrorOut}, 503: {"model": ErrorOut}},
@@ -223,9 +225,7 @@ async def _chunks(
     "/v1/embeddings",
     responses={413: {"model": ErrorOut}, 422: {"model": ErrorOut}},
 )
-async def embeddings(
-    body: EmbeddingRequest, request: Request, lore: LoreDep, caller: CallerDep
-) -> Any:
+def embeddings(body: EmbeddingRequest, request: Request, lore: LoreDep, caller: CallerDep) -> Any:
     """Vectors from the configured embedder, as OpenAI embeddings (the `model` is ignored)."""
     texts = [body.input] if isinstance(body.input, str) else list(body.input)
     if not texts:
@@ -234,8 +234,8 @@ async def embeddings(
         raise LimitExceeded(f"Send at most {MAX_EMBEDDING_INPUTS} texts at a time.")
     if any(len(t) > 8000 for t in texts):
         raise InvalidInput("Each text may be at most 8000 characters.")
-    vectors = await run_in_threadpool(lore.embedder.embed_documents, texts)
-    await run_in_threadpool(audit, request, "embeddings", status=200)
+    vectors = lore.embedder.embed_documents(texts)
+    audit(request, "embeddings", status=200)
     tokens = sum(len(t) for t in texts) // 4
 
     def encoded(vector: Any) -> list[float] | str:

@@ -1,0 +1,66 @@
+"""How Lore's errors reach an HTTP client: one status for each domain exception, and a
+JSON body with a stable code, a human sentence and the request id (never a trace)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+
+from api.schemas import ErrorOut
+from rag.errors import (
+    Busy,
+    ConfigError,
+    Forbidden,
+    GenerationFailed,
+    InvalidInput,
+    LimitExceeded,
+    LoreError,
+    ModelMissing,
+    NotFound,
+    ParseError,
+    RateLimited,
+    StoreUnavailable,
+    TimedOut,
+    Unauthorized,
+    UnsupportedFile,
+)
+
+_STATUS: dict[type[LoreError], int] = {
+    Unauthorized: 401,
+    NotFound: 404,
+    Forbidden: 403,
+    InvalidInput: 422,
+    UnsupportedFile: 415,
+    ParseError: 422,
+    LimitExceeded: 413,
+    ModelMissing: 503,
+    StoreUnavailable: 503,
+    GenerationFailed: 502,
+    Busy: 503,
+    RateLimited: 429,
+    TimedOut: 504,
+    ConfigError: 500,
+}
+
+# OpenAI clients read errors from an `error` object; these paths get one as well.
+_OPENAI_PATHS = ("/v1/chat/completions", "/v1/embeddings", "/v1/models")
+
+
+def status_for(exc: LoreError) -> int:
+    """The HTTP status for a domain exception: the first of its kinds mapped, else 500."""
+    for kind, status in _STATUS.items():
+        if isinstance(exc, kind):
+            return status
+    return 500
+
+
+def error_response(status: int, code: str, message: str, request: Request) -> JSONResponse:
+    """The JSON error for `request`: `code`, `message` and `request_id` (and, on the
+    OpenAI paths, the same in an `error` object), with the request id as a header."""
+    request_id = getattr(request.state, "request_id", "")
+    body: dict[str, Any] = ErrorOut(code=code, message=message, request_id=request_id).model_dump()
+    if request.url.path in _OPENAI_PATHS:
+        body["error"] = {"message": message, "type": code, "code": code}
+    return JSONResponse(body, status_code=status, headers={"X-Request-ID": request_id})

@@ -1,0 +1,82 @@
+"""Collections: create one, list them with their sizes, delete one with all it holds."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Request
+from fastapi import Path as PathParam
+
+from api.answers import audit
+from api.deps import CallerDep, LoreDep, readable, writable
+from api.schemas import (
+    COLLECTION_PATTERN,
+    CollectionDeleteOut,
+    CollectionIn,
+    CollectionOut,
+    ErrorOut,
+)
+from ingest.documents import remove_collection, require_collection
+from rag.container import Lore
+
+router = APIRouter(tags=["collections"])
+
+CollectionPath = Annotated[str, PathParam(pattern=COLLECTION_PATTERN)]
+
+
+@router.post(
+    "/v1/collections",
+    response_model=CollectionOut,
+    status_code=201,
+    responses={403: {"model": ErrorOut}, 422: {"model": ErrorOut}},
+)
+def create_collection(
+    body: CollectionIn, request: Request, lore: LoreDep, caller: CallerDep
+) -> Any:
+    """Create an empty collection (an admin, or a writer key naming it, may)."""
+    writable(caller, body.name)
+    lore.store.create_collection(body.name)
+    audit(request, "collections.create", collection=body.name, status=201)
+    return CollectionOut(name=body.name, documents=0, chunks=0)
+
+
+@router.get("/v1/collections", response_model=list[CollectionOut])
+def list_collections(lore: LoreDep, caller: CallerDep) -> Any:
+    """The collections this key may read, with their sizes."""
+    names = lore.store.list_collections()
+    return [_collection_out(lore, n) for n in names if caller.can_read(n)]
+
+
+@router.get(
+    "/v1/collections/{name}",
+    response_model=CollectionOut,
+    responses={404: {"model": ErrorOut}},
+)
+def get_collection(name: CollectionPath, lore: LoreDep, caller: CallerDep) -> Any:
+    """One collection's size."""
+    readable(caller, name)
+    require_collection(lore, name)
+    return _collection_out(lore, name)
+
+
+@router.delete(
+    "/v1/collections/{name}",
+    response_model=CollectionDeleteOut,
+    responses={403: {"model": ErrorOut}, 404: {"model": ErrorOut}},
+)
+def delete_collection(
+    name: CollectionPath, request: Request, lore: LoreDep, caller: CallerDep
+) -> Any:
+    """Delete a collection: every document, chunk and uploaded file in it."""
+    writable(caller, name)
+    removed = remove_collection(lore, name)
+    audit(request, "collections.delete", collection=name, doc_ids=list(removed.doc_ids), status=200)
+    return CollectionDeleteOut(
+        name=name, deleted_documents=len(removed.doc_ids), deleted_chunks=removed.chunks
+    )
+
+
+def _collection_out(lore: Lore, name: str) -> CollectionOut:
+    documents = lore.manifest.visible_count(name)
+    chunks = sum(d.chunks for d in lore.manifest.documents(name) if d.status == "indexed")
+    return CollectionOut(name=name, documents=documents, chunks=chunks)

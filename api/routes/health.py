@@ -1,0 +1,74 @@
+"""Liveness, readiness and metrics: what load balancers, orchestrators and Prometheus probe."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from api.deps import AdminDep, CallerDep, LoreDep, MetricsDep
+from api.schemas import Health, Readiness, Ready
+from rag.container import Lore
+
+log = logging.getLogger("lore.api")
+
+router = APIRouter(tags=["health"])
+
+
+# Async, and taking no dependency: it needs no worker thread, so it answers at once even
+# while every worker thread is busy.
+@router.get("/healthz", response_model=Health)
+async def healthz() -> Health:
+    """Alive: answers at once, without a key, whatever the models are doing."""
+    return Health(status="ok")
+
+
+def _readiness(request: Request, lore: Lore) -> Readiness:
+    """Each check's state: the models loaded, the vector store and the manifest reachable."""
+    checks = {"models": "ok" if request.app.state.ready else "loading"}
+    try:
+        lore.store.list_collections()
+        checks["vector_store"] = "ok"
+    except Exception:
+        log.exception("vector store unreachable")
+        checks["vector_store"] = "unreachable"
+    try:
+        lore.manifest.collections()
+        checks["manifest"] = "ok"
+    except Exception:
+        log.exception("manifest unreachable")
+        checks["manifest"] = "unreachable"
+    ready = all(v == "ok" for v in checks.values())
+    return Readiness(status="ready" if ready else "not ready", checks=checks)
+
+
+@router.get("/readyz", response_model=Ready, responses={503: {"model": Ready}})
+def readyz(request: Request, lore: LoreDep) -> Any:
+    """Ready (200) or not (503): models loaded and the stores reachable. No key is
+    needed, so load balancers and orchestrators can probe it; it says nothing more.
+    The checks' detail is `GET /v1/admin/readiness`."""
+    state = _readiness(request, lore)
+    body = Ready(status=state.status)
+    return JSONResponse(body.model_dump(), status_code=200 if state.status == "ready" else 503)
+
+
+@router.get(
+    "/v1/admin/readiness",
+    response_model=Readiness,
+    responses={503: {"model": Readiness}},
+)
+def readiness(request: Request, lore: LoreDep, admin: AdminDep) -> Any:
+    """Readiness with each check's state (admin only): 503 naming what is not ready."""
+    state = _readiness(request, lore)
+    code = 200 if state.status == "ready" else 503
+    return JSONResponse(state.model_dump(), status_code=code)
+
+
+@router.get("/metrics", response_class=PlainTextResponse)
+async def prometheus_metrics(caller: CallerDep, metrics: MetricsDep) -> Response:
+    """Prometheus metrics: requests and latency by route, queue depth, time to first
+    token, tokens/s, retrieval latency, ingest counters."""
+    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,47 @@
+"""API keys (admin only): make one, list them, revoke one."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Request
+from fastapi import Path as PathParam
+
+from api.answers import audit
+from api.deps import AdminDep, LoreDep
+from api.schemas import ErrorOut, KeyIn, KeyOut, NewKeyOut
+
+router = APIRouter(tags=["keys"])
+
+KeyIdPath = Annotated[str, PathParam(pattern=r"^[0-9a-f]{12}$")]
+
+
+@router.post(
+    "/v1/keys",
+    response_model=NewKeyOut,
+    status_code=201,
+    responses={403: {"model": ErrorOut}, 422: {"model": ErrorOut}},
+)
+def create_key(body: KeyIn, request: Request, lore: LoreDep, admin: AdminDep) -> Any:
+    """Make an API key (admin only). The key is in this response and nowhere else."""
+    record, key = lore.keys.create(body.name, body.role, body.collections)
+    audit(request, f"keys.create {record.key_id}", status=201)
+    return {**record.as_json(), "key": key}
+
+
+@router.get("/v1/keys", response_model=list[KeyOut], responses={403: {"model": ErrorOut}})
+def list_keys(lore: LoreDep, admin: AdminDep) -> Any:
+    """Every key, revoked ones included, without secrets (admin only)."""
+    return [k.as_json() for k in lore.keys.list()]
+
+
+@router.delete(
+    "/v1/keys/{key_id}",
+    response_model=KeyOut,
+    responses={403: {"model": ErrorOut}, 404: {"model": ErrorOut}},
+)
+def revoke_key(key_id: KeyIdPath, request: Request, lore: LoreDep, admin: AdminDep) -> Any:
+    """Revoke a key at once (admin only)."""
+    record = lore.keys.revoke(key_id)
+    audit(request, f"keys.revoke {key_id}", status=200)
+    return record.as_json()

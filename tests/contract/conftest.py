@@ -1,0 +1,7 @@
+"""The contract suites' shared fixtures: real models and servers for the integration tier."""
+
+from __future__ import annotations
+
+from tests.servers import chroma_server as chroma_server
+from tests.servers import llama_server as llama_server
+from tests.servers import models_dir as models_dir
