@@ -21,7 +21,8 @@ from rag.types import AnswerEvent, DoneEvent, SourcesEvent, TokenEvent, Turn
 
 def audit(request: Request, operation: str, **details: Any) -> None:
     """Append an audit entry for this request (blocking: call it from a worker thread)."""
-    request.app.state.audit.record(
+    lore: Lore = request.app.state.lore
+    lore.audit.record(
         actor=getattr(request.state, "actor", "anonymous"),
         operation=operation,
         request_id=getattr(request.state, "request_id", ""),

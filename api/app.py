@@ -40,7 +40,6 @@ from api.routes import (
 )
 from ingest.jobs import Job, JobManager
 from ingest.pipeline import recover
-from rag.audit import AuditLog
 from rag.config import Settings, load_settings
 from rag.container import Lore
 from rag.errors import AuthThrottled, Busy, LimitExceeded, LoreError, RateLimited, Unauthorized
@@ -58,7 +57,7 @@ def _warm_up(lore: Lore) -> None:
 
     Also clears what an earlier crash left half-written (invisible, but taking space).
     """
-    _ = lore.embedder, lore.store, lore.answerer, lore.keys, lore.feedback
+    _ = lore.embedder, lore.store, lore.answerer, lore.keys, lore.feedback, lore.audit
     recover(lore)
 
 
@@ -74,22 +73,22 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
                 "AUTH IS OFF: every request is served as an admin, without a key. "
                 "This is only for one person on this machine; the server binds to loopback."
             )
-        app.state.lore = lore or Lore(settings)
-        app.state.audit = AuditLog(settings.data_dir / "audit.sqlite3")
+        components = lore or Lore(settings)
+        app.state.lore = components
         # Retention is applied at every start (and by `lore audit prune`).
-        await run_in_threadpool(app.state.audit.prune, settings.audit_retention_days)
-        await run_in_threadpool(_warm_up, app.state.lore)
+        await run_in_threadpool(components.audit.prune, settings.audit_retention_days)
+        await run_in_threadpool(_warm_up, components)
         app.state.jobs = JobManager(
-            app.state.lore,
+            components,
             on_result=metrics.count_ingested,
-            on_finish=partial(_audit_job, app.state.audit),
+            on_finish=partial(_audit_job, components),
         )
         app.state.ready = True
         try:
             yield
         finally:
             await run_in_threadpool(app.state.jobs.close)
-            app.state.audit.close()
+            components.close_records()
 
     # FastAPIOffline serves the /docs and /redoc pages' scripts itself, not from a CDN:
     # Lore's networks have no internet.
@@ -204,8 +203,8 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
     return app
 
 
-def _audit_job(log_: AuditLog, job: Job) -> None:
-    log_.record(
+def _audit_job(lore: Lore, job: Job) -> None:
+    lore.audit.record(
         actor=job.actor or "anonymous",
         operation=f"ingest.jobs.{job.status}",
         collection=job.collection,

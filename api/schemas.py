@@ -6,7 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-COLLECTION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{1,510}[A-Za-z0-9]$"
+from rag.config import COLLECTION_PATTERN
+
 FilterValue = Annotated[str, Field(max_length=4096)]
 
 FLAGGED_DOC = (

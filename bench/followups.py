@@ -89,7 +89,7 @@ def load(path: Path) -> list[Conversation]:
 
 
 def collection_for(docs: Path) -> str:
-    """The collection `lore eval` ingests `docs` into (api/cli.py names it the same way)."""
+    """The collection `lore eval` ingests `docs` into (named as in api/cli/evaluation.py)."""
     where = "-".join(docs.resolve().parts[-2:])
     return "eval-" + (re.sub(r"[^A-Za-z0-9_-]+", "-", where).strip("-") or "docs")
 

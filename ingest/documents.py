@@ -16,6 +16,7 @@ from ingest.pipeline import delete_document, file_sha256
 from rag.container import Lore
 from rag.errors import NotFound
 from rag.manifest import DocumentRecord
+from rag.store import require_collection
 from rag.types import Chunk
 
 
@@ -44,17 +45,14 @@ class RemovedCollection:
     chunks: int
 
 
-def require_collection(lore: Lore, collection: str) -> None:
-    """Returns if the collection exists in the vector store; NotFound otherwise."""
-    if collection not in lore.store.list_collections():
-        raise NotFound(f"Collection '{collection}' does not exist.")
-
-
 def list_documents(lore: Lore, collection: str) -> list[DocumentRecord]:
     """The documents of a collection (none being deleted); NotFound when the collection
     does not exist."""
-    if collection not in lore.store.list_collections():
-        raise NotFound(f"Collection '{collection}' does not exist; ingest documents into it first.")
+    require_collection(
+        lore.store,
+        collection,
+        missing=f"Collection '{collection}' does not exist; ingest documents into it first.",
+    )
     return lore.manifest.documents(collection)
 
 
@@ -105,7 +103,7 @@ def remove_document(lore: Lore, collection: str, doc_id: str) -> RemovedDocument
 def remove_collection(lore: Lore, name: str) -> RemovedCollection:
     """Delete every document of a collection (each as `remove_document` does), then the
     collection itself and its uploads folder. NotFound when the collection does not exist."""
-    require_collection(lore, name)
+    require_collection(lore.store, name)
     doc_ids: list[str] = []
     chunks = 0
     for record in lore.manifest.documents(name):

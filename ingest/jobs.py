@@ -2,7 +2,8 @@
 
 Ingestion is CPU-bound and the embedder uses every core, so jobs run one after the
 other; the queue is bounded so a client cannot pile up work without limit. A job can
-be cancelled: it stops between files, keeping what it finished.
+be cancelled: it stops between files, keeping what it finished. `JobQueue` states what
+any ingest job queue promises; `JobManager` is the one in this process.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from ingest.batch import BatchOptions, run_batch
 from ingest.pipeline import IngestResult
@@ -59,8 +60,71 @@ class Job:
         }
 
 
+class JobQueue(Protocol):
+    """Ingest jobs that run in the background, followed by id.
+
+    A job's status only moves forward:
+
+        queued ──▶ running ──▶ done | failed | cancelled
+          └──────────────────────────────────▶ cancelled
+
+    `done`: the job went through all its files, however many of them could not be read
+    (those are counted as `failed` in `counts` and named in the report's `failures`).
+    `failed`: the job itself broke, and `error` says so in a sentence fit to show a
+    client, never an exception's own text unless it is a `LoreError`'s. `cancelled`: it
+    was stopped while waiting, or between two files. A finished job (done, failed or
+    cancelled) has `finished_at` and never changes again. A job that started has
+    `started_at`, and `done` of `total` files handled, with `counts` by outcome adding
+    up to `done`; once it is done, or cancelled after it started, it has its `report`
+    (`BatchReport.as_json()`, `interrupted` when it was cancelled).
+
+    A `Job` returned describes the job as it stood at the call or later: `get` it again
+    to see it move on (the in-process queue hands out its live record; a distributed one
+    may hand out copies). Jobs may run one at a time or several at once, here or in
+    workers elsewhere: nothing promises which waiting job starts first.
+    tests/contract/test_job_queue.py holds every implementation to these promises;
+    `JobManager` is the one in process.
+    """
+
+    def submit(self, collection: str, paths: list[Path], actor: str = "") -> Job:
+        """Record a new job that ingests `paths` (files, and folders walked for supported
+        files) into `collection`, and return it `queued`, under a new id that `get` finds
+        at once. `actor` names who asked, for the audit trail, and must not be a secret.
+        When as many jobs wait as the queue takes, raise Busy with a `retry_after_s`, and
+        record nothing."""
+        ...
+
+    def get(self, job_id: str) -> Job:
+        """The job with this id; NotFound when there is none (never was, or forgotten)."""
+        ...
+
+    def list(self) -> list[Job]:
+        """The jobs it remembers, newest `created_at` first: every job not finished, and
+        the most recently finished ones (it may forget older finished jobs)."""
+        ...
+
+    def cancel(self, job_id: str) -> Job:
+        """Ask the job to stop, and return it. A waiting job is `cancelled` at once and
+        never runs. A running job stops before its next file, keeping the files it
+        finished, and becomes `cancelled` (its report `interrupted`) once it has stopped:
+        the job returned may still say `running`. A finished job is returned unchanged.
+        NotFound for an unknown id, as `get`."""
+        ...
+
+    def close(self) -> None:
+        """Stop working in this process, and return once no job runs here or a bounded
+        wait is over. A job running here stops before its next file and ends `cancelled`
+        (`done` if it had no file left). Jobs still waiting are not started here: the
+        in-process queue, which has nowhere to keep them, drops them; a durable queue
+        keeps them for its other workers. `get` and `list` still tell how jobs ended; a
+        second `close` does nothing more; nothing is submitted after the first."""
+        ...
+
+
 class JobManager:
-    """Runs ingest jobs in order on one thread. Call `close` to stop it."""
+    """A `JobQueue` in this process: jobs run in order on one thread, at most
+    `max_queued` of them waiting; the last `keep_finished` finished jobs are remembered.
+    Call `close` to stop it (a running job gets a minute to stop)."""
 
     def __init__(
         self,
@@ -71,7 +135,9 @@ class JobManager:
         on_result: Callable[[IngestResult], None] | None = None,
         on_finish: Callable[[Job], None] | None = None,
     ):
-        """`on_result` hears of every file handled; `on_finish` of every job that ends."""
+        """`on_result` hears of every file handled, on the jobs' thread (a job fails if it
+        raises); `on_finish` of every job that ran, when it ends (not of one cancelled
+        while it waited, nor of those still waiting at `close`)."""
         self._lore = lore
         self._on_result = on_result
         self._on_finish = on_finish
@@ -83,6 +149,7 @@ class JobManager:
         self._thread.start()
 
     def submit(self, collection: str, paths: list[Path], actor: str = "") -> Job:
+        """See `JobQueue.submit`: Busy (retry in 60 s) when `max_queued` jobs wait."""
         job = Job(id=uuid.uuid4().hex, collection=collection, paths=paths, actor=actor)
         with self._lock:
             self._jobs[job.id] = job
@@ -97,6 +164,7 @@ class JobManager:
         return job
 
     def get(self, job_id: str) -> Job:
+        """See `JobQueue.get`."""
         with self._lock:
             job = self._jobs.get(job_id)
         if job is None:
@@ -104,18 +172,24 @@ class JobManager:
         return job
 
     def list(self) -> list[Job]:
+        """See `JobQueue.list`."""
         with self._lock:
             return sorted(self._jobs.values(), key=lambda j: j.created_at, reverse=True)
 
     def cancel(self, job_id: str) -> Job:
+        """See `JobQueue.cancel`."""
         job = self.get(job_id)
-        job.cancel.set()
-        if job.status == "queued":
-            job.status = "cancelled"
-            job.finished_at = time.time()
+        # Under the lock that `_run` starts a job under: a waiting job is either
+        # cancelled here or started there, never cancelled and then started.
+        with self._lock:
+            job.cancel.set()
+            if job.status == "queued":
+                job.status = "cancelled"
+                job.finished_at = time.time()
         return job
 
     def close(self) -> None:
+        """See `JobQueue.close`: waiting jobs are dropped (they stay `queued`)."""
         for job in self.list():
             job.cancel.set()
         self._queue.put(None)
@@ -126,15 +200,15 @@ class JobManager:
             job = self._queue.get()
             if job is None:
                 return
-            if job.cancel.is_set():
-                continue
+            with self._lock:
+                if job.cancel.is_set():
+                    continue
+                job.status = "running"
+                job.started_at = time.time()
             self._execute(job)
             self._forget_old()
 
     def _execute(self, job: Job) -> None:
-        job.status = "running"
-        job.started_at = time.time()
-
         def progress(done: int, total: int, result: IngestResult) -> None:
             job.done, job.total = done, total
             job.counts[result.status] = job.counts.get(result.status, 0) + 1

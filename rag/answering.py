@@ -6,6 +6,7 @@ import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 import numpy as np
 
@@ -57,12 +58,22 @@ class AnswerLimits:
     withdraw_unstated: bool = True
 
 
-def check_question(question: str, limit: int) -> str:
-    """The question, stripped; InvalidInput if it is empty or longer than `limit`.
+class QuestionLimits(Protocol):
+    """Where the longest question allowed is configured: `Settings` or `AnswerLimits`."""
+
+    @property
+    def max_question_chars(self) -> int: ...
+
+
+def check_question(question: str, limits: QuestionLimits) -> str:
+    """The question, stripped; InvalidInput if it is empty or longer than
+    `limits.max_question_chars`.
 
     The one place the question's limits are checked and worded: every route and
-    command that takes a question calls it, so their messages name the same limit.
+    command that takes a question calls it (with the settings, before any work), and
+    so does the `Answerer` (with its limits), so their messages name the same limit.
     """
+    limit = limits.max_question_chars
     question = question.strip()
     if not question:
         raise InvalidInput("The question is empty.")
@@ -117,9 +128,6 @@ class Answerer:
         # Finds a cited sentence by meaning when the answer and the passage are in
         # different languages; without it such a citation has no highlighted span.
         self._embedder = embedder
-
-    def _check(self, question: str) -> str:
-        return check_question(question, self._limits.max_question_chars)
 
     def fit_budget(self, question: str, passages: list[Passage]) -> list[Citation]:
         """The leading passages whose prompt fits `context_tokens`, numbered from 1.
@@ -197,7 +205,7 @@ class Answerer:
         rewritten into a standalone one, which is what is searched for and answered.
         `max_tokens` lowers the answer's length limit for this answer.
         """
-        question = self._check(question)
+        question = check_question(question, self._limits)
         tally = TokenTally()
         query = self.standalone(question, history, tally)
         k = top_k or self._limits.top_k
@@ -253,7 +261,7 @@ class Answerer:
         is declined. The tokens streamed add up to the finished answer's text exactly:
         markers and disarmed links are put in as it streams (rag/answer_text.py).
         """
-        question = self._check(question)
+        question = check_question(question, self._limits)
         tally = tally if tally is not None else TokenTally()
         sources = self.fit_budget(question, passages)
         if not sources:

@@ -22,7 +22,10 @@ from pydantic_settings import (
 )
 
 # Chroma's rule for collection names: 3-512 characters, [a-zA-Z0-9._-], alphanumeric at both ends.
-_COLLECTION_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{1,510})[A-Za-z0-9]$")
+# The HTTP schemas state it as their `pattern`; `validate_collection_name` adds what a
+# pattern can't say (no "..", not an IPv4 address).
+COLLECTION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{1,510}[A-Za-z0-9]$"
+_COLLECTION_RE = re.compile(COLLECTION_PATTERN)
 
 
 def default_data_dir() -> Path:
@@ -41,7 +44,10 @@ def config_file() -> Path | None:
 
 
 def validate_collection_name(name: str) -> str:
-    """Return `name` if it is a valid collection name, else raise ValueError."""
+    """Return `name` if it is a valid collection name, else raise ValueError.
+
+    The one statement of the rule: settings, the HTTP API and the command line all call it.
+    """
     if not _COLLECTION_RE.match(name) or ".." in name or _is_ipv4(name):
         raise ValueError(
             "collection names are 3-512 characters of letters, digits, '.', '_' or '-', "

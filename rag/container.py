@@ -14,6 +14,7 @@ from pathlib import Path
 
 from rag.access import KeyStore
 from rag.answering import Answerer, AnswerLimits
+from rag.audit import AuditLog
 from rag.config import Settings
 from rag.embeddings import CrossEncoderReranker, Embedder, Reranker, SentenceTransformerEmbedder
 from rag.errors import ConfigError
@@ -202,6 +203,21 @@ class Lore:
     @cached_property
     def feedback(self) -> FeedbackStore:
         return FeedbackStore(self.settings.data_dir / "feedback.sqlite3")
+
+    @cached_property
+    def audit(self) -> AuditLog:
+        return AuditLog(self.settings.data_dir / "audit.sqlite3")
+
+    def close_records(self) -> None:
+        """Close the audit log, the key store and the feedback store, those that are open.
+
+        Using one afterwards opens it again. Nothing else built here holds them, unlike
+        the manifest and the keyword index, which the retriever keeps: those stay open.
+        """
+        for name in ("audit", "keys", "feedback"):
+            record: AuditLog | KeyStore | FeedbackStore | None = self.__dict__.pop(name, None)
+            if record is not None:
+                record.close()
 
     @cached_property
     def keywords(self) -> KeywordIndex:

@@ -84,6 +84,17 @@ class VectorStore(Protocol):
         ...
 
 
+def require_collection(store: VectorStore, name: str, *, missing: str | None = None) -> None:
+    """Returns if `store` holds the collection `name`; NotFound otherwise, saying `missing`
+    (by default "Collection '<name>' does not exist.").
+
+    The one check that a collection exists before work begins: routes, commands and
+    document use cases all call it, each with the message its callers have always had.
+    """
+    if name not in store.list_collections():
+        raise NotFound(missing or f"Collection '{name}' does not exist.")
+
+
 def _metadata(chunk: Chunk) -> dict[str, str | int]:
     meta: dict[str, str | int] = {
         "doc_id": chunk.doc_id,

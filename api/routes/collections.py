@@ -10,14 +10,15 @@ from fastapi import Path as PathParam
 from api.answers import audit
 from api.deps import CallerDep, LoreDep, readable, writable
 from api.schemas import (
-    COLLECTION_PATTERN,
     CollectionDeleteOut,
     CollectionIn,
     CollectionOut,
     ErrorOut,
 )
-from ingest.documents import remove_collection, require_collection
+from ingest.documents import remove_collection
+from rag.config import COLLECTION_PATTERN
 from rag.container import Lore
+from rag.store import require_collection
 
 router = APIRouter(tags=["collections"])
 
@@ -55,7 +56,7 @@ def list_collections(lore: LoreDep, caller: CallerDep) -> Any:
 def get_collection(name: CollectionPath, lore: LoreDep, caller: CallerDep) -> Any:
     """One collection's size."""
     readable(caller, name)
-    require_collection(lore, name)
+    require_collection(lore.store, name)
     return _collection_out(lore, name)
 
 

@@ -13,7 +13,6 @@ from api import presenters
 from api.answers import audit
 from api.deps import CallerDep, LoreDep, MetricsDep, readable, writable
 from api.schemas import (
-    COLLECTION_PATTERN,
     DeleteOut,
     DocumentDetailOut,
     DocumentOut,
@@ -24,6 +23,7 @@ from api.uploads import safe_filename, stage_upload, unstage
 from ingest import documents
 from ingest.parsing import check_supported
 from ingest.pipeline import ingest_replacing
+from rag.config import COLLECTION_PATTERN
 
 router = APIRouter(tags=["documents"])
 

@@ -12,9 +12,9 @@ from fastapi.responses import Response
 from api.answers import audit
 from api.deps import AdminDep, CallerDep, LoreDep, readable
 from api.schemas import ErrorOut, FeedbackIn, FeedbackOut
-from ingest.documents import require_collection
 from rag.container import Lore
 from rag.filters import parse_when
+from rag.store import require_collection
 
 router = APIRouter(tags=["feedback"])
 
@@ -28,7 +28,7 @@ router = APIRouter(tags=["feedback"])
 def create_feedback(body: FeedbackIn, request: Request, lore: LoreDep, caller: CallerDep) -> Any:
     """Rate an answer up or down, with the question, the answer and the chunks it cited."""
     collection = readable(caller, body.collection or lore.settings.collection)
-    require_collection(lore, collection)
+    require_collection(lore.store, collection)
     record = lore.feedback.add(
         actor=caller.actor,
         collection=collection,

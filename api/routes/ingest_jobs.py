@@ -11,10 +11,10 @@ from fastapi import Path as PathParam
 from api import presenters
 from api.answers import audit
 from api.deps import CallerDep, JobsDep, LoreDep, writable
-from api.schemas import COLLECTION_PATTERN, ErrorOut, JobOut
+from api.schemas import ErrorOut, JobOut
 from api.uploads import safe_filename, stage_upload, unstage
 from ingest.parsing import check_supported
-from rag.config import Settings
+from rag.config import COLLECTION_PATTERN, Settings
 from rag.errors import Forbidden, InvalidInput, NotFound
 
 router = APIRouter(tags=["ingest"])

@@ -34,6 +34,7 @@ from rag.answering import check_question
 from rag.config import validate_collection_name
 from rag.container import Lore
 from rag.errors import InvalidInput, LimitExceeded, LoreError, NotFound
+from rag.store import require_collection
 from rag.types import Answer, DoneEvent, TokenEvent, Turn
 
 router = APIRouter(tags=["openai"])
@@ -127,10 +128,10 @@ async def chat_completions(
     """An answer from a collection, as an OpenAI chat completion (or its stream of chunks)."""
     collection = readable(caller, collection_of(body.model, lore))
     question, history = _conversation(body.messages)
-    check_question(question, lore.settings.max_question_chars)
+    check_question(question, lore.settings)
     max_tokens = _max_tokens(body, lore)
-    if collection not in await run_in_threadpool(lore.store.list_collections):
-        raise NotFound(f"There is no model '{body.model[:100]}'.")
+    missing = f"There is no model '{body.model[:100]}'."
+    await run_in_threadpool(require_collection, lore.store, collection, missing=missing)
     events = start_answer(
         request,
         lore,

@@ -23,11 +23,11 @@ from api.schemas import (
     QueryResponse,
     SearchRequest,
 )
-from ingest.documents import require_collection
 from rag.access import Principal
 from rag.answering import check_question
 from rag.errors import LoreError
 from rag.filters import Filters, make_filters
+from rag.store import require_collection
 from rag.types import AnswerEvent, DoneEvent, SourcesEvent, TokenEvent, Turn
 
 log = logging.getLogger("lore.api")
@@ -46,9 +46,9 @@ async def query(body: QueryRequest, request: Request, lore: LoreDep, caller: Cal
     """Answer a question from a collection; with `stream`, as server-sent events:
     `sources`, then `token`s, then `done` (or `error`)."""
     collection = readable(caller, body.collection or lore.settings.collection)
-    check_question(body.question, lore.settings.max_question_chars)
+    check_question(body.question, lore.settings)
     filters = _filters(body.filters, caller)
-    await run_in_threadpool(require_collection, lore, collection)
+    await run_in_threadpool(require_collection, lore.store, collection)
     events = start_answer(
         request,
         lore,
@@ -78,9 +78,9 @@ def search(
 ) -> Any:
     """The passages nearest to a question, best first, without an answer."""
     collection = readable(caller, body.collection or lore.settings.collection)
-    check_question(body.question, lore.settings.max_question_chars)
+    check_question(body.question, lore.settings)
     filters = _filters(body.filters, caller)
-    require_collection(lore, collection)
+    require_collection(lore.store, collection)
     started = time.perf_counter()
     passages = lore.retriever.search(body.question, collection, body.top_k, filters=filters)
     metrics.retrieval.observe(time.perf_counter() - started)

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from api.cli import app
 from rag.audit import ZERO_HASH, AuditLog, entry_hash
 from rag.config import Settings
+from rag.container import Lore
 
 pytestmark = pytest.mark.unit
 
@@ -365,3 +366,23 @@ def test_cli_prune_applies_the_retention_setting(env: dict[str, str]) -> None:
     assert pruned.exit_code == 0, pruned.output
     assert "Removed 2 audit entries older than 365 days." in pruned.output
     assert runner.invoke(app, ["audit", "verify"], env=env).exit_code == 0
+
+
+def test_the_app_audits_into_lores_log_and_closes_it_at_shutdown(lore: Lore) -> None:
+    # Lore (rag/container.py) builds the audit log; the app's lifespan closes it, and a
+    # later start opens it again.
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+
+    for _ in range(2):
+        with TestClient(create_app(lore=lore)) as client:
+            assert client.post("/v1/collections", json={"name": "default"}).status_code == 201
+            log = lore.audit
+        assert "audit" not in lore.__dict__
+        with pytest.raises(sqlite3.ProgrammingError):
+            log.record(actor="test", operation="after.shutdown", status=200)
+    operations = [entry["operation"] for entry in lore.audit.export()]
+    assert operations.count("collections.create") == 2
+    assert lore.audit.verify().ok
+    lore.close_records()

