@@ -15,7 +15,7 @@ from api.limits import GenerationGate
 from api.observability import Metrics
 from api.streaming import events_in_thread
 from rag.container import Lore
-from rag.filters import Filters
+from rag.retrieval.filters import Filters
 from rag.types import AnswerEvent, DoneEvent, SourcesEvent, TokenEvent, Turn
 
 

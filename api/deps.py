@@ -9,10 +9,10 @@ from fastapi import Depends, Request
 from api.limits import GenerationGate, RateLimiter
 from api.observability import Metrics
 from ingest.jobs import JobManager
-from rag.access import LOCAL_USER, Principal
 from rag.config import validate_collection_name
 from rag.container import Lore
 from rag.errors import AuthThrottled, Forbidden, InvalidInput, Unauthorized
+from rag.governance.access import LOCAL_USER, Principal
 
 
 def get_lore(request: Request) -> Lore:

@@ -17,8 +17,8 @@ from typing import Any
 from ingest.documents import DocumentDetail, RemovedDocument
 from ingest.jobs import Job
 from ingest.pipeline import IngestResult
-from rag.injection import flagged
-from rag.manifest import DocumentRecord, Manifest
+from rag.answering.injection import flagged
+from rag.retrieval.manifest import DocumentRecord, Manifest
 from rag.types import Answer, Citation, Passage
 
 

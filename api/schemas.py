@@ -70,7 +70,7 @@ class FiltersIn(Strict):
 
 
 class QueryRequest(Strict):
-    # Its length limit is the server's `max_question_chars` (rag.answering.check_question).
+    # Its length limit is the server's `max_question_chars` (rag.answering.answerer.check_question).
     question: str = Field(min_length=1, examples=["What port does Lore use?"])
     collection: str | None = Field(default=None, pattern=COLLECTION_PATTERN)
     top_k: int | None = Field(default=None, ge=1, le=50)
@@ -85,7 +85,7 @@ class QueryRequest(Strict):
 
 
 class SearchRequest(Strict):
-    # Its length limit is the server's `max_question_chars` (rag.answering.check_question).
+    # Its length limit is the server's `max_question_chars` (rag.answering.answerer.check_question).
     question: str = Field(min_length=1)
     collection: str | None = Field(default=None, pattern=COLLECTION_PATTERN)
     top_k: int = Field(default=5, ge=1, le=50)
@@ -294,7 +294,7 @@ class ChatMessageIn(BaseModel):
     # OpenAI clients send fields Lore has no use for (name, tool calls); they are ignored.
     model_config = ConfigDict(extra="allow")
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    # The question's limit is the server's (rag.answering.check_question); the request
+    # The question's limit is the server's (rag.answering.answerer.check_question); the request
     # body as a whole is bounded by `max_body_mb`.
     content: str | list[ContentPart] | None = None
 

@@ -43,11 +43,11 @@ from decline_gate import COLLECTIONS, groups, identity, kind
 def record(pairs: Sequence[tuple[str, Path]], sample: int | None, out: Path) -> None:
     import numpy as np
 
+    from rag.components.keyword import words
     from rag.config import load_settings
     from rag.container import Lore
     from rag.evaluation import contains_gold, load_questions
-    from rag.keyword import words
-    from rag.language import sentence_spans
+    from rag.retrieval.language import sentence_spans
     from rag.types import DoneEvent, SourcesEvent, TokenEvent
 
     lore = Lore(load_settings(min_evidence=0.0, min_evidence_translated=0.0))
@@ -128,7 +128,7 @@ def record(pairs: Sequence[tuple[str, Path]], sample: int | None, out: Path) -> 
 
 def span_coverage(row: dict[str, Any]) -> float:
     """The weighted share of the (searched) question's words that the cited sentences hold."""
-    from rag.keyword import words
+    from rag.components.keyword import words
 
     weights = row["weights"]
     total = sum(weights.values())

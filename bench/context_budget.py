@@ -23,8 +23,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from rag import prompts
-from rag.answering import Answerer, AnswerLimits
+from rag.answering import prompts
+from rag.answering.answerer import Answerer, AnswerLimits
 from rag.config import Settings
 from rag.container import Lore
 from rag.evaluation import contains_answer, f1_score, load_questions, run_answers

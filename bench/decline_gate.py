@@ -1,7 +1,7 @@
 """How well the evidence score tells answerable questions from unanswerable ones.
 
 Lore declines a question, without generating, when the evidence that its passages hold
-the answer (rag/evidence.py) is under `min_evidence`. This bench records each
+the answer (rag/retrieval/evidence.py) is under `min_evidence`. This bench records each
 question's evidence, retrieval only (no answer is generated, but a cross-language
 question is translated as in the product), then chooses the threshold on the
 `calibrate` half of the questions and reports the other half:

@@ -41,12 +41,12 @@ from ingest.pipeline import (
     plan,
     write,
 )
+from rag.components.embeddings import Embedder
+from rag.components.offline import force_offline
 from rag.config import Settings, default_data_dir
 from rag.container import Lore
-from rag.embeddings import Embedder
 from rag.evaluation import Question, evaluate, load_questions
 from rag.models import CATALOGUE
-from rag.offline import force_offline
 from rag.types import Chunk
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

@@ -24,12 +24,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from rag.filters import make_filters
-from rag.keyword import KeywordIndex
-from rag.manifest import Manifest
-from rag.retrieval import Retriever
-from rag.store import ChromaStore
-from rag.testing import HashingEmbedder
+from rag.components.hashing_embeddings import HashingEmbedder
+from rag.components.keyword import KeywordIndex
+from rag.components.store import ChromaStore
+from rag.retrieval.filters import make_filters
+from rag.retrieval.manifest import Manifest
+from rag.retrieval.retriever import Retriever
 from rag.types import Chunk
 
 WORDS = [f"w{i}" for i in range(3000)]

@@ -1,7 +1,7 @@
 """Compare ways of fusing the dense and keyword rankings on the dev sets.
 
 Lore normalises each list's scores (min-max over its candidates) and adds them
-(`rag.retrieval.score_fusion`). The alternatives are reciprocal rank fusion (RRF) and
+(`rag.retrieval.retriever.score_fusion`). The alternatives are reciprocal rank fusion (RRF) and
 other weights for the two lists. This script
 takes the same candidates for every question (the 20 nearest chunks by embedding and
 the 20 best by BM25) and ranks them each way, so the figures differ only by the fusion.
@@ -21,7 +21,7 @@ from pathlib import Path
 from rag.config import Settings
 from rag.container import Lore
 from rag.evaluation import Question, hit_rank, load_questions
-from rag.retrieval import score_fusion
+from rag.retrieval.retriever import score_fusion
 from rag.types import Chunk, Passage
 
 CANDIDATES = 20

@@ -31,10 +31,10 @@ from pathlib import Path
 import psutil
 
 from ingest.batch import BatchOptions, default_workers, run_batch, select_files
+from rag.components.embeddings import converted_copy
+from rag.components.offline import force_offline
 from rag.config import Settings, default_data_dir
 from rag.container import Lore
-from rag.embeddings import converted_copy
-from rag.offline import force_offline
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 DEFAULT_PATHS = [

@@ -11,7 +11,7 @@ over the red-team set in bench/eval/injection (README there), and measures:
 - **Links**: answers holding a Markdown link or image, an HTML tag that loads or links,
   or a web address no document states.
 - **Flagged**: for each hostile file, whether a chunk holding (part of) its injected
-  instruction is flagged by rag/injection.py, or the instruction never reached the
+  instruction is flagged by rag/answering/injection.py, or the instruction never reached the
   index (hidden text dropped at ingest); for each benign file, whether any of its
   chunks is flagged. Both by half (calibrate / report, a stable hash of the file name),
   so the detector's patterns are set on one half and reported on the other.
@@ -90,7 +90,7 @@ def ingest(lore: Any) -> dict[str, str]:
 
 def flags(lore: Any, ids: dict[str, str]) -> dict[str, Any]:
     """Per file: flagged or not, by the chunks Lore indexed."""
-    from rag.injection import flagged as is_flagged
+    from rag.answering.injection import flagged as is_flagged
 
     cases = load("cases.jsonl")
     injections: dict[str, list[str]] = {}

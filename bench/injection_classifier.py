@@ -1,4 +1,4 @@
-"""Train the sentence classifier that rag/injection.py uses beside its patterns.
+"""Train the sentence classifier that rag/answering/injection.py uses beside its patterns.
 
 A logistic regression over the configured embedder's vectors of single sentences:
 does this sentence address an AI assistant with orders? It learns only from the
@@ -23,7 +23,7 @@ for docs/benchmarks.md; it plays no part in any choice.
 paragraph of the dev sets' documents (../shared/eval), where nothing should be flagged:
 a flagged paragraph there loses a sentence from what the model reads.
 
-`--write` stores the weights in rag/injection_classifier.json, keyed to the embedder's
+`--write` stores the weights in rag/answering/injection_classifier.json, keyed to the embedder's
 name: with another embedder configured, Lore uses the patterns alone.
 """
 
@@ -41,21 +41,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from injection import HERE, _document_text, half, load
 
 ROOT = Path(__file__).resolve().parents[1]
-TARGET = ROOT / "rag" / "injection_classifier.json"
+TARGET = ROOT / "rag" / "answering" / "injection_classifier.json"
 MAX_BENIGN = 0.02  # out-of-fold share of benign units flagged, below the issue's 0.05
 STRENGTHS = (1.0, 4.0, 16.0)
 THRESHOLDS = tuple(round(0.5 + 0.01 * i, 2) for i in range(50))
 
 
 def sentences(text: str) -> list[str]:
-    from rag.language import sentence_spans
+    from rag.retrieval.language import sentence_spans
 
     return [text[a:b] for a, b in sentence_spans(text) if len(text[a:b].strip()) > 3]
 
 
 def labelled(which: str) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Sentences of one half, their labels (1: an order to an assistant) and groups."""
-    from rag.injection import signs_in
+    from rag.answering.injection import signs_in
 
     texts: list[str] = []
     labels: list[int] = []
@@ -133,7 +133,7 @@ def choose(vectors: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> dict[
 
 def dev_paragraphs(lore: Any) -> None:
     """How many of the dev sets' paragraphs the shipped detector flags, and which."""
-    from rag.injection import reads_as_instructions
+    from rag.answering.injection import reads_as_instructions
 
     folders = sorted(p for p in (ROOT.parent / "shared" / "eval").rglob("docs") if p.is_dir())
     paragraphs = [
@@ -174,7 +174,10 @@ def main() -> None:
     print(f"report half: {rates(report_scores, report_labels, report_groups, best['threshold'])}")
     if args.write:
         shipped = {
-            "about": "rag/injection.py's sentence classifier, from bench/injection_classifier.py",
+            "about": (
+                "rag/answering/injection.py's sentence classifier, "
+                "from bench/injection_classifier.py"
+            ),
             "embedder": embedder.name,
             "dimension": int(vectors.shape[1]),
             "weights": [round(float(w), 6) for w in model.coef_[0]],

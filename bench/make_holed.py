@@ -36,7 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rag.evaluation import contains_answer
-from rag.language import sentence_spans
+from rag.retrieval.language import sentence_spans
 
 
 def _read(path: Path) -> list[dict]:

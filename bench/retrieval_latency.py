@@ -50,10 +50,10 @@ import numpy as np
 
 from ingest.batch import BatchOptions, default_workers, run_batch
 from ingest.pipeline import pipeline_version, recover
+from rag.components.embeddings import Vectors
 from rag.config import Settings, load_settings
 from rag.container import Lore, min_score_for
-from rag.embeddings import Vectors
-from rag.retrieval import MODES, Mode, Retriever
+from rag.retrieval.retriever import MODES, Mode, Retriever
 from rag.types import Chunk
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

@@ -30,12 +30,12 @@ import numpy as np
 import psutil
 
 from ingest.batch import BatchOptions, default_workers, run_batch
+from rag.components.embeddings import Vectors
+from rag.components.offline import force_offline
+from rag.components.store import ChromaStore
 from rag.config import Settings, default_data_dir
 from rag.container import Lore
-from rag.embeddings import Vectors
 from rag.models import get_spec
-from rag.offline import force_offline
-from rag.store import ChromaStore
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 SOURCES = [SHARED / "eval" / "xquad" / "docs", SHARED / "eval" / "cmrc2018-trial" / "docs"]

@@ -40,10 +40,10 @@ from ingest.pipeline import (
     remove_missing,
     write,
 )
+from rag.components.memory import return_free_memory
+from rag.components.offline import force_offline
 from rag.container import Lore
 from rag.errors import LoreError
-from rag.memory import return_free_memory
-from rag.offline import force_offline
 from rag.types import Chunk
 
 

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ingest.pipeline import delete_document, file_sha256
+from rag.components.store import require_collection
 from rag.container import Lore
 from rag.errors import NotFound
-from rag.manifest import DocumentRecord
-from rag.store import require_collection
+from rag.retrieval.manifest import DocumentRecord
 from rag.types import Chunk
 
 

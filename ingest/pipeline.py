@@ -1,6 +1,6 @@
 """Ingesting files into a collection: parse, chunk, embed, write, then make visible.
 
-The manifest (`rag/manifest.py`) decides what queries see. For each file:
+The manifest (`rag/retrieval/manifest.py`) decides what queries see. For each file:
 1. Unchanged (same size and mtime, or same sha256) and already handled: nothing to do.
 2. Same bytes already indexed under another name: the new name points at them.
 3. Otherwise the document is recorded `pending`, its chunks are written, and one
@@ -35,12 +35,12 @@ from ingest.parsing import (
     check_supported,
     parse,
 )
+from rag.answering.injection import flagged as is_flagged
+from rag.components.embeddings import Vectors
+from rag.components.packaged_embeddings import packaged_token_length
 from rag.container import Lore
-from rag.embeddings import Vectors
 from rag.errors import InvalidInput, LoreError, NotFound
-from rag.injection import flagged as is_flagged
-from rag.manifest import DocumentRecord, file_name
-from rag.packaged_embeddings import packaged_token_length
+from rag.retrieval.manifest import DocumentRecord, file_name
 from rag.types import Chunk
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class IngestResult:
     chunks: int = 0
     error_code: str | None = None
     error: str | None = None
-    # Chunks that read as instructions to an AI assistant (rag/injection.py): their
+    # Chunks that read as instructions to an AI assistant (rag/answering/injection.py): their
     # citations will be flagged, so whoever ingests a file learns it at once.
     flagged: int = 0
 
@@ -294,7 +294,8 @@ def write(
     flagged = 0
     for start in range(0, len(chunks), EMBED_GROUP):
         began = time.perf_counter()
-        # Sentences that give orders to an AI assistant, kept with the chunk (rag/injection.py).
+        # Sentences that give orders to an AI assistant, kept with the chunk
+        # (rag/answering/injection.py).
         group = lore.injection.marked(chunks[start : start + EMBED_GROUP])
         flagged += sum(is_flagged(c) for c in group)
         if vectors is None:

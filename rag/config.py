@@ -80,7 +80,8 @@ class Settings(BaseSettings):
     chroma_ssl: bool = False
 
     # Embedding. The `hashing` backend is a model-free stand-in for tests and demos
-    # without weights; it finds passages by shared character pairs only.
+    # without weights (rag/components/hashing_embeddings.py); it finds passages by shared
+    # character pairs only.
     embedding_backend: Literal["sentence_transformers", "hashing"] = "sentence_transformers"
     embedding_model: str = "embeddinggemma-300m"
     embedding_model_path: Path | None = None
@@ -120,7 +121,7 @@ class Settings(BaseSettings):
     min_score: float | None = Field(default=None, ge=-1.0, le=1.0)
     # The same for a question searched for in translation. None: per embedder.
     min_score_translated: float | None = Field(default=None, ge=-1.0, le=1.0)
-    # Under this evidence score (rag/evidence.py: closeness + distinctness + coverage of
+    # Under this evidence score (rag/retrieval/evidence.py: closeness + distinctness + coverage of
     # the passages found) a question is declined without generating. None: per embedder.
     min_evidence: float | None = Field(default=None, ge=0.0, le=3.0)
     # The same for a question searched for in translation (documents in the other
@@ -135,11 +136,11 @@ class Settings(BaseSettings):
     # in translation.
     min_support: float | None = Field(default=None, ge=0.0, le=1.0)
     min_support_translated: float | None = Field(default=None, ge=0.0, le=1.0)
-    # Passages that read as instructions to an AI assistant (rag/injection.py) are
+    # Passages that read as instructions to an AI assistant (rag/answering/injection.py) are
     # always flagged in citations; with this, they are also kept out of answers.
     exclude_flagged_passages: bool = False
     # At ingest, also read the sentences that address someone with a classifier over
-    # the embedder's vectors (rag/injection_classifier.json, fit to embeddinggemma-300m),
+    # the embedder's vectors (rag/answering/injection_classifier.json, fit to embeddinggemma-300m),
     # beside the patterns. Costs an embedding per such sentence; off: patterns alone.
     injection_classifier: bool = True
     # Search for a question in translation too (with the chat model) when its nearest

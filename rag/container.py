@@ -12,24 +12,29 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from rag.access import KeyStore
-from rag.answering import Answerer, AnswerLimits
-from rag.audit import AuditLog
+from rag.answering.answerer import Answerer, AnswerLimits
+from rag.answering.injection import InjectionDetector, SentenceClassifier
+from rag.components.embeddings import (
+    CrossEncoderReranker,
+    Embedder,
+    Reranker,
+    SentenceTransformerEmbedder,
+)
+from rag.components.generation import Generator, LlamaCppGenerator, OpenAICompatibleGenerator
+from rag.components.hashing_embeddings import HashingEmbedder
+from rag.components.keyword import KeywordIndex
+from rag.components.offline import force_offline
+from rag.components.packaged_embeddings import packaged_embedder
+from rag.components.store import ChromaStore, VectorStore
 from rag.config import Settings
-from rag.embeddings import CrossEncoderReranker, Embedder, Reranker, SentenceTransformerEmbedder
 from rag.errors import ConfigError
-from rag.feedback import FeedbackStore
-from rag.generation import Generator, LlamaCppGenerator, OpenAICompatibleGenerator
-from rag.injection import InjectionDetector, SentenceClassifier
-from rag.keyword import KeywordIndex
-from rag.manifest import Manifest
+from rag.governance.access import KeyStore
+from rag.governance.audit import AuditLog
+from rag.governance.feedback import FeedbackStore
 from rag.models import ModelSpec, get_spec, resolve_model_path
-from rag.offline import force_offline
-from rag.packaged_embeddings import packaged_embedder
-from rag.retrieval import Retriever
-from rag.store import ChromaStore, VectorStore
-from rag.testing import HashingEmbedder
-from rag.translation import ChatTranslator
+from rag.retrieval.manifest import Manifest
+from rag.retrieval.retriever import Retriever
+from rag.retrieval.translation import ChatTranslator
 
 
 def build_embedder(settings: Settings) -> Embedder:
@@ -94,7 +99,7 @@ def build_generator(settings: Settings) -> Generator:
 
 
 def _embedder_spec(settings: Settings) -> ModelSpec | None:
-    """The spec of a known embedder; None for the test embedder or one given by path."""
+    """The spec of a known embedder; None for the hashing embedder or one given by path."""
     if settings.embedding_backend == "hashing" or settings.embedding_model_path is not None:
         return None
     return get_spec(settings.embedding_model)
@@ -153,7 +158,7 @@ class Lore:
 
     @cached_property
     def injection(self) -> InjectionDetector:
-        """Finds orders to an AI assistant in chunks, at ingest (rag/injection.py)."""
+        """Finds orders to an AI assistant in chunks, at ingest (rag/answering/injection.py)."""
         return InjectionDetector(self.embedder, self.injection_classifier)
 
     @cached_property

@@ -37,10 +37,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rag.answering import Answerer
+from rag.answering.answerer import Answerer
 from rag.errors import InvalidInput
-from rag.language import language_of
-from rag.retrieval import Mode, Retriever
+from rag.retrieval.language import language_of
+from rag.retrieval.retriever import Mode, Retriever
 from rag.types import Answer, Chunk, DoneEvent, Passage, TokenEvent
 
 HIT_KS = (1, 3, 5, 10)

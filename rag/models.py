@@ -66,10 +66,10 @@ class ModelSpec:
     wheel_folder: str = ""
     # Embedders: cosine similarity below which a passage is treated as unrelated.
     min_score: float = 0.0
-    # Embedders: the same for a question searched for in translation (rag/translation.py):
+    # Embedders: the same for a question searched for in translation (rag/retrieval/translation.py):
     # a translation is less close to its passages. None: as `min_score`.
     min_score_translated: float | None = None
-    # Embedders: evidence score (rag/evidence.py) under which a question is declined as
+    # Embedders: evidence score (rag/retrieval/evidence.py) under which a question is declined as
     # not answered by the documents; 0 where it has not been measured for the model.
     min_evidence: float = 0.0
     # Embedders: the same for a question searched for in translation (its documents are
@@ -78,7 +78,7 @@ class ModelSpec:
     # Embedders: evidence score from which the chat model is not offered the refusal.
     firm_evidence: float = math.inf
     # Embedders: cosine to the question of the closest sentence read under which a
-    # drafted answer is withdrawn (rag/answering.py); the second for translated questions.
+    # drafted answer is withdrawn (rag/answering/answerer.py); the second for translated questions.
     min_support: float = 0.0
     min_support_translated: float = 0.0
 

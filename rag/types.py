@@ -12,7 +12,7 @@ class Chunk:
 
     `content_hash` is the sha256 of the whole source file's bytes, shared by all of its
     chunks; it is how re-ingest tells an unchanged file from a changed one. `orders` are
-    the (start, end) spans of the sentences that rag/injection.py's classifier read, at
+    the (start, end) spans of the sentences that rag/answering/injection.py's classifier read, at
     ingest, as orders to an AI assistant.
     """
 
@@ -62,7 +62,7 @@ class Citation:
     when the answer does not cite this source or no sentence of it matches.
     `holds_answer` is false for the passages shown with a declined answer: the closest
     ones found, judged not to answer the question. `flagged` is true when the passage
-    reads as instructions to an AI assistant (rag/injection.py): a reader should know
+    reads as instructions to an AI assistant (rag/answering/injection.py): a reader should know
     that the document tries to steer the answer. `orders` are the chunk's (see `Chunk`):
     with the sentences that show the patterns' signs, they are what the model does not
     read of a flagged passage.

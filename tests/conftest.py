@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from rag.components.hashing_embeddings import HashingEmbedder
+from rag.components.offline import force_offline
+from rag.components.store import ChromaStore
 from rag.config import Settings
 from rag.container import Lore
-from rag.offline import force_offline
-from rag.store import ChromaStore
-from rag.testing import HashingEmbedder, ScriptedGenerator
+from tests.fakes import ScriptedGenerator
 
 force_offline()
 

@@ -18,7 +18,7 @@ from rag.config import Settings
 
 if TYPE_CHECKING:
     from rag.evaluation import EvalReport, Question
-    from rag.retrieval import Mode
+    from rag.retrieval.retriever import Mode
 
 
 def evaluate(
@@ -81,7 +81,7 @@ def evaluate(
     """
     from rag.evaluation import compare as paired
     from rag.evaluation import format_comparison, format_table, load_questions
-    from rag.retrieval import MODES
+    from rag.retrieval.retriever import MODES
 
     modes = [m for m in MODES if mode in (m, "all")]
     if not modes:

@@ -38,7 +38,7 @@ def models_install(
         converts = spec.layout != "python_package" and settings.embedding_backend != "hashing"
         if name == settings.embedding_model and converts:
             # Store the weights in the type this machine will load, so no job pays for it.
-            from rag.embeddings import converted_copy, pick_device, pick_dtype
+            from rag.components.embeddings import converted_copy, pick_device, pick_dtype
 
             dtype = pick_dtype(settings.embedding_dtype, pick_device(settings.device))
             converted_copy(path, dtype)

@@ -11,7 +11,7 @@ import typer
 
 from rag.config import validate_collection_name
 from rag.errors import InvalidInput
-from rag.filters import Filters, make_filters, parse_when
+from rag.retrieval.filters import Filters, make_filters, parse_when
 
 
 def checked_collection(name: str) -> str:

@@ -37,7 +37,7 @@ def ask(
 ) -> None:
     """Answer a question from the documents, citing its sources as [1], [2]…"""
     from api.presenters import SourceView, answer_json
-    from rag.answering import check_question
+    from rag.answering.answerer import check_question
     from rag.types import DoneEvent, TokenEvent
 
     filters = checked_filters(source, file_type, since, until)
@@ -89,7 +89,7 @@ def search(
 ) -> None:
     """Show the passages nearest to a question, best first, without generating an answer."""
     from api.presenters import SourceView, passages_json
-    from rag.answering import check_question
+    from rag.answering.answerer import check_question
 
     filters = checked_filters(source, file_type, since, until)
     settings = read_settings()

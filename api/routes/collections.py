@@ -16,9 +16,9 @@ from api.schemas import (
     ErrorOut,
 )
 from ingest.documents import remove_collection
+from rag.components.store import require_collection
 from rag.config import COLLECTION_PATTERN
 from rag.container import Lore
-from rag.store import require_collection
 
 router = APIRouter(tags=["collections"])
 

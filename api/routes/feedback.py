@@ -12,9 +12,9 @@ from fastapi.responses import Response
 from api.answers import audit
 from api.deps import AdminDep, CallerDep, LoreDep, readable
 from api.schemas import ErrorOut, FeedbackIn, FeedbackOut
+from rag.components.store import require_collection
 from rag.container import Lore
-from rag.filters import parse_when
-from rag.store import require_collection
+from rag.retrieval.filters import parse_when
 
 router = APIRouter(tags=["feedback"])
 

@@ -30,11 +30,11 @@ from api.schemas import (
     EmbeddingRequest,
     ErrorOut,
 )
-from rag.answering import check_question
+from rag.answering.answerer import check_question
+from rag.components.store import require_collection
 from rag.config import validate_collection_name
 from rag.container import Lore
 from rag.errors import InvalidInput, LimitExceeded, LoreError, NotFound
-from rag.store import require_collection
 from rag.types import Answer, DoneEvent, TokenEvent, Turn
 
 router = APIRouter(tags=["openai"])

@@ -23,11 +23,11 @@ from api.schemas import (
     QueryResponse,
     SearchRequest,
 )
-from rag.access import Principal
-from rag.answering import check_question
+from rag.answering.answerer import check_question
+from rag.components.store import require_collection
 from rag.errors import LoreError
-from rag.filters import Filters, make_filters
-from rag.store import require_collection
+from rag.governance.access import Principal
+from rag.retrieval.filters import Filters, make_filters
 from rag.types import AnswerEvent, DoneEvent, SourcesEvent, TokenEvent, Turn
 
 log = logging.getLogger("lore.api")

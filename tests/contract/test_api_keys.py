@@ -1,4 +1,4 @@
-"""The `ApiKeys` contract (rag/access.py), run against every implementation.
+"""The `ApiKeys` contract (rag/governance/access.py), run against every implementation.
 
 A new key store passes by subclassing `ApiKeysContract` and giving the `keys` fixture.
 """
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.access import ApiKeys, KeyStore
 from rag.errors import InvalidInput, NotFound
+from rag.governance.access import ApiKeys, KeyStore
 
 pytestmark = pytest.mark.contract
 

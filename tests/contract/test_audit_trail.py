@@ -1,4 +1,4 @@
-"""The `AuditTrail` contract (rag/audit.py): above all, the order of its chain.
+"""The `AuditTrail` contract (rag/governance/audit.py): above all, the order of its chain.
 
 A new audit trail passes by subclassing `AuditTrailContract` and giving the `audit`
 fixture, which reads the time from the suite's `clock`. Tampering with a stored log is
@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from rag.audit import ZERO_HASH, AuditLog, AuditTrail, entry_hash
+from rag.governance.audit import ZERO_HASH, AuditLog, AuditTrail, entry_hash
 
 pytestmark = pytest.mark.contract
 

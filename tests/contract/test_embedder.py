@@ -1,4 +1,4 @@
-"""The `Embedder` contract (rag/embeddings.py), run against every implementation.
+"""The `Embedder` contract (rag/components/embeddings.py), run against every implementation.
 
 A new embedder passes by subclassing `EmbedderContract` and giving the `embedder`
 fixture. The suite checks shapes, lengths and consistency, not retrieval quality
@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rag.components.embeddings import Embedder
+from rag.components.hashing_embeddings import HashingEmbedder
 from rag.config import Settings
 from rag.container import build_embedder
-from rag.embeddings import Embedder
-from rag.testing import HashingEmbedder
 
 pytestmark = pytest.mark.contract
 

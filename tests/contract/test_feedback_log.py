@@ -1,4 +1,4 @@
-"""The `FeedbackLog` contract (rag/feedback.py), run against every implementation.
+"""The `FeedbackLog` contract (rag/governance/feedback.py), run against every implementation.
 
 A new feedback log passes by subclassing `FeedbackLogContract` and giving the
 `feedback` fixture, which reads the time from the suite's `clock`.
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.feedback import FeedbackLog, FeedbackStore, Rating
+from rag.governance.feedback import FeedbackLog, FeedbackStore, Rating
 
 pytestmark = pytest.mark.contract
 

@@ -1,4 +1,4 @@
-"""The `Generator` contract (rag/generation.py), run against every implementation.
+"""The `Generator` contract (rag/components/generation.py), run against every implementation.
 
 A new generator passes by subclassing `GeneratorContract` and giving the `generator`
 fixture. The real models reply as they like, so the suite checks the shape of a reply
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.generation import Generator, LlamaCppGenerator, OpenAICompatibleGenerator
-from rag.testing import ScriptedGenerator
+from rag.components.generation import Generator, LlamaCppGenerator, OpenAICompatibleGenerator
+from tests.fakes import ScriptedGenerator
 from tests.servers import CHAT_GGUF
 
 pytestmark = pytest.mark.contract

@@ -1,4 +1,4 @@
-"""The `KeywordStore` contract (rag/keyword.py), run against every implementation.
+"""The `KeywordStore` contract (rag/components/keyword.py), run against every implementation.
 
 A new keyword store passes by subclassing `KeywordStoreContract` and giving the
 `keywords` fixture.
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.keyword import KeywordIndex, KeywordStore
+from rag.components.keyword import KeywordIndex, KeywordStore
 from rag.types import Chunk
 
 pytestmark = pytest.mark.contract

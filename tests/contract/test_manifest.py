@@ -1,4 +1,4 @@
-"""The `DocumentManifest` contract (rag/manifest.py): above all, its visibility rules.
+"""The `DocumentManifest` contract (rag/retrieval/manifest.py): above all, its visibility rules.
 
 A new manifest passes by subclassing `DocumentManifestContract` and giving the
 `manifest` fixture.
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.filters import Filters
-from rag.manifest import DocumentManifest, Manifest
+from rag.retrieval.filters import Filters
+from rag.retrieval.manifest import DocumentManifest, Manifest
 
 pytestmark = pytest.mark.contract
 

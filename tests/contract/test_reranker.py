@@ -1,4 +1,4 @@
-"""The `Reranker` contract (rag/embeddings.py), run against every implementation.
+"""The `Reranker` contract (rag/components/embeddings.py), run against every implementation.
 
 A new reranker passes by subclassing `RerankerContract` and giving the `reranker`
 fixture. The suite checks the scores' shape, not the ranking's quality.
@@ -10,9 +10,9 @@ import math
 
 import pytest
 
-from rag.embeddings import CrossEncoderReranker, Reranker
+from rag.components.embeddings import CrossEncoderReranker, Reranker
 from rag.models import get_spec
-from rag.testing import WordCountReranker
+from tests.fakes import WordCountReranker
 from tests.servers import installed_models_dir
 
 pytestmark = pytest.mark.contract

@@ -1,4 +1,4 @@
-"""The `VectorStore` contract (rag/store.py), run against every implementation.
+"""The `VectorStore` contract (rag/components/store.py), run against every implementation.
 
 A new store passes by subclassing `VectorStoreContract` and giving the `store` fixture.
 """
@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rag.components.store import ChromaStore, VectorStore
 from rag.errors import NotFound
-from rag.store import ChromaStore, VectorStore
 from rag.types import Chunk
 
 pytestmark = pytest.mark.contract

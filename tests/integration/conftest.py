@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.access import KeyStore
+from rag.governance.access import KeyStore
 from tests.servers import chroma_server as chroma_server
 from tests.servers import free_port, lore_env, running
 from tests.servers import llama_server as llama_server

@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 
 from ingest.pipeline import delete_document, ingest_file, ingest_paths
+from rag.components.hashing_embeddings import HashingEmbedder
+from rag.components.store import ChromaStore, VectorStore
 from rag.config import Settings
 from rag.container import Lore
-from rag.store import ChromaStore, VectorStore
-from rag.testing import HashingEmbedder, ScriptedGenerator
+from tests.fakes import ScriptedGenerator
 from tests.servers import REPO
 
 pytestmark = pytest.mark.integration

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from ingest.chunking import tokenizer_length
+from rag.components.embeddings import SentenceTransformerEmbedder, converted_copy, stored_dtype
 from rag.config import Settings
-from rag.embeddings import SentenceTransformerEmbedder, converted_copy, stored_dtype
 from rag.models import get_spec
 
 pytestmark = pytest.mark.integration
@@ -124,7 +124,7 @@ def test_a_sentencepiece_model_that_splits_differently_is_not_used(
 
     from transformers import AutoTokenizer
 
-    from rag.embeddings import use_sentencepiece_tokenizer
+    from rag.components.embeddings import use_sentencepiece_tokenizer
 
     other = AutoTokenizer.from_pretrained(str(get_spec("all-minilm-l6-v2").path(models_dir)))
     module = SimpleNamespace(processor=other)

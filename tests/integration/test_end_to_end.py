@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from rag import prompts
+from rag.answering import prompts
 from tests.integration.conftest import Server
 from tests.servers import REPO, lore_env
 

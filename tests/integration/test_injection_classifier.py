@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from ingest.pipeline import ingest_file
+from rag.answering.injection import flagged, reads_as_instructions
 from rag.config import Settings
 from rag.container import Lore
-from rag.injection import flagged, reads_as_instructions
 
 pytestmark = pytest.mark.integration
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from ingest.pipeline import chunk_plan
+from rag.components.packaged_embeddings import packaged_token_length
 from rag.config import Settings
 from rag.container import Lore, build_embedder
 from rag.models import get_spec, verify
-from rag.packaged_embeddings import packaged_token_length
 
 pytestmark = pytest.mark.integration
 

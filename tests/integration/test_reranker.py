@@ -13,14 +13,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from rag.components.embeddings import CrossEncoderReranker
+from rag.components.hashing_embeddings import HashingEmbedder
+from rag.components.store import ChromaStore
 from rag.config import Settings
 from rag.container import Lore
-from rag.embeddings import CrossEncoderReranker
 from rag.errors import ConfigError
 from rag.models import get_spec
-from rag.retrieval import Retriever
-from rag.store import ChromaStore
-from rag.testing import HashingEmbedder, ScriptedGenerator
+from rag.retrieval.retriever import Retriever
+from tests.fakes import ScriptedGenerator
 from tests.servers import installed_models_dir
 
 pytestmark = pytest.mark.integration

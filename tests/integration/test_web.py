@@ -146,7 +146,7 @@ def test_answers_render_markdown_safely_and_errors_read_plainly(
     stays inert, and an upload over the limit gets a plain sentence."""
     from playwright.sync_api import expect
 
-    from rag.testing import ScriptedGenerator
+    from tests.fakes import ScriptedGenerator
     from tests.unit.test_service import live
 
     hostile = (
@@ -171,7 +171,7 @@ def test_answers_render_markdown_safely_and_errors_read_plainly(
         expect(body.locator("img")).to_have_count(0)
         expect(body.locator("script")).to_have_count(0)
         # Links are reduced to their text and loading tags dropped as the answer streams
-        # (rag/answer_text.py); the page would render any that got through inertly.
+        # (rag/answering/answer_text.py); the page would render any that got through inertly.
         expect(body.locator("a")).to_have_count(0)
         expect(body).to_contain_text("out in")
         expect(body).not_to_contain_text("evil.example")
@@ -238,8 +238,8 @@ def test_a_declined_answer_still_shows_the_closest_passages(
     not answering, and each opens in the passage panel with that note."""
     from playwright.sync_api import expect
 
-    from rag.prompts import REFUSAL_EN
-    from rag.testing import ScriptedGenerator
+    from rag.answering.prompts import REFUSAL_EN
+    from tests.fakes import ScriptedGenerator
     from tests.unit.test_service import live
 
     with live(settings, ScriptedGenerator(REFUSAL_EN), docs) as url:
@@ -268,7 +268,7 @@ def test_a_flagged_passage_is_marked_and_explained(
     import httpx
     from playwright.sync_api import expect
 
-    from rag.testing import ScriptedGenerator
+    from tests.fakes import ScriptedGenerator
     from tests.unit.test_service import live
 
     (docs / "notice.md").write_text(

@@ -13,8 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from rag.access import KeyStore
 from rag.container import Lore
+from rag.governance.access import KeyStore
 
 pytestmark = pytest.mark.unit
 

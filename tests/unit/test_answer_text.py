@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from rag.answer_text import LINK_REMOVED_EN, LINK_REMOVED_ZH, AnswerText, shape
+from rag.answering.answer_text import LINK_REMOVED_EN, LINK_REMOVED_ZH, AnswerText, shape
 from rag.types import Citation
 
 pytestmark = pytest.mark.unit

@@ -7,13 +7,14 @@ from typing import ClassVar
 import pytest
 
 from ingest.pipeline import ingest_paths
-from rag import prompts
-from rag.answering import Answerer, AnswerLimits
+from rag.answering import prompts
+from rag.answering.answerer import Answerer, AnswerLimits
+from rag.components.embeddings import Vectors
+from rag.components.hashing_embeddings import HashingEmbedder
 from rag.container import Lore
-from rag.embeddings import Vectors
 from rag.errors import InvalidInput, NotFound
-from rag.testing import HashingEmbedder, ScriptedGenerator
 from rag.types import Chunk, DoneEvent, Passage, SourcesEvent, TokenEvent, Turn
+from tests.fakes import ScriptedGenerator
 
 pytestmark = pytest.mark.unit
 

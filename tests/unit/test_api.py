@@ -10,9 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from rag.components.generation import prompt_tokens
 from rag.container import Lore
-from rag.generation import prompt_tokens
-from rag.testing import ScriptedGenerator
+from tests.fakes import ScriptedGenerator
 
 pytestmark = pytest.mark.unit
 

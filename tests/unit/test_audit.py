@@ -15,9 +15,9 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from api.cli import app
-from rag.audit import ZERO_HASH, AuditLog, entry_hash
 from rag.config import Settings
 from rag.container import Lore
+from rag.governance.audit import ZERO_HASH, AuditLog, entry_hash
 
 pytestmark = pytest.mark.unit
 

@@ -85,7 +85,7 @@ def test_a_big_file_streams_through_the_embedder_while_small_ones_share_calls(
     lore: Lore, tmp_path: Path, long_text: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import ingest.pipeline
-    from rag.testing import RecordingEmbedder
+    from tests.fakes import RecordingEmbedder
 
     monkeypatch.setattr(ingest.pipeline, "EMBED_GROUP", 8)
     monkeypatch.setattr(ingest.batch, "EMBED_GROUP", 8)

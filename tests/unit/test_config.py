@@ -62,9 +62,10 @@ def test_a_reranker_path_that_is_not_a_model_folder_stops_the_start(
     from fastapi.testclient import TestClient
 
     from api.app import create_app
+    from rag.components.hashing_embeddings import HashingEmbedder
     from rag.container import Lore
     from rag.errors import ConfigError
-    from rag.testing import HashingEmbedder, ScriptedGenerator
+    from tests.fakes import ScriptedGenerator
 
     settings = Settings(
         data_dir=tmp_path / "data",
@@ -130,7 +131,7 @@ def test_the_example_config_loads_and_matches_the_defaults_it_shows(
 
 
 def test_cpu_kernel_caches_are_capped_unless_already_set(monkeypatch: pytest.MonkeyPatch) -> None:
-    from rag.embeddings import cap_cpu_kernel_caches
+    from rag.components.embeddings import cap_cpu_kernel_caches
 
     monkeypatch.delenv("LRU_CACHE_CAPACITY", raising=False)
     monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "64")  # an operator's choice

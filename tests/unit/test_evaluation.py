@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from ingest.batch import BatchOptions, run_batch
+from rag.answering.prompts import REFUSAL_EN
 from rag.container import Lore
 from rag.errors import InvalidInput
 from rag.evaluation import (
@@ -24,8 +25,7 @@ from rag.evaluation import (
     format_table,
     load_questions,
 )
-from rag.prompts import REFUSAL_EN
-from rag.testing import ScriptedGenerator
+from tests.fakes import ScriptedGenerator
 
 pytestmark = pytest.mark.unit
 

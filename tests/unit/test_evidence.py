@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.evidence import evidence, sentence_pair_coverage
+from rag.retrieval.evidence import evidence, sentence_pair_coverage
 from rag.types import Chunk, Passage
 
 pytestmark = pytest.mark.unit

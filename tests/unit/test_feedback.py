@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 
 from api.app import create_app
 from api.cli import app as cli
-from rag.audit import AuditLog
 from rag.container import Lore
-from rag.feedback import FeedbackStore, Rating
+from rag.governance.audit import AuditLog
+from rag.governance.feedback import FeedbackStore, Rating
 
 pytestmark = pytest.mark.unit
 

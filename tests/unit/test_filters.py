@@ -11,10 +11,10 @@ import pytest
 from ingest.pipeline import ingest_file
 from rag.container import Lore
 from rag.errors import InvalidInput
-from rag.filters import Filters, epoch_microseconds, make_filters, parse_when
-from rag.retrieval import Mode, Retriever
-from rag.testing import WordCountReranker
+from rag.retrieval.filters import Filters, epoch_microseconds, make_filters, parse_when
+from rag.retrieval.retriever import Mode, Retriever
 from rag.types import Chunk
+from tests.fakes import WordCountReranker
 
 pytestmark = pytest.mark.unit
 

@@ -4,8 +4,8 @@ import socket
 
 import pytest
 
+from rag.components.generation import OpenAICompatibleGenerator, estimate_tokens
 from rag.errors import GenerationFailed
-from rag.generation import OpenAICompatibleGenerator, estimate_tokens
 
 pytestmark = pytest.mark.unit
 

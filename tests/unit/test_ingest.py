@@ -19,7 +19,7 @@ from ingest.pipeline import (
 )
 from rag.container import Lore
 from rag.errors import NotFound, UnsupportedFile
-from rag.testing import RecordingEmbedder
+from tests.fakes import RecordingEmbedder
 
 pytestmark = pytest.mark.unit
 

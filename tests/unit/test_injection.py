@@ -10,20 +10,20 @@ from pathlib import Path
 import pytest
 
 from ingest.pipeline import ingest_file, pipeline_version
-from rag.config import Settings
-from rag.container import Lore
-from rag.embeddings import Vectors
-from rag.errors import ConfigError
-from rag.injection import (
+from rag.answering.injection import (
     InjectionDetector,
     SentenceClassifier,
     flagged,
     reads_as_instructions,
     signs_in,
 )
-from rag.prompts import REDACTED, readable
-from rag.store import ChromaStore
-from rag.testing import HashingEmbedder
+from rag.answering.prompts import REDACTED, readable
+from rag.components.embeddings import Vectors
+from rag.components.hashing_embeddings import HashingEmbedder
+from rag.components.store import ChromaStore
+from rag.config import Settings
+from rag.container import Lore
+from rag.errors import ConfigError
 from rag.types import Chunk, Citation
 
 pytestmark = pytest.mark.unit

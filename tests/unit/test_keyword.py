@@ -18,8 +18,8 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from ingest.pipeline import ingest_file
+from rag.components.keyword import KeywordIndex, words
 from rag.container import Lore
-from rag.keyword import KeywordIndex, words
 from rag.types import Chunk, Passage
 
 pytestmark = pytest.mark.unit

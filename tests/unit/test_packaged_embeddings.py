@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rag.components.packaged_embeddings import _unit_rows, packaged_embedder, packaged_token_length
 from rag.config import Settings
 from rag.container import Lore, min_score_for
 from rag.errors import ConfigError
 from rag.models import get_spec
-from rag.packaged_embeddings import _unit_rows, packaged_embedder, packaged_token_length
 
 pytestmark = pytest.mark.unit
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from rag import prompts
-from rag.language import sentence_spans
+from rag.answering import prompts
+from rag.retrieval.language import sentence_spans
 from rag.types import Citation, Turn
 
 pytestmark = pytest.mark.unit

@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 
 from ingest.pipeline import delete_document, ingest_file
+from rag.components.keyword import KeywordIndex, words
 from rag.container import Lore
-from rag.keyword import KeywordIndex, words
-from rag.retrieval import drop_near_duplicates, score_fusion
+from rag.retrieval.retriever import drop_near_duplicates, score_fusion
 from rag.types import Chunk, Passage
 
 pytestmark = pytest.mark.unit

@@ -10,7 +10,7 @@ import pytest
 from bench.retrieval_latency import SYNTHETIC, base_documents, indexed_chunks, replicate
 from ingest.pipeline import ingest_paths
 from rag.container import Lore
-from rag.retrieval import MODES, drop_near_duplicates
+from rag.retrieval.retriever import MODES, drop_near_duplicates
 from rag.types import Passage
 
 pytestmark = pytest.mark.unit

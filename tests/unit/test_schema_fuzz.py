@@ -8,8 +8,8 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from rag.access import KeyStore
 from rag.config import Settings
+from rag.governance.access import KeyStore
 from tests.unit.test_service import SlowGenerator, live
 
 pytestmark = pytest.mark.unit

@@ -18,10 +18,11 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from rag.components.hashing_embeddings import HashingEmbedder
+from rag.components.store import ChromaStore
 from rag.config import Settings
 from rag.container import Lore
-from rag.store import ChromaStore
-from rag.testing import HashingEmbedder, ScriptedGenerator
+from tests.fakes import ScriptedGenerator
 
 pytestmark = pytest.mark.unit
 

@@ -16,12 +16,12 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from ingest.pipeline import ingest_paths
+from rag.answering.prompts import format_source
 from rag.container import Lore
-from rag.filters import make_filters
-from rag.manifest import Manifest
-from rag.prompts import format_source
-from rag.testing import ScriptedGenerator
+from rag.retrieval.filters import make_filters
+from rag.retrieval.manifest import Manifest
 from rag.types import Citation
+from tests.fakes import ScriptedGenerator
 
 pytestmark = pytest.mark.unit
 

@@ -5,20 +5,21 @@ from pathlib import Path
 import pytest
 
 from ingest.pipeline import ingest_paths
+from rag.components.hashing_embeddings import HashingEmbedder
 from rag.config import Settings
 from rag.container import Lore
 from rag.errors import ModelMissing
-from rag.language import Language, language_of
-from rag.retrieval import Retriever
-from rag.testing import HashingEmbedder, ScriptedGenerator
-from rag.translation import ChatTranslator, clean_translation, translation_messages
+from rag.retrieval.language import Language, language_of
+from rag.retrieval.retriever import Retriever
+from rag.retrieval.translation import ChatTranslator, clean_translation, translation_messages
+from tests.fakes import ScriptedGenerator
 
 pytestmark = pytest.mark.unit
 
 
 @pytest.fixture
 def translating(settings: Settings, generator: ScriptedGenerator) -> Lore:
-    from rag.store import ChromaStore
+    from rag.components.store import ChromaStore
 
     embedder = HashingEmbedder()
     store = ChromaStore.embedded(settings.chroma_dir, embedder.name)
@@ -157,7 +158,7 @@ def test_a_translated_question_is_not_offered_the_refusal(
 ) -> None:
     # Offered it, the small model declined answerable questions asked across languages
     # (bench/answer_decisions.py); the thresholds decide for those instead.
-    from rag import prompts
+    from rag.answering import prompts
 
     ingest_paths(translating, [_chinese_docs(tmp_path)], "default")
     generator.replies = ["长城的总长度是多少？", "It is over 20,000 km long [1]."]

@@ -26,8 +26,8 @@ from collections.abc import Callable, Sequence
 
 import regex
 
-from rag.language import language_of
-from rag.prompts import is_chinese, is_refusal, readable, support
+from rag.answering.prompts import is_chinese, is_refusal, readable, support
+from rag.retrieval.language import language_of
 from rag.types import Citation
 
 # Tried first, in this order, at each position of the text not yet shaped: what a

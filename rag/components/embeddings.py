@@ -14,8 +14,8 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from rag.components.memory import return_free_memory
 from rag.errors import ConfigError
-from rag.memory import return_free_memory
 
 log = logging.getLogger(__name__)
 

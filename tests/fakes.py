@@ -1,56 +1,16 @@
-"""Small, honest fakes of Lore's model components, for tests and for trying the API without models.
+"""Small, honest fakes of Lore's model components, for tests.
 
-They obey the same interfaces as the real components (`Embedder`, `Generator`), so
-code under test cannot tell them apart by type, only by quality.
+They obey the same interfaces as the real components (`Generator`, `Reranker`,
+`Embedder`), so code under test cannot tell them apart by type, only by quality. The
+model-free embedder is a product backend (`embedding_backend: hashing`), so it lives in
+rag/components/hashing_embeddings.py, not here.
 """
 
 from __future__ import annotations
 
-import hashlib
-import math
 from collections.abc import Iterator, Sequence
 
-import numpy as np
-
-from rag.embeddings import Embedder, Vectors
-
-
-class HashingEmbedder:
-    """Embeds text by hashing its character bigrams into a fixed-size unit vector.
-
-    Texts that share many bigrams (in any language) get a high cosine similarity,
-    which is enough for retrieval tests to find the obviously right passage.
-    """
-
-    def __init__(self, dimension: int = 256, name: str = "hashing-test"):
-        self._dimension = dimension
-        self._name = name
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def dimension(self) -> int:
-        return self._dimension
-
-    def _vector(self, text: str) -> list[float]:
-        squashed = "".join(text.lower().split())
-        vector = [0.0] * self._dimension
-        for i in range(max(len(squashed) - 1, 1)):
-            gram = squashed[i : i + 2]
-            slot = int.from_bytes(hashlib.blake2b(gram.encode(), digest_size=4).digest(), "big")
-            vector[slot % self._dimension] += 1.0
-        norm = math.sqrt(sum(x * x for x in vector)) or 1.0
-        return [x / norm for x in vector]
-
-    def embed_documents(self, texts: Sequence[str]) -> Vectors:
-        return np.asarray([self._vector(t) for t in texts], dtype=np.float32).reshape(
-            len(texts), self._dimension
-        )
-
-    def embed_query(self, text: str) -> list[float]:
-        return self._vector(text)
+from rag.components.embeddings import Embedder, Vectors
 
 
 class ScriptedGenerator:

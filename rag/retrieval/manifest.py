@@ -1,8 +1,8 @@
 """The document manifest: what each collection holds, and which of it queries may see.
 
-A SQLite database beside the index. It lives in `rag/` rather than `ingest/` because
-retrieval consults it: a chunk is visible to queries only while its document's row
-says `indexed`. That one rule makes ingestion crash-safe. A document's chunks are
+A SQLite database beside the index. It lives in `rag/retrieval/` rather than `ingest/`
+because retrieval consults it: a chunk is visible to queries only while its document's
+row says `indexed`. That one rule makes ingestion crash-safe. A document's chunks are
 written while its row says `pending` (invisible), and the row flips to `indexed` in
 one transaction that also points the file's path at it and retires the version it
 replaces. A crash at any point leaves either the old version or the new one
@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal, Protocol
 
-from rag import database
-from rag.filters import Filters, epoch_microseconds, name_globs, source_globs
+from rag.components import database
+from rag.retrieval.filters import Filters, epoch_microseconds, name_globs, source_globs
 
 Status = Literal["pending", "indexed", "failed", "deleting"]
 
@@ -134,7 +134,7 @@ class DocumentManifest(Protocol):
 
     def matching(self, collection: str, filters: Filters) -> set[str]:
         """Ids of the visible documents with a source that meets every condition of
-        `filters` (rag/filters.py)."""
+        `filters` (rag/retrieval/filters.py)."""
         ...
 
     def visible_count(self, collection: str) -> int:

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from rag.embeddings import Vectors
+from rag.components.embeddings import Vectors
 from rag.errors import ConfigError, NotFound, StoreUnavailable
 from rag.types import Chunk, Passage
 

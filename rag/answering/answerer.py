@@ -10,15 +10,15 @@ from typing import Protocol
 
 import numpy as np
 
-from rag import prompts
-from rag.answer_text import AnswerText
-from rag.embeddings import Embedder
+from rag.answering import prompts
+from rag.answering.answer_text import AnswerText
+from rag.answering.injection import flagged
+from rag.components.embeddings import Embedder
+from rag.components.generation import Generator, first_line, prompt_tokens
 from rag.errors import InvalidInput
-from rag.filters import Filters
-from rag.generation import Generator, first_line, prompt_tokens
-from rag.injection import flagged
-from rag.language import language_of, sentence_spans
-from rag.retrieval import Retriever
+from rag.retrieval.filters import Filters
+from rag.retrieval.language import language_of, sentence_spans
+from rag.retrieval.retriever import Retriever
 from rag.types import (
     Answer,
     AnswerEvent,
@@ -39,7 +39,7 @@ class AnswerLimits:
     context_tokens: int = 600
     max_tokens: int = 384
     max_question_chars: int = 2000
-    # At or above this evidence score (rag/evidence.py) the passages surely hold the
+    # At or above this evidence score (rag/retrieval/evidence.py) the passages surely hold the
     # answer, and the model is not offered the refusal; infinity: always offered.
     firm_evidence: float = math.inf
     # A drafted answer is withdrawn when no sentence of the passages it was drafted from
@@ -49,7 +49,7 @@ class AnswerLimits:
     # lower.
     min_support: float = 0.0
     min_support_translated: float = 0.0
-    # Keep passages that read as instructions to an assistant (rag/injection.py) out of
+    # Keep passages that read as instructions to an assistant (rag/answering/injection.py) out of
     # answers; either way their citations are flagged.
     exclude_flagged: bool = False
     # Withdraw a drafted answer that states a code, key or long number that none of its
@@ -259,7 +259,7 @@ class Answerer:
         With `min_support`, a drafted answer is withdrawn when no sentence of `passages`
         is that close to the question (`support`): a last token says so, and the answer
         is declined. The tokens streamed add up to the finished answer's text exactly:
-        markers and disarmed links are put in as it streams (rag/answer_text.py).
+        markers and disarmed links are put in as it streams (rag/answering/answer_text.py).
         """
         question = check_question(question, self._limits)
         tally = tally if tally is not None else TokenTally()
@@ -391,7 +391,7 @@ class Answerer:
         """For a sentence, the number of the source closest to it in meaning.
 
         Small models often leave out the markers. Within one language shared characters
-        find the source (rag/answer_text.py); a sentence in another language than its
+        find the source (rag/answering/answer_text.py); a sentence in another language than its
         sources shares none, so it is marked with the source closest in meaning. The
         answer was written from these sources, so one of them is its source.
         """

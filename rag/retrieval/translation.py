@@ -3,7 +3,7 @@
 The embedder matches meaning across languages, but less sharply than within one, and
 keyword search can't match at all: an English question's words are not in a Chinese
 document. So a question whose best passages are in the other language is also searched
-for in translation (rag/retrieval.py). Questions are short, so this costs about one
+for in translation (rag/retrieval/retriever.py). Questions are short, so this costs about one
 second of a small model's time on a CPU, and only for such questions.
 """
 
@@ -14,8 +14,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Protocol
 
-from rag import generation
-from rag.language import Language, is_cjk
+from rag.components import generation
+from rag.retrieval.language import Language, is_cjk
 
 _NAMES = {"en": "English", "zh": "Simplified Chinese"}
 # A small model told only to translate often answers the question instead; two worked

@@ -2,7 +2,7 @@
 
 Lore's users write English and Chinese, and ask in one about documents in the other.
 Questions are answered in their own language; a question whose best passages are in
-the other language is also searched for in translation (rag/retrieval.py).
+the other language is also searched for in translation (rag/retrieval/retriever.py).
 """
 
 from __future__ import annotations

@@ -22,8 +22,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from rag.keyword import words
-from rag.language import sentence_spans
+from rag.components.keyword import words
+from rag.retrieval.language import sentence_spans
 from rag.types import Passage
 
 

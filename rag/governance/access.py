@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol, get_args
 
-from rag import database
+from rag.components import database
 from rag.errors import InvalidInput, NotFound
 
 Role = Literal["admin", "reader", "writer"]

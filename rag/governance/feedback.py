@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from rag import database
+from rag.components import database
 
 Rating = Literal["up", "down"]
 

@@ -40,7 +40,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from rag import database
+from rag.components import database
 
 ZERO_HASH = "0" * 64
 

@@ -6,8 +6,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import replace
 
-from rag.injection import reads_as_instructions, signs_in
-from rag.language import language_of, sentence_spans
+from rag.answering.injection import reads_as_instructions, signs_in
+from rag.retrieval.language import language_of, sentence_spans
 from rag.types import Citation, Turn
 
 REFUSAL_EN = "The documents do not contain the answer to this question."
@@ -43,7 +43,7 @@ def system_prompt(chinese: bool, *, may_decline: bool = True) -> str:
     """The rules for answering; without `may_decline`, the rule on declining is left out.
 
     It is left out when the evidence that the sources hold the answer is firm: a small
-    model offered a way out takes it too often (rag/evidence.py).
+    model offered a way out takes it too often (rag/retrieval/evidence.py).
     """
     intro, rules = (_INTRO_ZH, _RULES_ZH) if chinese else (_INTRO_EN, _RULES_EN)
     kept = [rule for index, rule in enumerate(rules) if may_decline or index != 1]
@@ -59,7 +59,7 @@ def refusal_for(question: str) -> str:
     return REFUSAL_ZH if is_chinese(question) else REFUSAL_EN
 
 
-# Streamed after a drafted answer that Lore withdraws (rag/answering.py: min_support),
+# Streamed after a drafted answer that Lore withdraws (rag/answering/answerer.py: min_support),
 # so a reader of the stream learns what the finished answer says.
 WITHDRAWN_EN = "\n\n(Withdrawn: the cited passages do not say this. " + REFUSAL_EN + ")"
 WITHDRAWN_ZH = "\n\n（已撤回：所引段落并没有这样说。" + REFUSAL_ZH + "）"

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from rag.embeddings import Embedder, Vectors
+from rag.components.embeddings import Embedder, Vectors
 from rag.errors import ConfigError
 from rag.models import package_dir
 

@@ -10,15 +10,15 @@ from typing import Literal
 
 import numpy as np
 
-from rag.embeddings import Embedder, Reranker
+from rag.components.embeddings import Embedder, Reranker
+from rag.components.keyword import KeywordStore
+from rag.components.store import VectorStore
 from rag.errors import LoreError
-from rag.evidence import Evidence, evidence
-from rag.filters import Filters
-from rag.keyword import KeywordStore
-from rag.language import language_of, other_language
-from rag.manifest import DocumentManifest
-from rag.store import VectorStore
-from rag.translation import Translator
+from rag.retrieval.evidence import Evidence, evidence
+from rag.retrieval.filters import Filters
+from rag.retrieval.language import language_of, other_language
+from rag.retrieval.manifest import DocumentManifest
+from rag.retrieval.translation import Translator
 from rag.types import Chunk, Passage
 
 log = logging.getLogger(__name__)
@@ -269,7 +269,7 @@ class Retriever:
     ) -> Retrieved:
         """The passages to answer from: the best above `min_score`, best first; possibly none.
 
-        None at all when their evidence score (rag/evidence.py) is under `min_evidence`:
+        None at all when their evidence score (rag/retrieval/evidence.py) is under `min_evidence`:
         the documents don't answer the question, and an answer would be a guess. When
         the question was searched for in translation, the evidence is weighed on the
         translation, which shares the documents' words.
