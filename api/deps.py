@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from api.limits import GenerationGate, RateLimiter
+from api.limits import AdmissionGate, RateLimit
 from api.observability import Metrics
-from ingest.jobs import JobManager
+from ingest.jobs import JobQueue
 from rag.config import validate_collection_name
 from rag.container import Lore
 from rag.errors import AuthThrottled, Forbidden, InvalidInput, Unauthorized
@@ -23,20 +23,20 @@ def get_lore(request: Request) -> Lore:
 LoreDep = Annotated[Lore, Depends(get_lore)]
 
 
-def get_jobs(request: Request) -> JobManager:
-    jobs: JobManager = request.app.state.jobs
+def get_jobs(request: Request) -> JobQueue:
+    jobs: JobQueue = request.app.state.jobs
     return jobs
 
 
-JobsDep = Annotated[JobManager, Depends(get_jobs)]
+JobsDep = Annotated[JobQueue, Depends(get_jobs)]
 
 
-def get_gate(request: Request) -> GenerationGate:
-    gate: GenerationGate = request.app.state.gate
+def get_gate(request: Request) -> AdmissionGate:
+    gate: AdmissionGate = request.app.state.gate
     return gate
 
 
-GateDep = Annotated[GenerationGate, Depends(get_gate)]
+GateDep = Annotated[AdmissionGate, Depends(get_gate)]
 
 
 def get_metrics(request: Request) -> Metrics:
@@ -66,7 +66,7 @@ def get_caller(request: Request, lore: LoreDep) -> Principal:
             raise Unauthorized("This request needs an API key: send 'Authorization: Bearer <key>'.")
         # Failed keys are counted per client address; past the allowance, no key from
         # that address is even checked until the pause is over, so guessing stalls.
-        failures: RateLimiter = request.app.state.auth_failures
+        failures: RateLimit = request.app.state.auth_failures
         address = f"address:{request.client.host if request.client else 'unknown'}"
         wait = failures.wait_s(address)
         if wait:
@@ -80,7 +80,7 @@ def get_caller(request: Request, lore: LoreDep) -> Principal:
             raise Unauthorized("That API key is not valid (unknown, malformed or revoked).")
         principal = found
     request.state.actor = principal.actor
-    limiter: RateLimiter = request.app.state.limiter
+    limiter: RateLimit = request.app.state.limiter
     limiter.check(principal.key_id)
     return principal
 

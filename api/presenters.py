@@ -18,7 +18,7 @@ from ingest.documents import DocumentDetail, RemovedDocument
 from ingest.jobs import Job
 from ingest.pipeline import IngestResult
 from rag.answering.injection import flagged
-from rag.retrieval.manifest import DocumentRecord, Manifest
+from rag.retrieval.manifest import DocumentManifest, DocumentRecord
 from rag.types import Answer, Citation, Passage
 
 
@@ -30,7 +30,7 @@ class SourceView:
     call those presenters from a worker thread.
     """
 
-    manifest: Manifest
+    manifest: DocumentManifest
     collection: str
     admin: bool
 

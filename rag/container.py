@@ -22,17 +22,17 @@ from rag.components.embeddings import (
 )
 from rag.components.generation import Generator, LlamaCppGenerator, OpenAICompatibleGenerator
 from rag.components.hashing_embeddings import HashingEmbedder
-from rag.components.keyword import KeywordIndex
+from rag.components.keyword import KeywordIndex, KeywordStore
 from rag.components.offline import force_offline
 from rag.components.packaged_embeddings import packaged_embedder
 from rag.components.store import ChromaStore, VectorStore
 from rag.config import Settings
 from rag.errors import ConfigError
-from rag.governance.access import KeyStore
-from rag.governance.audit import AuditLog
-from rag.governance.feedback import FeedbackStore
+from rag.governance.access import ApiKeys, KeyStore
+from rag.governance.audit import AuditLog, AuditTrail
+from rag.governance.feedback import FeedbackLog, FeedbackStore
 from rag.models import ModelSpec, get_spec, resolve_model_path
-from rag.retrieval.manifest import Manifest
+from rag.retrieval.manifest import DocumentManifest, Manifest
 from rag.retrieval.retriever import Retriever
 from rag.retrieval.translation import ChatTranslator
 
@@ -198,19 +198,19 @@ class Lore:
         return path
 
     @cached_property
-    def manifest(self) -> Manifest:
+    def manifest(self) -> DocumentManifest:
         return Manifest(self.settings.data_dir / "manifest.sqlite3")
 
     @cached_property
-    def keys(self) -> KeyStore:
+    def keys(self) -> ApiKeys:
         return KeyStore(self.settings.data_dir / "keys.sqlite3")
 
     @cached_property
-    def feedback(self) -> FeedbackStore:
+    def feedback(self) -> FeedbackLog:
         return FeedbackStore(self.settings.data_dir / "feedback.sqlite3")
 
     @cached_property
-    def audit(self) -> AuditLog:
+    def audit(self) -> AuditTrail:
         return AuditLog(self.settings.data_dir / "audit.sqlite3")
 
     def close_records(self) -> None:
@@ -225,7 +225,7 @@ class Lore:
                 record.close()
 
     @cached_property
-    def keywords(self) -> KeywordIndex:
+    def keywords(self) -> KeywordStore:
         return KeywordIndex(self.settings.data_dir / "keywords.sqlite3")
 
     @cached_property

@@ -137,6 +137,10 @@ class DocumentManifest(Protocol):
         `filters` (rag/retrieval/filters.py)."""
         ...
 
+    def collections(self) -> list[str]:
+        """The names of the collections that have any document record, sorted."""
+        ...
+
     def visible_count(self, collection: str) -> int:
         """How many documents of `collection` queries may see."""
         ...

@@ -153,6 +153,13 @@ class DocumentManifestContract:
         assert manifest.documents("alpha") == []
         assert manifest.visible("beta", ["d1"]) == {"d1"}
 
+    def test_collections_are_named_once_each_sorted(self, manifest: DocumentManifest) -> None:
+        assert manifest.collections() == []
+        ingest(manifest, "d1", "/docs/a.md", collection="beta")
+        ingest(manifest, "d2", "/docs/b.md", collection="alpha")
+        ingest(manifest, "d3", "/docs/c.md", collection="beta")
+        assert manifest.collections() == ["alpha", "beta"]
+
 
 @pytest.mark.unit
 class TestSqliteManifest(DocumentManifestContract):
