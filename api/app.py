@@ -22,9 +22,10 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.answers import audit
-from api.errors import error_response, status_for
+from api.errors import error_response, http_error_response, status_for
 from api.limits import BodyLimit, GenerationGate, RateLimiter
 from api.observability import Metrics, request_id_var
 from api.routes import (
@@ -183,6 +184,10 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
         return error_response(
             422, "invalid_request", f"The request is not valid: {problems}", request
         )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return http_error_response(request, exc.status_code, exc.headers)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -3,6 +3,7 @@ JSON body with a stable code, a human sentence and the request id (never a trace
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import Request
@@ -64,3 +65,20 @@ def error_response(status: int, code: str, message: str, request: Request) -> JS
     if request.url.path in _OPENAI_PATHS:
         body["error"] = {"message": message, "type": code, "code": code}
     return JSONResponse(body, status_code=status, headers={"X-Request-ID": request_id})
+
+
+def http_error_response(
+    request: Request, status: int, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    """Lore's JSON error for what the web framework refuses by itself: a path that does
+    not exist (404) or a method a path does not take (405, with its `Allow` header)."""
+    method, path = request.method, request.url.path
+    if status == 404:
+        code, message = "not_found", f"There is nothing at {method} {path}."
+    elif status == 405:
+        code, message = "method_not_allowed", f"{path} does not take {method}."
+    else:
+        code, message = "http_error", f"The request was refused ({status})."
+    response = error_response(status, code, message, request)
+    response.headers.update(headers or {})
+    return response

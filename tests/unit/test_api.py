@@ -118,6 +118,20 @@ def test_errors_are_json_with_code_and_request_id(client: TestClient, tmp_path: 
     assert refused.json()["code"] == "unsupported_file"
 
 
+def test_unknown_paths_and_methods_answer_lore_errors_too(client: TestClient) -> None:
+    nowhere = client.get("/v1/nowhere")
+    assert nowhere.status_code == 404
+    assert nowhere.json()["code"] == "not_found"
+    assert nowhere.json()["message"] == "There is nothing at GET /v1/nowhere."
+    assert nowhere.json()["request_id"] == nowhere.headers["x-request-id"]
+    wrong = client.get("/v1/chat/completions")
+    assert wrong.status_code == 405
+    assert wrong.headers["allow"] == "POST"
+    # The OpenAI paths also carry the error as OpenAI clients read it.
+    assert wrong.json()["error"]["code"] == "method_not_allowed"
+    assert "detail" not in wrong.json()
+
+
 def test_upload_over_limit_is_413_and_leaves_no_file(lore: Lore, tmp_path: Path) -> None:
     small = Lore(
         lore.settings.model_copy(update={"max_upload_mb": 1}),
