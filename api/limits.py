@@ -60,6 +60,18 @@ class RateLimiter:
         self._lock = threading.Lock()
         # key -> (tokens left, when the last request let in was)
         self._buckets: dict[str, tuple[float, float]] = {}
+        self._let_in = 0
+
+    # A full bucket and no bucket are the same; full ones are dropped every this many
+    # requests let in, so that many keys (the failed-key throttle's client addresses)
+    # cannot grow the table without bound.
+    SWEEP_EVERY = 1024
+
+    @property
+    def tracked(self) -> int:
+        """How many keys hold a bucket (full ones go at the next sweep)."""
+        with self._lock:
+            return len(self._buckets)
 
     def wait_s(self, key: str) -> int:
         """Seconds until `key` may make a request again, without taking one; 0: now."""
@@ -83,6 +95,14 @@ class RateLimiter:
                     retry_after_s=wait,
                 )
             self._buckets[key] = (tokens - 1.0, now)
+            self._let_in += 1
+            if self._let_in % self.SWEEP_EVERY == 0:
+                full = float(self._per_minute) - _ROUNDING
+                self._buckets = {
+                    k: bucket
+                    for k, bucket in self._buckets.items()
+                    if self._tokens(k, now) < full
+                }
 
     def _tokens(self, key: str, now: float) -> float:
         """`key`'s tokens at `now`. Only a request let in is stored, so the refill since
