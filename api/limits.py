@@ -99,9 +99,7 @@ class RateLimiter:
             if self._let_in % self.SWEEP_EVERY == 0:
                 full = float(self._per_minute) - _ROUNDING
                 self._buckets = {
-                    k: bucket
-                    for k, bucket in self._buckets.items()
-                    if self._tokens(k, now) < full
+                    k: bucket for k, bucket in self._buckets.items() if self._tokens(k, now) < full
                 }
 
     def _tokens(self, key: str, now: float) -> float:
