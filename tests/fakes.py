@@ -8,9 +8,10 @@ rag/components/hashing_embeddings.py, not here.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 from rag.components.embeddings import Embedder, Vectors
+from rag.components.generation import TokenStream
 
 
 class ScriptedGenerator:
@@ -28,7 +29,7 @@ class ScriptedGenerator:
         # About one token per 4 characters, as for English with a BPE vocabulary.
         return max(1, len(text) // 4) if text else 0
 
-    def stream(self, messages: list[dict[str, str]], max_tokens: int) -> Iterator[str]:
+    def stream(self, messages: list[dict[str, str]], max_tokens: int) -> TokenStream:
         self.prompts.append(messages)
         reply = self.replies.pop(0) if self.replies else self.reply
         words = reply.split(" ")

@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Iterator
+from collections import abc
 from pathlib import Path
 from typing import Any, Protocol
 
 from rag.errors import GenerationFailed
+
+# A reply as it is written, piece by piece. A generator, not any iterator: closing it
+# (`close()`) stops the model and frees it for the next reply.
+TokenStream = abc.Generator[str, None, None]
 
 
 class Generator(Protocol):
@@ -24,7 +28,7 @@ class Generator(Protocol):
         errs high (`estimate_tokens`)."""
         ...
 
-    def stream(self, messages: list[dict[str, str]], max_tokens: int) -> Iterator[str]:
+    def stream(self, messages: list[dict[str, str]], max_tokens: int) -> TokenStream:
         """The reply to `messages` (dicts of "role" and "content", oldest first), piece by
         piece as the model writes it.
 
@@ -100,7 +104,7 @@ class LlamaCppGenerator:
         prompt = self._formatter(messages=messages).prompt
         return len(self._llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))
 
-    def stream(self, messages: list[dict[str, str]], max_tokens: int) -> Iterator[str]:
+    def stream(self, messages: list[dict[str, str]], max_tokens: int) -> TokenStream:
         with self._lock:
             chunks = self._llm.create_chat_completion(
                 messages=messages,
@@ -195,7 +199,7 @@ class OpenAICompatibleGenerator:
     def count_tokens(self, text: str) -> int:
         return estimate_tokens(text)
 
-    def stream(self, messages: list[dict[str, str]], max_tokens: int) -> Iterator[str]:
+    def stream(self, messages: list[dict[str, str]], max_tokens: int) -> TokenStream:
         import httpx
 
         body = {

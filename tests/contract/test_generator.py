@@ -62,7 +62,7 @@ class GeneratorContract:
     def test_closing_a_stream_frees_the_generator_for_the_next(self, generator: Generator) -> None:
         stopped = generator.stream(LONG_REPLY, max_tokens=64)
         assert next(stopped)
-        stopped.close()  # type: ignore[attr-defined]
+        stopped.close()
         reply = finishes_within(
             PATIENCE_S, lambda: "".join(generator.stream(LONG_REPLY, max_tokens=4))
         )

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -10,6 +10,7 @@ from ingest.pipeline import ingest_paths
 from rag.answering import prompts
 from rag.answering.answerer import Answerer, AnswerLimits
 from rag.components.embeddings import Vectors
+from rag.components.generation import TokenStream
 from rag.components.hashing_embeddings import HashingEmbedder
 from rag.container import Lore
 from rag.errors import InvalidInput, NotFound
@@ -141,7 +142,7 @@ class _OneLineThenChatter:
     def count_tokens(self, text: str) -> int:
         return max(1, len(text) // 4)
 
-    def stream(self, messages: list[dict[str, str]], max_tokens: int) -> Iterator[str]:
+    def stream(self, messages: list[dict[str, str]], max_tokens: int) -> TokenStream:
         yield "Where was Bram"
         yield " Stoker born?\n"
         raise AssertionError("the rewrite was read past its line")

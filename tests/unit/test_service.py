@@ -18,6 +18,7 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from rag.components.generation import TokenStream
 from rag.components.hashing_embeddings import HashingEmbedder
 from rag.components.store import ChromaStore
 from rag.config import Settings
@@ -37,7 +38,7 @@ class SlowGenerator(ScriptedGenerator):
         self.stopped = 0
         self.running = threading.Event()
 
-    def stream(self, messages: list[dict[str, str]], max_tokens: int) -> Iterator[str]:
+    def stream(self, messages: list[dict[str, str]], max_tokens: int) -> TokenStream:
         completed = False
         self.running.set()
         try:
