@@ -6,7 +6,7 @@ import json
 import re
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
@@ -90,11 +90,12 @@ def evaluate(
     # Named after the folder and its parent ("eval/xquad/docs" gives eval-xquad-docs).
     where = "-".join(docs.resolve().parts[-2:])
     target = collection or "eval-" + (re.sub(r"[^A-Za-z0-9_-]+", "-", where).strip("-") or "docs")
+    rows_file = _rows_file(rows, answers)  # opened now: a bad path fails before the work
     report = _evaluate_with(read_settings(), docs, target, items, k, modes, answers)
-    if rows is not None:
-        with rows.open("w", encoding="utf-8") as handle:
+    if rows_file is not None:
+        with rows_file:
             for row in report.answer_rows:
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+                rows_file.write(json.dumps(row, ensure_ascii=False) + "\n")
     if compare is None:
         if as_json:
             print_json(report.as_json())
@@ -157,3 +158,15 @@ def _evaluate_with(
                 count_tokens=lore.generator.count_tokens if answers else None,
                 progress=on_step,
             )
+
+
+def _rows_file(path: Path | None, answers: bool) -> TextIO | None:
+    """`--rows` opened for writing, or a usage error that names what is wrong."""
+    if path is None:
+        return None
+    if not answers:
+        raise typer.BadParameter("--rows writes the answers: give --answers too.")
+    try:
+        return path.open("w", encoding="utf-8")
+    except OSError as error:
+        raise typer.BadParameter(f"--rows: cannot write {path}: {error.strerror}.") from error

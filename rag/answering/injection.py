@@ -442,9 +442,9 @@ class InjectionDetector:
 
     def orders(self, texts: Sequence[str]) -> list[tuple[tuple[int, int], ...]]:
         """For each text, the spans of its sentences that the classifier reads as orders."""
-        found: list[list[tuple[int, int]]] = [[] for _ in texts]
         if self._classifier is None or self._embedder is None:
             return [()] * len(texts)
+        found: list[list[tuple[int, int]]] = [[] for _ in texts]
         candidates = [
             (number, span)
             for number, text in enumerate(texts)

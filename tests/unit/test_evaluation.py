@@ -174,6 +174,23 @@ def test_cli_refuses_an_unknown_mode_before_doing_any_work(tmp_path: Path) -> No
     assert not (tmp_path / "data").exists()
 
 
+def test_cli_refuses_a_rows_file_it_cannot_write_before_doing_any_work(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from api.cli import app
+
+    docs, path = _eval_set(tmp_path)
+    base = ["eval", str(path), "--docs", str(docs)]
+    nowhere = tmp_path / "no-such-folder" / "rows.jsonl"
+    result = CliRunner().invoke(app, [*base, "--answers", "--rows", str(nowhere)])
+    assert result.exit_code == 2
+    assert "cannot write" in result.output
+    result = CliRunner().invoke(app, [*base, "--rows", str(tmp_path / "rows.jsonl")])
+    assert result.exit_code == 2
+    assert "give --answers too" in result.output
+    assert not (tmp_path / "data").exists()
+
+
 def test_every_question_falls_in_one_stable_half(tmp_path: Path) -> None:
     lines = [
         {"id": f"q{i}", "lang": "en", "question": "Q?", "answers": ["a"], "doc": "d.md"}
