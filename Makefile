@@ -16,9 +16,10 @@ PORT ?= 8000
 .PHONY: run test install models demo lint types unit integration clean system-deps
 
 # OCR (tesseract, Chinese and English) and LibreOffice for legacy .doc/.ppt, from Debian.
-# Chromium runs the web page's browser tests (headless).
+# Chromium runs the web page's browser tests (headless). PostgreSQL's server is what
+# the cluster tests start (initdb, pg_ctl); cluster mode itself runs against any server.
 SYSTEM_PACKAGES := tesseract-ocr tesseract-ocr-chi-sim tesseract-ocr-eng \
-	libreoffice-writer-nogui libreoffice-impress-nogui chromium
+	libreoffice-writer-nogui libreoffice-impress-nogui chromium postgresql
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +44,7 @@ install: $(INSTALLED) $(WEB_VENDOR)
 system-deps:
 	@if command -v tesseract >/dev/null && command -v soffice >/dev/null \
 		&& command -v chromium >/dev/null \
+		&& (command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1) \
 		&& tesseract --list-langs 2>/dev/null | grep -q chi_sim; then \
 		echo "system packages present"; \
 	else \

@@ -43,7 +43,15 @@ from ingest.jobs import Job, JobManager
 from ingest.pipeline import recover
 from rag.config import Settings, load_settings
 from rag.container import Lore
-from rag.errors import AuthThrottled, Busy, LimitExceeded, LoreError, RateLimited, Unauthorized
+from rag.errors import (
+    AuthThrottled,
+    Busy,
+    LimitExceeded,
+    LoreError,
+    RateLimited,
+    StoreUnavailable,
+    Unauthorized,
+)
 
 log = logging.getLogger("lore.api")
 
@@ -167,6 +175,7 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
         response = error_response(status, exc.code, str(exc), request)
         if isinstance(exc, Busy | RateLimited):
             metrics.rejected.labels(exc.code).inc()
+        if isinstance(exc, Busy | RateLimited | StoreUnavailable):
             response.headers["Retry-After"] = str(exc.retry_after_s)
         if isinstance(exc, Unauthorized):
             response.headers["WWW-Authenticate"] = "Bearer"

@@ -78,6 +78,11 @@ class Settings(BaseSettings):
     chroma_host: str | None = None
     chroma_port: int = Field(default=8000, ge=1, le=65535)
     chroma_ssl: bool = False
+    # Cluster mode: a PostgreSQL server (postgresql://user:password@host:port/db) holds
+    # the manifest, keyword index, keys, audit log, feedback and ingest jobs, shared by
+    # every Lore process; vectors then live in a Chroma server (chroma_host). Unset: the
+    # SQLite files in data_dir, for one machine. docs/cluster.md says how to set it up.
+    database_url: SecretStr | None = None
 
     # Embedding. The `hashing` backend is a model-free stand-in for tests and demos
     # without weights (rag/components/hashing_embeddings.py); it finds passages by shared
@@ -188,7 +193,25 @@ class Settings(BaseSettings):
             raise ValueError("chunk_overlap must be smaller than chunk_size")
         if self.llm_backend == "openai" and not self.llm_base_url:
             raise ValueError("llm_backend 'openai' needs llm_base_url")
+        if self.database_url is not None:
+            url = self.database_url.get_secret_value()
+            if not url.startswith(("postgresql://", "postgres://")):
+                raise ValueError(
+                    "database_url must be a PostgreSQL URL: postgresql://user:password@host/db"
+                )
+            if not self.chroma_host:
+                # Several processes share the database; none may open an embedded Chroma
+                # directory, which only one process at a time may hold.
+                raise ValueError(
+                    "database_url (cluster mode) needs chroma_host: vectors shared by several "
+                    "processes live in a Chroma server (`chroma run`), not in a folder"
+                )
         return self
+
+    @property
+    def cluster(self) -> bool:
+        """Whether state is shared through PostgreSQL and a Chroma server (database_url)."""
+        return self.database_url is not None
 
     @property
     def resolved_models_dir(self) -> Path:

@@ -48,7 +48,24 @@ class LimitExceeded(LoreError):
 
 
 class StoreUnavailable(LoreError):
+    """A store Lore needs (the Chroma server, the database) cannot be reached; the
+    request may succeed after `retry_after_s` seconds."""
+
     code = "store_unavailable"
+    retry_after_s = 5
+
+
+class DatabaseUnavailable(StoreUnavailable):
+    """The PostgreSQL server of `database_url` cannot be reached or went away mid-request."""
+
+    code = "database_unavailable"
+
+
+class SchemaMismatch(ConfigError):
+    """The database's schema is not the one this release of Lore was written for; the
+    message names the command that fixes it."""
+
+    code = "schema_mismatch"
 
 
 class GenerationFailed(LoreError):

@@ -7,9 +7,11 @@ it wants from here.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +22,7 @@ import pytest
 
 from rag.config import Settings, default_data_dir
 from rag.models import get_spec, verify
+from rag.postgres.database import upgrade
 
 REPO = Path(__file__).resolve().parents[1]
 # The small chat model that llama.cpp serves in the tests, in-process or as a server.
@@ -115,3 +118,99 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> 
     env = lore_env(folder, models_dir)
     with running(command, f"http://127.0.0.1:{port}/v1/models", folder / "llama.log", env):
         yield f"http://127.0.0.1:{port}/v1"
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL cluster (Debian's initdb and pg_ctl) on a free loopback port.
+
+    PostgreSQL refuses to run as root, so as root its folder belongs to the `postgres`
+    user and its commands run as that user. `database()` hands out a new database with
+    Lore's schema, cloned from a template migrated once.
+    """
+
+    def __init__(self, host: str = "127.0.0.1"):
+        self.host = host
+        self.port = free_port()
+        # Not under pytest's temporary folders: those are private to root.
+        self.folder = Path(tempfile.mkdtemp(prefix="lore-pg-"))
+        self.data = self.folder / "data"
+        self.log = self.folder / "postgres.log"
+        self._as_root = os.geteuid() == 0
+        self._count = 0
+        if self._as_root:
+            shutil.chown(self.folder, "postgres")
+        self._run(["initdb", "-D", str(self.data), "-U", "lore", "--auth=trust", "-E", "UTF8",
+                   "--locale=C.UTF-8"])  # fmt: skip
+        self.start()
+        self.template = self._create("lore_template")
+        upgrade(self.template)
+        self._sql("postgres", "ALTER DATABASE lore_template WITH is_template true")
+
+    def _run(self, command: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
+        binary = shutil.which(command[0]) or _postgres_binary(command[0])
+        full = [binary, *command[1:]]
+        if self._as_root:
+            full = ["runuser", "-u", "postgres", "--", *full]
+        return subprocess.run(full, check=check, capture_output=True, text=True, timeout=120)
+
+    def url(self, database: str) -> str:
+        return f"postgresql://lore@{self.host}:{self.port}/{database}"
+
+    def start(self) -> None:
+        options = (
+            f"-c listen_addresses={self.host} -c port={self.port} "
+            f"-c unix_socket_directories={self.folder} -c fsync=off -c max_connections=200"
+        )
+        self._run(
+            ["pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start"]
+        )
+
+    def stop(self, mode: str = "fast") -> None:
+        self._run(["pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop"], check=False)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def _sql(self, database: str, statement: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self.url(database), autocommit=True) as conn:
+            conn.execute(statement)  # type: ignore[arg-type]
+
+    def _create(self, name: str, template: str = "template0") -> str:
+        self._sql("postgres", f'CREATE DATABASE "{name}" TEMPLATE {template}')
+        return self.url(name)
+
+    def database(self) -> str:
+        """The URL of a new database that holds Lore's current schema and nothing else."""
+        self._count += 1
+        return self._create(f"lore_{self._count}_{os.getpid()}", template="lore_template")
+
+    def close(self) -> None:
+        self.stop("immediate")
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL cluster for the test session; take databases with `.database()`."""
+    server = PostgresServer()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def database_url(postgres_server: PostgresServer) -> str:
+    """A new, empty database with Lore's schema, for one test."""
+    return postgres_server.database()
+
+
+def _postgres_binary(name: str) -> str:
+    """Debian keeps PostgreSQL's server commands off the PATH, by major version."""
+    found = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+    if not found:
+        pytest.fail(f"{name} is not installed: run `make system-deps` (Debian's postgresql)")
+    return str(found[-1])

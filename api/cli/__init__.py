@@ -12,7 +12,18 @@ from __future__ import annotations
 
 import typer
 
-from api.cli import audit, documents, evaluation, feedback, ingest, keys, models, query, serve
+from api.cli import (
+    audit,
+    db,
+    documents,
+    evaluation,
+    feedback,
+    ingest,
+    keys,
+    models,
+    query,
+    serve,
+)
 from rag.errors import LoreError
 
 app = typer.Typer(
@@ -25,6 +36,7 @@ app.add_typer(documents.app, name="docs")
 app.add_typer(audit.app, name="audit")
 app.add_typer(keys.app, name="keys")
 app.add_typer(feedback.app, name="feedback")
+app.add_typer(db.app, name="db")
 app.command()(ingest.ingest)
 app.command("eval")(evaluation.evaluate)
 app.command()(query.ask)
