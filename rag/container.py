@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rag.answering.answerer import Answerer, AnswerLimits
 from rag.answering.injection import InjectionDetector, SentenceClassifier
@@ -35,6 +36,10 @@ from rag.models import ModelSpec, get_spec, resolve_model_path
 from rag.retrieval.manifest import DocumentManifest, Manifest
 from rag.retrieval.retriever import Retriever
 from rag.retrieval.translation import ChatTranslator
+
+if TYPE_CHECKING:
+    from rag.components.claims import DocumentClaims
+    from rag.postgres.database import Database
 
 
 def build_embedder(settings: Settings) -> Embedder:
@@ -198,19 +203,49 @@ class Lore:
         return path
 
     @cached_property
+    def database(self) -> Database:
+        """Cluster mode's PostgreSQL (database_url), its schema checked: SchemaMismatch
+        naming `lore db upgrade` when it is not this release's. ConfigError when unset."""
+        from rag.postgres.database import Database
+
+        if self.settings.database_url is None:
+            raise ConfigError(
+                "database_url is not set: this installation keeps its state in data_dir"
+            )
+        database = Database(self.settings.database_url.get_secret_value())
+        database.check_schema()
+        return database
+
+    @cached_property
     def manifest(self) -> DocumentManifest:
+        if self.settings.cluster:
+            from rag.postgres.manifest import PgManifest
+
+            return PgManifest(self.database)
         return Manifest(self.settings.data_dir / "manifest.sqlite3")
 
     @cached_property
     def keys(self) -> ApiKeys:
+        if self.settings.cluster:
+            from rag.postgres.keys import PgKeyStore
+
+            return PgKeyStore(self.database)
         return KeyStore(self.settings.data_dir / "keys.sqlite3")
 
     @cached_property
     def feedback(self) -> FeedbackLog:
+        if self.settings.cluster:
+            from rag.postgres.feedback import PgFeedbackStore
+
+            return PgFeedbackStore(self.database)
         return FeedbackStore(self.settings.data_dir / "feedback.sqlite3")
 
     @cached_property
     def audit(self) -> AuditTrail:
+        if self.settings.cluster:
+            from rag.postgres.audit import PgAuditLog
+
+            return PgAuditLog(self.database)
         return AuditLog(self.settings.data_dir / "audit.sqlite3")
 
     def close_records(self) -> None:
@@ -220,12 +255,16 @@ class Lore:
         the manifest and the keyword index, which the retriever keeps: those stay open.
         """
         for name in ("audit", "keys", "feedback"):
-            record: AuditLog | KeyStore | FeedbackStore | None = self.__dict__.pop(name, None)
+            record: AuditTrail | ApiKeys | FeedbackLog | None = self.__dict__.pop(name, None)
             if record is not None:
                 record.close()
 
     @cached_property
     def keywords(self) -> KeywordStore:
+        if self.settings.cluster:
+            from rag.postgres.keywords import PgKeywordIndex
+
+            return PgKeywordIndex(self.database)
         return KeywordIndex(self.settings.data_dir / "keywords.sqlite3")
 
     @cached_property
@@ -253,6 +292,18 @@ class Lore:
                 else None
             ),
         )
+
+    @cached_property
+    def claims(self) -> DocumentClaims:
+        """Claims on documents being indexed (rag/components/claims.py): PostgreSQL
+        advisory locks shared by the cluster, or none needed on one machine."""
+        if self.settings.cluster:
+            from rag.postgres.claims import PgDocumentClaims
+
+            return PgDocumentClaims(self.database)
+        from rag.components.claims import NoClaims
+
+        return NoClaims()
 
     @cached_property
     def answerer(self) -> Answerer:

@@ -55,6 +55,13 @@ class StoreUnavailable(LoreError):
     retry_after_s = 5
 
 
+class StoreInUse(StoreUnavailable):
+    """An embedded vector store (a Chroma folder) is open in another process; one
+    process at a time may hold it."""
+
+    code = "store_in_use"
+
+
 class DatabaseUnavailable(StoreUnavailable):
     """The PostgreSQL server of `database_url` cannot be reached or went away mid-request."""
 

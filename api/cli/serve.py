@@ -34,6 +34,8 @@ def serve(
             "Turn auth on and make keys with `lore keys create` to serve a network.",
             param_hint="--host",
         )
+    if settings.database_url is not None:
+        check_database(settings.database_url.get_secret_value())
     configure_json_logging()
     uvicorn.run(
         create_app(settings),
@@ -52,3 +54,16 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def check_database(url: str) -> None:
+    """Return when cluster mode's database answers with this release's schema; else raise
+    the LoreError that says why in a sentence (unreachable, or `lore db upgrade` needed),
+    so the server refuses to start rather than fail each request."""
+    from rag.postgres.database import Database
+
+    database = Database(url)
+    try:
+        database.check_schema()
+    finally:
+        database.close()

@@ -8,14 +8,18 @@ function would download a model at run time, so it is never created.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
+import sys
+import threading
 from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 import numpy as np
 
 from rag.components.embeddings import Vectors
-from rag.errors import ConfigError, NotFound, StoreUnavailable
+from rag.errors import ConfigError, NotFound, StoreInUse, StoreUnavailable
 from rag.types import Chunk, Passage
 
 # Chroma caps one add() call; keep batches well below it.
@@ -135,6 +139,39 @@ def _chunk(chunk_id: str, text: str | None, meta: dict[str, Any]) -> Chunk:
     )
 
 
+# The folders this process holds, with the open lock file of each: a lock is held by its
+# open file, so the file stays open for as long as the process lives.
+_HELD: dict[Path, IO[str]] = {}
+_HELD_LOCK = threading.Lock()
+
+
+def hold_folder(path: Path) -> None:
+    """Take `path`'s lock file (`lore.lock`) for this process, or raise StoreInUse naming
+    the process that has it. Taking it again in the same process does nothing."""
+    key = path.resolve()
+    with _HELD_LOCK:
+        if key in _HELD:
+            return
+        handle = (key / "lore.lock").open("a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise StoreInUse(
+                f"The vector store in {key} is open in another Lore process ({holder}). "
+                "A store in a folder serves one process at a time: stop that process, or "
+                "give it the work (a running `lore serve` takes uploads and ingest jobs), "
+                "or run Lore in cluster mode with a Chroma server (docs/cluster.md)."
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}: {' '.join(sys.argv[:3])[:200]}\n")
+        handle.flush()
+        _HELD[key] = handle
+
+
 class ChromaStore:
     """A `VectorStore` on Chroma, embedded or client/server.
 
@@ -148,10 +185,13 @@ class ChromaStore:
 
     @classmethod
     def embedded(cls, path: Path, embedder_name: str) -> ChromaStore:
+        """The Chroma folder at `path`, held by this process until it exits: StoreInUse
+        when another process holds it (two writers would damage its index)."""
         import chromadb
         from chromadb.config import Settings as ChromaSettings
 
         path.mkdir(parents=True, exist_ok=True)
+        hold_folder(path)
         client = chromadb.PersistentClient(
             path=str(path), settings=ChromaSettings(anonymized_telemetry=False)
         )

@@ -139,6 +139,49 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
+def checked_key(
+    name: str, role: str, collections: list[str] | tuple[str, ...]
+) -> tuple[str, Role, tuple[str, ...]]:
+    """What `ApiKeys.create` stores for these arguments: the name stripped, the role, and
+    the collections sorted without repeats. InvalidInput for what `create` refuses."""
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise InvalidInput("A key needs a name of 1 to 200 characters.")
+    if role not in ROLES:
+        raise InvalidInput(f"A key's role is one of {', '.join(ROLES)}, not '{role}'.")
+    wanted = tuple(sorted(set(collections)))
+    if role == "admin" and wanted:
+        raise InvalidInput("An admin key reaches every collection; name none.")
+    if role != "admin" and not wanted:
+        raise InvalidInput(f"A {role} key needs at least one collection.")
+    return name, role, wanted
+
+
+def new_key() -> tuple[str, str, str]:
+    """A new key: its id, the hash of its secret (what is stored), and the key itself
+    (`lore_<id>_<secret>`, shown once and never stored)."""
+    key_id = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    return key_id, _hash(secret), f"{_PREFIX}{key_id}_{secret}"
+
+
+def split_key(presented: str) -> tuple[str, str]:
+    """The key id and secret of a presented key; empty strings where it has none."""
+    key_id, secret = "", ""
+    if presented.startswith(_PREFIX):
+        key_id, _, secret = presented[len(_PREFIX) :].partition("_")
+    return key_id, secret
+
+
+def secret_matches(secret: str, stored_hash: str | None) -> bool:
+    """Whether `secret` is the one whose hash was stored, compared in constant time.
+    None (no such key) is False after as long as a wrong secret takes."""
+    matches = hmac.compare_digest(
+        _hash(secret), _DUMMY_HASH if stored_hash is None else stored_hash
+    )
+    return matches and stored_hash is not None
+
+
 class KeyStore:
     """The API keys, in a SQLite file beside the index."""
 
@@ -151,26 +194,15 @@ class KeyStore:
         self, name: str, role: str, collections: list[str] | tuple[str, ...] = ()
     ) -> tuple[KeyRecord, str]:
         """Make a key; returns its record and the key itself, which is not stored."""
-        name = name.strip()
-        if not name or len(name) > 200:
-            raise InvalidInput("A key needs a name of 1 to 200 characters.")
-        if role not in ROLES:
-            raise InvalidInput(f"A key's role is one of {', '.join(ROLES)}, not '{role}'.")
-        wanted = tuple(sorted(set(collections)))
-        if role == "admin" and wanted:
-            raise InvalidInput("An admin key reaches every collection; name none.")
-        if role != "admin" and not wanted:
-            raise InvalidInput(f"A {role} key needs at least one collection.")
-        key_id = secrets.token_hex(6)
-        secret = secrets.token_urlsafe(32)
+        name, checked_role, wanted = checked_key(name, role, collections)
+        key_id, secret_hash, key = new_key()
         now = time.time()
         with self._lock:
             self._db.execute(
                 "INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, ?, NULL)",
-                (key_id, name, role, json.dumps(wanted), _hash(secret), now),
+                (key_id, name, checked_role, json.dumps(wanted), secret_hash, now),
             )
-        record = KeyRecord(key_id, name, role, wanted, now, None)
-        return record, f"{_PREFIX}{key_id}_{secret}"
+        return KeyRecord(key_id, name, checked_role, wanted, now, None), key
 
     def list(self) -> list[KeyRecord]:
         """Every key, revoked ones included, oldest first."""
@@ -198,17 +230,14 @@ class KeyStore:
 
     def authenticate(self, presented: str) -> Principal | None:
         """The key's principal, or None for a malformed, unknown, wrong or revoked key."""
-        key_id, secret = "", ""
-        if presented.startswith(_PREFIX):
-            key_id, _, secret = presented[len(_PREFIX) :].partition("_")
+        key_id, secret = split_key(presented)
         with self._lock:
             row = self._db.execute(
                 "SELECT name, role, collections, secret_hash, revoked_at"
                 " FROM api_keys WHERE key_id = ?",
                 (key_id,),
             ).fetchone()
-        stored = row[3] if row else _DUMMY_HASH
-        matches = hmac.compare_digest(_hash(secret), stored)
+        matches = secret_matches(secret, row[3] if row else None)
         if row is None or not matches or row[4] is not None:
             return None
         return Principal(key_id, row[0], row[1], frozenset(json.loads(row[2])))

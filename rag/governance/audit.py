@@ -92,11 +92,13 @@ BEGIN
 END;
 """
 
-_COLUMNS = (
+# The columns of an entry, in the order `row_values` gives them; the id lists are JSON
+# text. The PostgreSQL log (rag/postgres/audit.py) stores the same columns.
+COLUMNS = (
     "seq, at, actor, operation, collection, question, chunk_ids, doc_ids, status, "
     "request_id, prev_hash, hash"
 )
-_PAGE = 1000
+PAGE = 1000  # entries read at a time by verify and export
 
 
 @dataclass(frozen=True)
@@ -201,7 +203,14 @@ def _optional(text: str | None) -> str | None:
     return None if text is None else database.storable(text)
 
 
-def _entry(row: sqlite3.Row) -> AuditEntry:
+class Row(Protocol):
+    """A stored entry's columns by name (a sqlite3.Row, or a dict from PostgreSQL)."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+def entry_from_row(row: Row) -> AuditEntry:
+    """The entry a stored row holds (the id lists decoded from their JSON text)."""
     return AuditEntry(
         seq=row["seq"],
         at=row["at"],
@@ -218,10 +227,10 @@ def _entry(row: sqlite3.Row) -> AuditEntry:
     )
 
 
-def _recomputed_hash(row: sqlite3.Row) -> str | None:
+def recomputed_hash(row: Row) -> str | None:
     """The hash a row's fields give, or None when the fields cannot be read back."""
     try:
-        entry = _entry(row)
+        entry = entry_from_row(row)
         return entry_hash(
             seq=entry.seq,
             at=entry.at,
@@ -237,6 +246,120 @@ def _recomputed_hash(row: sqlite3.Row) -> str | None:
         )
     except (ValueError, TypeError):  # a hand-edited id list that is not JSON, say
         return None
+
+
+def next_entry(
+    *,
+    last_seq: int,
+    last_hash: str,
+    at: float,
+    actor: str,
+    operation: str,
+    status: int,
+    collection: str | None,
+    question: str | None,
+    chunk_ids: tuple[str, ...],
+    doc_ids: tuple[str, ...],
+    request_id: str | None,
+) -> AuditEntry:
+    """The entry that follows the one with `last_seq` and `last_hash` (0 and 64 zeros for
+    the first), its hash computed. The fields are taken as given: callers make them
+    storable first."""
+    seq = last_seq + 1
+    digest = entry_hash(
+        seq=seq,
+        at=at,
+        actor=actor,
+        operation=operation,
+        collection=collection,
+        question=question,
+        chunk_ids=chunk_ids,
+        doc_ids=doc_ids,
+        status=status,
+        request_id=request_id,
+        prev_hash=last_hash,
+    )
+    return AuditEntry(
+        seq,
+        at,
+        actor,
+        operation,
+        collection,
+        question,
+        chunk_ids,
+        doc_ids,
+        status,
+        request_id,
+        last_hash,
+        digest,
+    )
+
+
+def row_values(entry: AuditEntry) -> tuple[Any, ...]:
+    """The entry's values in `COLUMNS` order, as stored: the id lists as JSON text."""
+    return (
+        entry.seq,
+        entry.at,
+        entry.actor,
+        entry.operation,
+        entry.collection,
+        entry.question,
+        json.dumps(list(entry.chunk_ids), ensure_ascii=False),
+        json.dumps(list(entry.doc_ids), ensure_ascii=False),
+        entry.status,
+        entry.request_id,
+        entry.prev_hash,
+        entry.hash,
+    )
+
+
+def check_chain(anchor: tuple[int, str] | None, rows: Iterable[Row]) -> VerifyResult:
+    """Check stored entries, `rows` in seq order, as one chain from `anchor` (the seq and
+    hash of the last entry the retention prune removed; None when nothing was pruned).
+
+    Finds an entry whose fields no longer match its hash, a missing entry (a gap in seq),
+    an entry that does not link to the one before it (replaced or reordered), and an
+    anchor that does not lead to the first entry.
+    """
+    prev_seq, prev_hash = anchor if anchor is not None else (0, ZERO_HASH)
+    after = "the retention anchor" if anchor is not None else "the start of the log"
+    count = 0
+    for row in rows:
+        seq = row["seq"]
+        if seq != prev_seq + 1:
+            if seq <= prev_seq:
+                problem = f"entry {seq} comes before {after} (entry {prev_seq})"
+            else:
+                missing = (
+                    f"entry {prev_seq + 1} is"
+                    if seq == prev_seq + 2
+                    else f"entries {prev_seq + 1} to {seq - 1} are"
+                )
+                problem = f"{missing} missing before entry {seq}"
+            return VerifyResult(False, count, seq, problem)
+        if row["prev_hash"] != prev_hash:
+            where = after if count == 0 else f"entry {prev_seq}"
+            problem = (
+                f"entry {seq} does not link to {where}: "
+                "an entry (or the anchor) was replaced, changed or reordered"
+            )
+            return VerifyResult(False, count, seq, problem)
+        if recomputed_hash(row) != row["hash"]:
+            problem = f"entry {seq} does not match its hash: it was changed"
+            return VerifyResult(False, count, seq, problem)
+        prev_seq, prev_hash = seq, row["hash"]
+        count += 1
+    return VerifyResult(ok=True, entries=count)
+
+
+def since_epoch(since: datetime | None) -> float:
+    """`since` in seconds since the epoch (UTC when it has no time zone); minus infinity
+    for None, which every entry is at or after."""
+    if since is None:
+        return float("-inf")
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    return since.timestamp()
 
 
 class AuditTrail(Protocol):
@@ -368,52 +491,24 @@ class AuditLog:
         request_id: str | None,
     ) -> AuditEntry:
         last_seq, last_hash = self._last(db)
-        seq = last_seq + 1
-        at = self._clock()
-        digest = entry_hash(
-            seq=seq,
-            at=at,
+        entry = next_entry(
+            last_seq=last_seq,
+            last_hash=last_hash,
+            at=self._clock(),
             actor=actor,
             operation=operation,
+            status=status,
             collection=collection,
             question=question,
             chunk_ids=chunk_ids,
             doc_ids=doc_ids,
-            status=status,
             request_id=request_id,
-            prev_hash=last_hash,
         )
         db.execute(
-            f"INSERT INTO entries ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
-            (
-                seq,
-                at,
-                actor,
-                operation,
-                collection,
-                question,
-                json.dumps(list(chunk_ids), ensure_ascii=False),
-                json.dumps(list(doc_ids), ensure_ascii=False),
-                status,
-                request_id,
-                last_hash,
-                digest,
-            ),
+            f"INSERT INTO entries ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+            row_values(entry),
         )
-        return AuditEntry(
-            seq,
-            at,
-            actor,
-            operation,
-            collection,
-            question,
-            chunk_ids,
-            doc_ids,
-            status,
-            request_id,
-            last_hash,
-            digest,
-        )
+        return entry
 
     @staticmethod
     def _last(db: sqlite3.Connection) -> tuple[int, str]:
@@ -487,43 +582,25 @@ class AuditLog:
         """
         with self._snapshot() as db:
             anchor = db.execute("SELECT seq, hash FROM anchor WHERE id = 1").fetchone()
-            prev_seq, prev_hash = (anchor["seq"], anchor["hash"]) if anchor else (0, ZERO_HASH)
-            after = "the retention anchor" if anchor else "the start of the log"
-            count = 0
-            read = -1  # the seq of the last row read, to page on from
-            while True:
-                rows = db.execute(
-                    f"SELECT {_COLUMNS} FROM entries WHERE seq > ? ORDER BY seq LIMIT ?",  # noqa: S608
-                    (read, _PAGE),
-                ).fetchall()
-                if not rows:
-                    return VerifyResult(ok=True, entries=count)
-                read = rows[-1]["seq"]
-                for row in rows:
-                    seq = row["seq"]
-                    if seq != prev_seq + 1:
-                        if seq <= prev_seq:
-                            problem = f"entry {seq} comes before {after} (entry {prev_seq})"
-                        else:
-                            missing = (
-                                f"entry {prev_seq + 1} is"
-                                if seq == prev_seq + 2
-                                else f"entries {prev_seq + 1} to {seq - 1} are"
-                            )
-                            problem = f"{missing} missing before entry {seq}"
-                        return VerifyResult(False, count, seq, problem)
-                    if row["prev_hash"] != prev_hash:
-                        where = after if count == 0 else f"entry {prev_seq}"
-                        problem = (
-                            f"entry {seq} does not link to {where}: "
-                            "an entry (or the anchor) was replaced, changed or reordered"
-                        )
-                        return VerifyResult(False, count, seq, problem)
-                    if _recomputed_hash(row) != row["hash"]:
-                        problem = f"entry {seq} does not match its hash: it was changed"
-                        return VerifyResult(False, count, seq, problem)
-                    prev_seq, prev_hash = seq, row["hash"]
-                    count += 1
+            start = (anchor["seq"], anchor["hash"]) if anchor else None
+            return check_chain(start, self._rows(db))
+
+    @staticmethod
+    def _rows(db: sqlite3.Connection, cutoff: float | None = None) -> Iterator[sqlite3.Row]:
+        """The entries (those at or after `cutoff` when given), in seq order, read a page
+        at a time."""
+        where = "seq > ?" if cutoff is None else "seq > ? AND at >= ?"
+        last = -1
+        while True:
+            after = (last,) if cutoff is None else (last, cutoff)
+            rows = db.execute(
+                f"SELECT {COLUMNS} FROM entries WHERE {where} ORDER BY seq LIMIT ?",  # noqa: S608
+                (*after, PAGE),
+            ).fetchall()
+            if not rows:
+                return
+            yield from rows
+            last = rows[-1]["seq"]
 
     def export(self, since: datetime | None = None) -> Iterator[dict[str, Any]]:
         """Every entry at or after `since` (all when None), in seq order, as `as_json()` dicts.
@@ -531,19 +608,6 @@ class AuditLog:
         A `since` without a time zone is UTC. The entries come from one snapshot of the
         log, read a page at a time.
         """
-        if since is not None and since.tzinfo is None:
-            since = since.replace(tzinfo=UTC)
-        cutoff = since.timestamp() if since is not None else float("-inf")
         with self._snapshot() as db:
-            last = -1
-            while True:
-                rows = db.execute(
-                    f"SELECT {_COLUMNS} FROM entries WHERE seq > ? AND at >= ? "  # noqa: S608
-                    "ORDER BY seq LIMIT ?",
-                    (last, cutoff, _PAGE),
-                ).fetchall()
-                if not rows:
-                    return
-                for row in rows:
-                    yield _entry(row).as_json()
-                last = rows[-1]["seq"]
+            for row in self._rows(db, since_epoch(since)):
+                yield entry_from_row(row).as_json()

@@ -92,6 +92,48 @@ def _record(row: sqlite3.Row) -> FeedbackRecord:
     )
 
 
+def new_record(
+    *,
+    clock: Callable[[], float],
+    actor: str,
+    collection: str,
+    question: str,
+    answer: str,
+    chunk_ids: Iterable[str],
+    rating: Rating,
+    comment: str | None,
+    request_id: str | None,
+    storable: Callable[[str], str] = database.storable,
+) -> FeedbackRecord:
+    """A new rating, with an id of its own, the time `clock` reads, and every text made
+    `storable` (by default, as SQLite can store it). ValueError for a rating other than
+    "up" or "down", before the clock is read."""
+    if rating not in ("up", "down"):
+        raise ValueError(f"a rating is 'up' or 'down', not {rating!r}")
+    return FeedbackRecord(
+        id=uuid.uuid4().hex,
+        at=clock(),
+        actor=storable(actor),
+        collection=storable(collection),
+        question=storable(question),
+        answer=storable(answer),
+        chunk_ids=tuple(storable(i) for i in chunk_ids),
+        rating=rating,
+        comment=None if comment is None else storable(comment),
+        request_id=None if request_id is None else storable(request_id),
+    )
+
+
+def since_epoch(since: datetime | None) -> float:
+    """`since` in seconds since the epoch (UTC when it has no time zone); minus infinity
+    for None, which every rating is at or after."""
+    if since is None:
+        return float("-inf")
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    return since.timestamp()
+
+
 class FeedbackLog(Protocol):
     """Ratings of answers, kept in the order they were given.
 
@@ -159,19 +201,16 @@ class FeedbackStore:
         `actor` names who rated and must not be a secret. `rating` is "up" or "down"
         (ValueError otherwise).
         """
-        if rating not in ("up", "down"):
-            raise ValueError(f"a rating is 'up' or 'down', not {rating!r}")
-        record = FeedbackRecord(
-            id=uuid.uuid4().hex,
-            at=self._clock(),
-            actor=database.storable(actor),
-            collection=database.storable(collection),
-            question=database.storable(question),
-            answer=database.storable(answer),
-            chunk_ids=tuple(database.storable(i) for i in chunk_ids),
+        record = new_record(
+            clock=self._clock,
+            actor=actor,
+            collection=collection,
+            question=question,
+            answer=answer,
+            chunk_ids=chunk_ids,
             rating=rating,
-            comment=None if comment is None else database.storable(comment),
-            request_id=None if request_id is None else database.storable(request_id),
+            comment=comment,
+            request_id=request_id,
         )
         with database.transaction(self._db, self._lock) as db:
             db.execute(
@@ -194,9 +233,7 @@ class FeedbackStore:
     def export(self, since: datetime | None = None) -> Iterator[dict[str, Any]]:
         """Every rating given at or after `since` (all when None), oldest first, as
         `as_json()` dicts. A `since` without a time zone is UTC. Read a page at a time."""
-        if since is not None and since.tzinfo is None:
-            since = since.replace(tzinfo=UTC)
-        cutoff = since.timestamp() if since is not None else float("-inf")
+        cutoff = since_epoch(since)
         last = -1
         while True:
             with self._lock:

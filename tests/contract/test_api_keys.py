@@ -12,6 +12,8 @@ import pytest
 
 from rag.errors import InvalidInput, NotFound
 from rag.governance.access import ApiKeys, KeyStore
+from rag.postgres.database import Database
+from rag.postgres.keys import PgKeyStore
 
 pytestmark = pytest.mark.contract
 
@@ -97,3 +99,30 @@ class TestSqliteKeyStore(ApiKeysContract):
         store = KeyStore(tmp_path / "keys.sqlite3")
         yield store
         store.close()
+
+
+@pytest.mark.cluster
+class TestPgKeyStore(ApiKeysContract):
+    @pytest.fixture
+    def keys(self, database_url: str) -> Iterator[ApiKeys]:
+        database = Database(database_url)
+        yield PgKeyStore(database)
+        database.close()
+
+    def test_a_key_revoked_by_one_process_is_refused_by_another(self, database_url: str) -> None:
+        # Two Databases: two pools, as two Lore processes have.
+        here, there = Database(database_url), Database(database_url)
+        try:
+            record, key = PgKeyStore(here).create("alice", "reader", ["alpha"])
+            other = PgKeyStore(there)
+            assert other.authenticate(key) is not None
+            PgKeyStore(here).revoke(record.key_id)
+            assert other.authenticate(key) is None
+        finally:
+            here.close()
+            there.close()
+
+    def test_a_key_with_a_nul_byte_is_refused_not_an_error(self, keys: ApiKeys) -> None:
+        _, key = keys.create("alice\x00bob", "admin")
+        assert keys.list()[0].name == "alice?bob"
+        assert keys.authenticate(key.replace("lore_", "lore_\x00", 1)) is None

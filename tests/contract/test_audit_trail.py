@@ -7,6 +7,7 @@ the SQLite log's own business (tests/unit/test_audit.py).
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -14,9 +15,12 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
-from rag.governance.audit import ZERO_HASH, AuditLog, AuditTrail, entry_hash
+from rag.governance.audit import COLUMNS, ZERO_HASH, AuditLog, AuditTrail, entry_hash
+from rag.postgres.audit import PgAuditLog
+from rag.postgres.database import Database
 
 pytestmark = pytest.mark.contract
 
@@ -131,3 +135,58 @@ class TestSqliteAuditLog(AuditTrailContract):
         log = AuditLog(tmp_path / "audit.sqlite3", clock=clock)
         yield log
         log.close()
+
+
+@pytest.mark.cluster
+class TestPgAuditLog(AuditTrailContract):
+    @pytest.fixture
+    def audit(self, database_url: str, clock: Clock) -> Iterator[AuditTrail]:
+        database = Database(database_url)
+        yield PgAuditLog(database, clock=clock)
+        database.close()
+
+    def test_entries_copied_from_the_sqlite_log_verify_here(
+        self, audit: AuditTrail, database_url: str, tmp_path: Path, clock: Clock
+    ) -> None:
+        sqlite = AuditLog(tmp_path / "audit.sqlite3", clock=clock)
+        try:
+            sqlite.record(actor="cli", operation="ingest", status=200, doc_ids=["d1", "d2"])
+            clock.now += 0.123456789
+            sqlite.record(actor="key:ab12cd", operation="query", status=200, question="长城？")
+            exported = list(sqlite.export())
+        finally:
+            sqlite.close()
+        source = sqlite3.connect(tmp_path / "audit.sqlite3")
+        rows = source.execute(f"SELECT {COLUMNS} FROM entries ORDER BY seq").fetchall()  # noqa: S608
+        source.close()
+        copy = f"INSERT INTO audit_entries ({COLUMNS}) VALUES ({', '.join(['%s'] * 12)})"  # noqa: S608
+        with psycopg.connect(database_url) as conn:
+            conn.cursor().executemany(copy, rows)
+        assert (audit.verify().ok, audit.verify().entries) == (True, 2)
+        assert list(audit.export()) == exported
+        assert audit.record(actor="cli", operation="query", status=200).prev_hash == rows[-1][-1]
+        assert audit.verify().ok
+
+    def test_entries_are_changed_or_removed_only_by_the_prune(
+        self, audit: AuditTrail, database_url: str, clock: Clock
+    ) -> None:
+        fill(audit, 3, clock)
+        for statement in (
+            "UPDATE audit_entries SET actor = 'someone else'",
+            "DELETE FROM audit_entries WHERE seq = 1",
+            "TRUNCATE audit_entries",
+            "INSERT INTO audit_anchor (id, seq, hash) VALUES (1, 1, 'x')",
+        ):
+            with psycopg.connect(database_url) as conn, pytest.raises(psycopg.Error):
+                conn.execute(statement)
+        assert audit.prune(1.5) == 2
+        assert (audit.verify().ok, audit.verify().entries) == (True, 2)
+        with psycopg.connect(database_url) as conn, pytest.raises(psycopg.Error):
+            conn.execute("DELETE FROM audit_anchor")
+
+    def test_a_nul_character_is_stored_as_a_question_mark(self, audit: AuditTrail) -> None:
+        entry = audit.record(actor="a\x00b", operation="query", status=200, question="\x00?")
+        [exported] = audit.export()
+        assert exported == entry.as_json()
+        assert (exported["actor"], exported["question"]) == ("a?b", "??")
+        assert audit.verify().ok

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from rag.governance.feedback import FeedbackLog, FeedbackStore, Rating
+from rag.postgres.database import Database
+from rag.postgres.feedback import PgFeedbackStore
 
 pytestmark = pytest.mark.contract
 
@@ -99,3 +101,12 @@ class TestSqliteFeedbackStore(FeedbackLogContract):
         store = FeedbackStore(tmp_path / "feedback.sqlite3", clock=clock)
         yield store
         store.close()
+
+
+@pytest.mark.cluster
+class TestPgFeedbackStore(FeedbackLogContract):
+    @pytest.fixture
+    def feedback(self, database_url: str, clock: Clock) -> Iterator[FeedbackLog]:
+        database = Database(database_url)
+        yield PgFeedbackStore(database, clock=clock)
+        database.close()

@@ -14,9 +14,11 @@ import pytest
 
 from rag.governance.access import KeyStore
 from tests.servers import chroma_server as chroma_server
+from tests.servers import database_url as database_url
 from tests.servers import free_port, lore_env, running
 from tests.servers import llama_server as llama_server
 from tests.servers import models_dir as models_dir
+from tests.servers import postgres_server as postgres_server
 
 
 @dataclass

@@ -1,0 +1,262 @@
+"""Move an embedded installation (SQLite files and a Chroma folder in data_dir) into
+cluster mode (PostgreSQL and a Chroma server): `lore migrate`.
+
+What moves: every collection's vectors and chunks, the keyword index (rebuilt from those
+same chunks, as ingest builds it), the manifest's documents and sources, API keys (their
+hashes; every key keeps working), the audit log entry for entry (its hash chain intact)
+and feedback. Pessimistic, as ingest is: a document's chunks are written before its
+manifest row, so a query in the cluster never sees a document without its chunks.
+
+Every step writes by key and skips what is there already, so a migration that was
+interrupted is finished by running it again. The embedded installation is only read.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rag.container import Lore
+from rag.errors import ConfigError
+from rag.postgres.database import Database
+
+# Chunks moved to the Chroma server and the keyword index per write.
+BATCH = 256
+Progress = Callable[[str, int, int], None]
+
+AUDIT_COLUMNS = (
+    "seq, at, actor, operation, collection, question, chunk_ids, doc_ids, status, "
+    "request_id, prev_hash, hash"
+)
+FEEDBACK_COLUMNS = (
+    "id, at, actor, collection, question, answer, chunk_ids, rating, comment, request_id"
+)
+DOCUMENT_COLUMNS = (
+    "collection, doc_id, sha256, status, title, chunks, error_code, error, pipeline, "
+    "created_at, updated_at"
+)
+SOURCE_COLUMNS = "collection, source, doc_id, size, mtime_ns, updated_at, name"
+
+
+@dataclass
+class MigrationReport:
+    """What `migrate` moved (counts of what the target holds from the source)."""
+
+    collections: dict[str, int] = field(default_factory=dict)  # chunks per collection
+    documents: int = 0
+    keys: int = 0
+    audit_entries: int = 0
+    feedback: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "collections": dict(self.collections),
+            "chunks": sum(self.collections.values()),
+            "documents": self.documents,
+            "keys": self.keys,
+            "audit_entries": self.audit_entries,
+            "feedback": self.feedback,
+        }
+
+
+@contextmanager
+def _sqlite(path: Path) -> Iterator[sqlite3.Connection | None]:
+    """The SQLite file at `path` opened read-only, or None when there is none."""
+    if not path.is_file():
+        yield None
+        return
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        yield db
+
+
+def _text(value: Any) -> Any:
+    """A value PostgreSQL's text can hold: NUL becomes "?" (SQLite could store it)."""
+    return value.replace("\x00", "?") if isinstance(value, str) else value
+
+
+def _rows(db: sqlite3.Connection, query: str) -> list[tuple[Any, ...]]:
+    return [tuple(_text(v) for v in row) for row in db.execute(query)]
+
+
+def migrate(source: Lore, target: Lore, progress: Progress | None = None) -> MigrationReport:
+    """Copy everything `source` (embedded) holds into `target` (cluster mode); see the
+    module's docstring. ConfigError when `target` is not in cluster mode or its audit log
+    already holds entries that are not the source's (two chains cannot be joined)."""
+    if source.settings.cluster or not target.settings.cluster:
+        raise ConfigError("migrate copies an embedded installation into cluster mode")
+    database = target.database
+    data = source.settings.data_dir
+    report = MigrationReport()
+    _check_audit(data / "audit.sqlite3", database)
+    with _sqlite(data / "manifest.sqlite3") as manifest:
+        for collection in source.store.list_collections():
+            report.collections[collection] = _move_chunks(
+                source, target, collection, manifest, progress
+            )
+        if manifest is not None:
+            report.documents = _copy_manifest(manifest, database)
+    report.keys = _copy_keys(data / "keys.sqlite3", database)
+    report.audit_entries = _copy_audit(data / "audit.sqlite3", database)
+    report.feedback = _copy_feedback(data / "feedback.sqlite3", database)
+    return report
+
+
+def _live_documents(manifest: sqlite3.Connection | None, collection: str) -> list[str]:
+    """The documents of `collection` whose chunks are to move: indexed ones only (pending
+    and deleting ones are leftovers of an interrupted ingest, removed by `recover`)."""
+    if manifest is None:
+        return []
+    rows = manifest.execute(
+        "SELECT doc_id FROM documents WHERE collection = ? AND status = 'indexed' ORDER BY doc_id",
+        (collection,),
+    )
+    return [row[0] for row in rows]
+
+
+def _move_chunks(
+    source: Lore,
+    target: Lore,
+    collection: str,
+    manifest: sqlite3.Connection | None,
+    progress: Progress | None,
+) -> int:
+    """Write the chunks and vectors of `collection`'s indexed documents to the target's
+    vector store and keyword index; returns how many chunks moved."""
+    target.store.create_collection(collection)
+    documents = _live_documents(manifest, collection)
+    moved = 0
+    for number, doc_id in enumerate(documents, 1):
+        ids = [chunk.id for chunk in source.store.document_chunks(collection, doc_id)]
+        for start in range(0, len(ids), BATCH):
+            pairs = source.store.chunks_with_vectors(collection, ids[start : start + BATCH])
+            if not pairs:
+                continue
+            chunks = [chunk for chunk, _ in pairs]
+            target.store.add(collection, chunks, np.stack([vector for _, vector in pairs]))
+            target.keywords.add(collection, chunks)
+            moved += len(chunks)
+        if progress is not None:
+            progress(collection, number, len(documents))
+    return moved
+
+
+def _copy_manifest(manifest: sqlite3.Connection, database: Database) -> int:
+    documents = _rows(
+        manifest,
+        f"SELECT {DOCUMENT_COLUMNS} FROM documents WHERE status IN ('indexed', 'failed')",  # noqa: S608
+    )
+    sources = _rows(
+        manifest,
+        f"SELECT {', '.join('s.' + c.strip() for c in SOURCE_COLUMNS.split(','))} "  # noqa: S608
+        "FROM sources s JOIN documents d ON d.collection = s.collection "
+        "AND d.doc_id = s.doc_id WHERE d.status IN ('indexed', 'failed')",
+    )
+    marks = ", ".join(["%s"] * 11)
+    with database.transaction() as conn:
+        conn.cursor().executemany(
+            f"INSERT INTO manifest_documents ({DOCUMENT_COLUMNS}) VALUES ({marks}) "  # noqa: S608
+            "ON CONFLICT (collection, doc_id) DO NOTHING",
+            documents,
+        )
+        conn.cursor().executemany(
+            f"INSERT INTO manifest_sources ({SOURCE_COLUMNS}) "  # noqa: S608
+            "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (collection, source) DO NOTHING",
+            sources,
+        )
+    return len(documents)
+
+
+def _copy_keys(path: Path, database: Database) -> int:
+    with _sqlite(path) as keys:
+        if keys is None:
+            return 0
+        rows = [
+            (key_id, name, role, json.loads(collections), secret_hash, created, revoked)
+            for key_id, name, role, collections, secret_hash, created, revoked in _rows(
+                keys,
+                "SELECT key_id, name, role, collections, secret_hash, created_at, revoked_at "
+                "FROM api_keys",
+            )
+        ]
+    with database.transaction() as conn:
+        conn.cursor().executemany(
+            "INSERT INTO api_keys (key_id, name, role, collections, secret_hash, created_at, "
+            "revoked_at) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (key_id) DO NOTHING",
+            rows,
+        )
+    return len(rows)
+
+
+def _check_audit(path: Path, database: Database) -> None:
+    """Refuse when the target's audit log holds an entry the source does not have at the
+    same place in its chain."""
+    with database.connection() as conn:
+        last = conn.execute(
+            "SELECT seq, hash FROM audit_entries ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+    if last is None:
+        return
+    with _sqlite(path) as audit:
+        same = (
+            audit.execute(
+                "SELECT 1 FROM entries WHERE seq = ? AND hash = ?", (last["seq"], last["hash"])
+            ).fetchone()
+            if audit is not None
+            else None
+        )
+    if same is None:
+        raise ConfigError(
+            f"The audit log at {database.where} already holds entries of its own; an "
+            "installation can be migrated only into a cluster whose audit log is empty "
+            "(or holds this installation's own entries, from an interrupted migration)."
+        )
+
+
+def _copy_audit(path: Path, database: Database) -> int:
+    with _sqlite(path) as audit:
+        if audit is None:
+            return 0
+        entries = _rows(audit, f"SELECT {AUDIT_COLUMNS} FROM entries ORDER BY seq")  # noqa: S608
+        anchor = audit.execute("SELECT seq, hash FROM anchor WHERE id = 1").fetchone()
+    marks = ", ".join(["%s"] * 12)
+    with database.transaction() as conn:
+        if anchor is not None:
+            # The anchor of a pruned log: set only under the prune's mark (40_audit.sql).
+            conn.execute("SELECT set_config('lore.audit_pruning', 'on', true)")
+            conn.execute(
+                "INSERT INTO audit_anchor (id, seq, hash) VALUES (1, %s, %s) "
+                "ON CONFLICT (id) DO NOTHING",
+                anchor,
+            )
+            conn.execute("SELECT set_config('lore.audit_pruning', 'off', true)")
+        conn.cursor().executemany(
+            f"INSERT INTO audit_entries ({AUDIT_COLUMNS}) VALUES ({marks}) "  # noqa: S608
+            "ON CONFLICT (seq) DO NOTHING",
+            entries,
+        )
+    return len(entries)
+
+
+def _copy_feedback(path: Path, database: Database) -> int:
+    with _sqlite(path) as feedback:
+        if feedback is None:
+            return 0
+        rows = [
+            (*row[:6], json.loads(row[6]), *row[7:])
+            for row in _rows(feedback, f"SELECT {FEEDBACK_COLUMNS} FROM feedback ORDER BY seq")  # noqa: S608
+        ]
+    marks = ", ".join(["%s"] * 10)
+    with database.transaction() as conn:
+        conn.cursor().executemany(
+            f"INSERT INTO feedback_ratings ({FEEDBACK_COLUMNS}) VALUES ({marks}) "  # noqa: S608
+            "ON CONFLICT (id) DO NOTHING",
+            rows,
+        )
+    return len(rows)
