@@ -39,8 +39,8 @@ from api.routes import (
     page,
     query,
 )
-from ingest.jobs import Job, JobManager
-from ingest.pipeline import recover
+from ingest.jobs import audit_job, build_job_queue
+from ingest.pipeline import recover_unclaimed
 from rag.config import Settings, load_settings
 from rag.container import Lore
 from rag.errors import (
@@ -67,7 +67,7 @@ def _warm_up(lore: Lore) -> None:
     Also clears what an earlier crash left half-written (invisible, but taking space).
     """
     _ = lore.embedder, lore.store, lore.answerer, lore.keys, lore.feedback, lore.audit
-    recover(lore)
+    recover_unclaimed(lore)
 
 
 def create_app(settings: Settings | None = None, lore: Lore | None = None) -> FastAPI:
@@ -87,10 +87,14 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
         # Retention is applied at every start (and by `lore audit prune`).
         await run_in_threadpool(components.audit.prune, settings.audit_retention_days)
         await run_in_threadpool(_warm_up, components)
-        app.state.jobs = JobManager(
-            components,
-            on_result=metrics.count_ingested,
-            on_finish=partial(_audit_job, components),
+        # On one machine the server runs ingest jobs; in cluster mode `lore worker`s do.
+        app.state.jobs = await run_in_threadpool(
+            partial(
+                build_job_queue,
+                components,
+                on_result=metrics.count_ingested,
+                on_finish=partial(audit_job, components),
+            )
         )
         app.state.ready = True
         try:
@@ -215,14 +219,3 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
         app.mount("/web", StaticFiles(directory=page.WEB_DIR), name="web")
         app.include_router(page.router)
     return app
-
-
-def _audit_job(lore: Lore, job: Job) -> None:
-    lore.audit.record(
-        actor=job.actor or "anonymous",
-        operation=f"ingest.jobs.{job.status}",
-        collection=job.collection,
-        doc_ids=job.doc_ids,
-        status=200,
-        request_id=job.id,
-    )

@@ -31,6 +31,7 @@ documents, so the copies say nothing about answer quality, only about cost.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -53,6 +54,7 @@ from ingest.pipeline import pipeline_version, recover
 from rag.components.embeddings import Vectors
 from rag.config import Settings, load_settings
 from rag.container import Lore, min_score_for
+from rag.postgres.migrate import migrate
 from rag.retrieval.retriever import MODES, Mode, Retriever
 from rag.types import Chunk
 
@@ -474,6 +476,40 @@ def grow(lore: Lore, collection: str, target: int, noise: float) -> None:
         replicate(lore, collection, target, noise=noise, on_batch=lambda n: bar.advance(task, n))
 
 
+@contextmanager
+def cluster_mode(lore: Lore) -> Iterator[Lore]:
+    """A `Lore` in cluster mode beside `lore` (same settings and embedder): a throwaway
+    PostgreSQL (initdb) and `chroma run` on loopback, from tests/servers.py."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from pydantic import SecretStr
+
+    from tests.servers import PostgresServer, free_port, lore_env, running
+
+    postgres = PostgresServer()
+    port = free_port()
+    folder = Path(tempfile.mkdtemp(prefix="lore-bench-chroma-"))
+    chroma = str(Path(sys.executable).parent / "chroma")
+    command = [chroma, "run", "--path", str(folder / "db"), "--host", "127.0.0.1"]
+    env = {**lore_env(folder, folder), "ANONYMIZED_TELEMETRY": "False"}
+    try:
+        with running(
+            [*command, "--port", str(port)],
+            f"http://127.0.0.1:{port}/api/v2/heartbeat",
+            folder / "chroma.log",
+            env,
+        ):
+            settings = lore.settings.model_copy(
+                update={
+                    "database_url": SecretStr(postgres.database()),
+                    "chroma_host": "127.0.0.1",
+                    "chroma_port": port,
+                }
+            )
+            yield Lore(settings, embedder_override=lore.embedder)
+    finally:
+        postgres.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=None, help="default: a temporary one")
@@ -486,6 +522,12 @@ def main() -> None:
     parser.add_argument(
         "--skip-ingest", action="store_true", help="time the collection as found in --data-dir"
     )
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="also copy the index into cluster mode (a PostgreSQL and a Chroma server this "
+        "script starts on loopback, with `lore migrate`'s code) and time both side by side",
+    )
     args = parser.parse_args()
 
     questions = load_questions(args.queries + args.warmup)
@@ -494,6 +536,8 @@ def main() -> None:
         settings: Settings = load_settings(data_dir=data_dir)
         lore = Lore(settings)
         _ = lore.embedder  # loaded before any clock starts, as a server would have it
+        servers = contextlib.ExitStack()
+        cluster = servers.enter_context(cluster_mode(lore)) if args.cluster else None
         if not args.skip_ingest:
             ingest_dev_corpora(lore, args.collection)
         copies = any(
@@ -510,9 +554,18 @@ def main() -> None:
                 grow(lore, args.collection, size, args.noise)
                 print(f"Copies written in {time.perf_counter() - started:.0f} s.")
             chunks = indexed_chunks(lore, args.collection)
+            if cluster is not None:
+                started = time.perf_counter()
+                migrate(lore, cluster)
+                print(f"Copied into cluster mode in {time.perf_counter() - started:.0f} s.")
             results, load = measure(lore, questions, args.collection, args.k, args.warmup)
-            outputs.append(report(label, chunks, results, load))
+            outputs.append(report(f"{label}, embedded", chunks, results, load))
             print(outputs[-1], flush=True)
+            if cluster is not None:
+                results, load = measure(cluster, questions, args.collection, args.k, args.warmup)
+                outputs.append(report(f"{label}, cluster mode", chunks, results, load))
+                print(outputs[-1], flush=True)
+        servers.close()
 
     languages = sum(1 for q in questions[args.warmup :] if re.search(f"[{_CJK}]", q))
     command = " ".join(["bench/retrieval_latency.py", *sys.argv[1:]])

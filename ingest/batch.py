@@ -40,6 +40,7 @@ from ingest.pipeline import (
     remove_missing,
     write,
 )
+from rag.components.claims import BatchClaims
 from rag.components.memory import return_free_memory
 from rag.components.offline import force_offline
 from rag.container import Lore
@@ -185,23 +186,54 @@ def run_batch(
     options: BatchOptions,
     progress: Progress | None = None,
     stop: threading.Event | None = None,
+    selected: list[tuple[Path, str]] | None = None,
 ) -> BatchReport:
     """Ingest every selected file under `paths`. Failures are reported per file, never raised.
 
     On KeyboardInterrupt, or when `stop` is set, the job stops cleanly between files:
     finished documents stay indexed, the rest are picked up by the next run, and the
-    report says `interrupted`.
+    report says `interrupted`. `selected`, when given, are the files to ingest, each
+    with its name (as `select_files` gives them); `paths` then only names the folders
+    that `options.sync` looks in.
+
+    Each file is claimed (`lore.claims`) from its plan until it is handled, so that no
+    other process indexes it meanwhile; one that another process holds is set aside,
+    waited for after the rest and planned again (it is then usually found unchanged).
     """
     started = time.perf_counter()
+    if selected is None:
+        selected = select_files(paths, options.include, options.exclude)
+    with lore.claims.batch(collection) as claims:
+        return _run_claimed(
+            lore, paths, collection, options, progress, stop, selected, claims, started
+        )
+
+
+# How often a batch asks again for a file that another process is indexing.
+CLAIM_POLL_S = 0.1
+
+
+def _run_claimed(
+    lore: Lore,
+    paths: list[Path],
+    collection: str,
+    options: BatchOptions,
+    progress: Progress | None,
+    stop: threading.Event | None,
+    files: list[tuple[Path, str]],
+    claims: BatchClaims,
+    started: float,
+) -> BatchReport:
     report = BatchReport(collection)
-    recover(lore, collection)
-    files = select_files(paths, options.include, options.exclude)
+    if claims.sole:  # else a document left unfinished may be another batch's, mid-write
+        recover(lore, collection)
     report.files = len(files)
     done = 0
     plan_for_chunks = chunk_plan(lore)
 
     def finish(result: IngestResult) -> None:
         nonlocal done
+        claims.release(result.source)
         done += 1
         report.add(result)
         if progress is not None:
@@ -261,33 +293,57 @@ def run_batch(
         initargs=(options.memory_mb,),
         context=multiprocessing.get_context(options.start_method),
     )
-    try:
-        for path, name in files:
-            if stop is not None and stop.is_set():
-                raise KeyboardInterrupt
-            source = str(path.resolve())
-            seen.add(source)
-            began = time.perf_counter()
-            try:
-                planned = plan(lore, path, collection, source, name)
-            except LoreError as exc:
-                planned = IngestResult(source, name, "", "failed", 0, exc.code, str(exc))
-            report.seconds["plan"] += time.perf_counter() - began
-            if isinstance(planned, IngestResult):
-                finish(planned)
-                continue
-            future = pool.schedule(
-                parse_in_worker,
-                args=(str(path), planned.doc_id, planned.sha256, planned.source, plan_for_chunks),
-                timeout=options.timeout_s,
-            )
-            window.append((planned, future))
-            # A bounded window keeps memory flat however many files the tree holds.
-            while len(window) > 2 * options.workers:
-                settle(*window.popleft(), batch)
+
+    def start(path: Path, name: str, source: str) -> None:
+        began = time.perf_counter()
+        try:
+            planned = plan(lore, path, collection, source, name)
+        except LoreError as exc:
+            planned = IngestResult(source, name, "", "failed", 0, exc.code, str(exc))
+        report.seconds["plan"] += time.perf_counter() - began
+        if isinstance(planned, IngestResult):
+            finish(planned)
+            return
+        future = pool.schedule(
+            parse_in_worker,
+            args=(str(path), planned.doc_id, planned.sha256, planned.source, plan_for_chunks),
+            timeout=options.timeout_s,
+        )
+        window.append((planned, future))
+        # A bounded window keeps memory flat however many files the tree holds.
+        while len(window) > 2 * options.workers:
+            settle(*window.popleft(), batch)
+
+    def drain() -> None:
+        """Handle every file started, which lets go of every claim this batch holds."""
         while window:
             settle(*window.popleft(), batch)
         flush(batch)
+
+    def stop_if_asked() -> None:
+        if stop is not None and stop.is_set():
+            raise KeyboardInterrupt
+
+    try:
+        set_aside: list[tuple[Path, str, str]] = []
+        for path, name in files:
+            stop_if_asked()
+            source = str(path.resolve())
+            seen.add(source)
+            if claims.claim(source):
+                start(path, name, source)
+            else:
+                set_aside.append((path, name, source))
+        for path, name, source in set_aside:
+            stop_if_asked()
+            if not claims.claim(source):
+                # Waiting while holding no claim: two batches never wait for each other.
+                drain()
+                while not claims.claim(source):
+                    stop_if_asked()
+                    time.sleep(CLAIM_POLL_S)
+            start(path, name, source)
+        drain()
         if options.sync:
             for folder in (p for p in paths if p.is_dir()):
                 for result in remove_missing(lore, collection, folder, seen):

@@ -1,17 +1,23 @@
-"""Ingest jobs for the HTTP API: queued, run one at a time in a background thread.
+"""Ingest jobs for the HTTP API: queued, run in the background, followed by id.
 
-Ingestion is CPU-bound and the embedder uses every core, so jobs run one after the
-other; the queue is bounded so a client cannot pile up work without limit. A job can
-be cancelled: it stops between files, keeping what it finished. `JobQueue` states what
-any ingest job queue promises; `JobManager` is the one in this process.
+Ingestion is CPU-bound and the embedder uses every core, so on one machine jobs run one
+after the other, in a thread of the server; the queue is bounded so a client cannot pile
+up work without limit. A job can be cancelled: it stops between files, keeping what it
+finished. `JobQueue` states what any ingest job queue promises; `JobManager` is the one
+of one machine, which keeps its jobs in <data_dir>/jobs.sqlite3 so that a restart
+resumes them; in cluster mode (database_url) `build_job_queue` gives the queue of
+ingest/queue.py, whose jobs `lore worker` processes run.
 """
 
 from __future__ import annotations
 
-import queue
+import json
+import logging
+import sqlite3
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +25,11 @@ from typing import Any, Literal, Protocol
 
 from ingest.batch import BatchOptions, run_batch
 from ingest.pipeline import IngestResult
+from rag.components.database import connect, storable
 from rag.container import Lore
 from rag.errors import Busy, LoreError, NotFound
+
+log = logging.getLogger(__name__)
 
 JobStatus = Literal["queued", "running", "done", "cancelled", "failed"]
 
@@ -82,8 +91,8 @@ class JobQueue(Protocol):
     to see it move on (the in-process queue hands out its live record; a distributed one
     may hand out copies). Jobs may run one at a time or several at once, here or in
     workers elsewhere: nothing promises which waiting job starts first.
-    tests/contract/test_job_queue.py holds every implementation to these promises;
-    `JobManager` is the one in process.
+    tests/contract/test_job_queue.py holds every implementation to these promises:
+    `JobManager` (one machine) and `ClusterJobQueue` (ingest/queue.py).
     """
 
     def submit(self, collection: str, paths: list[Path], actor: str = "") -> Job:
@@ -114,17 +123,139 @@ class JobQueue(Protocol):
     def close(self) -> None:
         """Stop working in this process, and return once no job runs here or a bounded
         wait is over. A job running here stops before its next file and ends `cancelled`
-        (`done` if it had no file left). Jobs still waiting are not started here: the
-        in-process queue, which has nowhere to keep them, drops them; a durable queue
-        keeps them for its other workers. `get` and `list` still tell how jobs ended; a
-        second `close` does nothing more; nothing is submitted after the first."""
+        (`done` if it had no file left). Jobs still waiting are not started here: a
+        durable queue keeps them `queued`, for its next start or its other workers.
+        `get` and `list` still tell how jobs ended; a second `close` does nothing more;
+        nothing is submitted after the first."""
         ...
 
 
+def job_failure(exc: Exception) -> str:
+    """The sentence a job that broke on `exc` shows: a LoreError's own, else a fixed one
+    (any other exception's text may name paths on the server)."""
+    return str(exc) if isinstance(exc, LoreError) else "The ingest job failed unexpectedly."
+
+
+def audit_job(lore: Lore, job: Job) -> None:
+    """Record a finished job in the audit log: `ingest.jobs.<status>` by its actor, with
+    the documents it changed."""
+    lore.audit.record(
+        actor=job.actor or "anonymous",
+        operation=f"ingest.jobs.{job.status}",
+        collection=job.collection,
+        doc_ids=job.doc_ids,
+        status=200,
+        request_id=job.id,
+    )
+
+
+def build_job_queue(
+    lore: Lore,
+    *,
+    on_result: Callable[[IngestResult], None] | None = None,
+    on_finish: Callable[[Job], None] | None = None,
+) -> JobQueue:
+    """The settings' job queue. In cluster mode (database_url) jobs are kept in PostgreSQL
+    and run by `lore worker` processes, never in this one (ingest/queue.py); else a
+    `JobManager` runs them here. The callbacks are those of `JobManager`."""
+    if lore.settings.cluster:
+        from ingest.queue import ClusterJobQueue
+
+        return ClusterJobQueue(lore, on_result=on_result, on_finish=on_finish)
+    return JobManager(lore, on_result=on_result, on_finish=on_finish)
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id          TEXT PRIMARY KEY,
+    collection  TEXT NOT NULL,
+    paths       TEXT NOT NULL,
+    actor       TEXT NOT NULL,
+    status      TEXT NOT NULL
+                CHECK (status IN ('queued', 'running', 'done', 'cancelled', 'failed')),
+    total       INTEGER NOT NULL,
+    done        INTEGER NOT NULL,
+    counts      TEXT NOT NULL,
+    report      TEXT,
+    error       TEXT,
+    doc_ids     TEXT NOT NULL,
+    created_at  REAL NOT NULL,
+    started_at  REAL,
+    finished_at REAL
+);
+CREATE INDEX IF NOT EXISTS jobs_finished_at ON jobs (finished_at);
+"""
+
+_SELECT = (
+    "SELECT id, collection, paths, actor, status, total, done, counts, report, error, "
+    "doc_ids, created_at, started_at, finished_at FROM jobs ORDER BY created_at, rowid"
+)
+_UPSERT = (
+    "INSERT INTO jobs (id, collection, paths, actor, status, total, done, counts, report, "
+    "error, doc_ids, created_at, started_at, finished_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (id) DO UPDATE SET status = excluded.status, total = excluded.total, "
+    "done = excluded.done, counts = excluded.counts, report = excluded.report, "
+    "error = excluded.error, doc_ids = excluded.doc_ids, started_at = excluded.started_at, "
+    "finished_at = excluded.finished_at"
+)
+
+# How often a running job's progress is written down (its first file and its end always
+# are): a resumed job starts over, keeping only the documents it had changed.
+PROGRESS_EVERY_S = 1.0
+
+_CHANGED = ("added", "updated", "removed")
+
+
+def _job_row(job: Job) -> tuple[Any, ...]:
+    return (
+        job.id,
+        storable(job.collection),
+        json.dumps([str(p) for p in job.paths]),  # \u-escapes keep undecodable names exact
+        storable(job.actor),
+        job.status,
+        job.total,
+        job.done,
+        json.dumps(job.counts),
+        None if job.report is None else json.dumps(job.report),
+        None if job.error is None else storable(job.error),
+        json.dumps(job.doc_ids),
+        job.created_at,
+        job.started_at,
+        job.finished_at,
+    )
+
+
+def _job_from_row(row: sqlite3.Row) -> Job:
+    return Job(
+        id=row["id"],
+        collection=row["collection"],
+        paths=[Path(p) for p in json.loads(row["paths"])],
+        actor=row["actor"],
+        status=row["status"],
+        total=row["total"],
+        done=row["done"],
+        counts=json.loads(row["counts"]),
+        report=None if row["report"] is None else json.loads(row["report"]),
+        error=row["error"],
+        doc_ids=json.loads(row["doc_ids"]),
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+    )
+
+
 class JobManager:
-    """A `JobQueue` in this process: jobs run in order on one thread, at most
-    `max_queued` of them waiting; the last `keep_finished` finished jobs are remembered.
-    Call `close` to stop it (a running job gets a minute to stop)."""
+    """A `JobQueue` on one machine: jobs run in order on one thread of this process, at
+    most `max_queued` of them waiting; the last `keep_finished` finished jobs are
+    remembered.
+
+    Every job is written to `path` (<data_dir>/jobs.sqlite3) as its status changes, and a
+    new JobManager resumes what the last one left: the job that was running when its
+    process died runs again from the start (the files it had indexed are then found
+    unchanged), then the jobs that were waiting, in order. Call `close` to stop it (a
+    running job gets a minute to stop); jobs still waiting stay queued for the next start.
+    """
 
     def __init__(
         self,
@@ -134,6 +265,7 @@ class JobManager:
         keep_finished: int = 200,
         on_result: Callable[[IngestResult], None] | None = None,
         on_finish: Callable[[Job], None] | None = None,
+        path: Path | None = None,
     ):
         """`on_result` hears of every file handled, on the jobs' thread (a job fails if it
         raises); `on_finish` of every job that ran, when it ends (not of one cancelled
@@ -141,26 +273,49 @@ class JobManager:
         self._lore = lore
         self._on_result = on_result
         self._on_finish = on_finish
-        self._jobs: dict[str, Job] = {}
-        self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=max_queued)
+        self._max_queued = max_queued
         self._keep_finished = keep_finished
+        self._jobs: dict[str, Job] = {}
+        self._waiting: deque[Job] = deque()
+        self._running: Job | None = None
+        self._closing = False
+        # `_lock` guards the jobs and the queue; `_db_lock` the connection (taken inside
+        # `_lock` or alone, never the other way round).
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._db_lock = threading.Lock()
+        self._db = connect(path or lore.settings.data_dir / "jobs.sqlite3")
+        self._db.executescript(_SCHEMA)
+        self._resume()
         self._thread = threading.Thread(target=self._run, name="lore-ingest-jobs", daemon=True)
         self._thread.start()
+
+    def _resume(self) -> None:
+        """Load the recorded jobs; queue again those that had not finished."""
+        rows = self._db.execute(_SELECT)
+        jobs = [_job_from_row(row) for row in rows.fetchall()]
+        self._jobs = {job.id: job for job in jobs}
+        unfinished = [job for job in jobs if job.finished_at is None]
+        # The one that was running started before any that waited (sort is stable).
+        unfinished.sort(key=lambda job: job.status != "running")
+        for job in unfinished:
+            if job.status == "running":
+                log.info("ingest job %s was interrupted; it starts again", job.id)
+                job.done, job.total, job.counts = 0, 0, {}
+        self._waiting.extend(unfinished)
+        self._forget_old()
 
     def submit(self, collection: str, paths: list[Path], actor: str = "") -> Job:
         """See `JobQueue.submit`: Busy (retry in 60 s) when `max_queued` jobs wait."""
         job = Job(id=uuid.uuid4().hex, collection=collection, paths=paths, actor=actor)
         with self._lock:
+            waiting = sum(1 for j in self._waiting if j.status == "queued")
+            if self._closing or waiting >= self._max_queued:
+                raise Busy("Too many ingest jobs are waiting; try again in a minute.", 60)
+            self._save(job)
             self._jobs[job.id] = job
-        try:
-            self._queue.put_nowait(job)
-        except queue.Full:
-            with self._lock:
-                del self._jobs[job.id]
-            raise Busy(
-                "Too many ingest jobs are waiting; try again in a minute.", retry_after_s=60
-            ) from None
+            self._waiting.append(job)
+            self._changed.notify_all()
         return job
 
     def get(self, job_id: str) -> Job:
@@ -182,59 +337,101 @@ class JobManager:
         # Under the lock that `_run` starts a job under: a waiting job is either
         # cancelled here or started there, never cancelled and then started.
         with self._lock:
+            if job.finished_at is not None:
+                return job
             job.cancel.set()
             if job.status == "queued":
-                job.status = "cancelled"
                 job.finished_at = time.time()
+                job.status = "cancelled"
+                self._waiting.remove(job)
+                self._save(job)
         return job
 
     def close(self) -> None:
-        """See `JobQueue.close`: waiting jobs are dropped (they stay `queued`)."""
-        for job in self.list():
-            job.cancel.set()
-        self._queue.put(None)
+        """See `JobQueue.close`: jobs still waiting stay queued in jobs.sqlite3."""
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
+            if self._running is not None:
+                self._running.cancel.set()
+            self._changed.notify_all()
         self._thread.join(timeout=60)
+        if not self._thread.is_alive():
+            with self._db_lock:
+                self._db.close()
+
+    def _save(self, job: Job) -> None:
+        with self._db_lock:
+            self._db.execute(_UPSERT, _job_row(job))
+
+    def _record(self, job: Job) -> None:
+        """`_save` for the jobs' thread, which must outlive a failed write (it is logged)."""
+        try:
+            self._save(job)
+        except sqlite3.Error:
+            log.exception("could not record the state of ingest job %s", job.id)
 
     def _run(self) -> None:
         while True:
-            job = self._queue.get()
-            if job is None:
-                return
             with self._lock:
-                if job.cancel.is_set():
-                    continue
+                while not self._closing and not self._waiting:
+                    self._changed.wait()
+                if self._closing:
+                    return
+                job = self._waiting.popleft()
+                if job.started_at is None:
+                    job.started_at = time.time()
                 job.status = "running"
-                job.started_at = time.time()
+                self._running = job
+                self._record(job)
             self._execute(job)
+            with self._lock:
+                self._running = None
             self._forget_old()
 
     def _execute(self, job: Job) -> None:
+        saved: float | None = None
+
         def progress(done: int, total: int, result: IngestResult) -> None:
+            nonlocal saved
             job.done, job.total = done, total
             job.counts[result.status] = job.counts.get(result.status, 0) + 1
-            if result.status in ("added", "updated", "removed"):
+            if result.status in _CHANGED:
                 job.doc_ids.append(result.doc_id)
+            if saved is None or time.monotonic() - saved >= PROGRESS_EVERY_S:
+                self._record(job)
+                saved = time.monotonic()
             if self._on_result is not None:
                 self._on_result(result)
 
+        status: JobStatus
         try:
             report = run_batch(
                 self._lore, job.paths, job.collection, BatchOptions(), progress, job.cancel
             )
-        except LoreError as exc:
-            job.status, job.error = "failed", str(exc)
-        except Exception:  # a job must never take the thread down with it
-            job.status, job.error = "failed", "The ingest job failed unexpectedly."
+        except Exception as exc:  # a job must never take the thread down with it
+            status, job.error = "failed", job_failure(exc)
         else:
             job.report = report.as_json()
-            job.status = "cancelled" if report.interrupted else "done"
+            status = "cancelled" if report.interrupted else "done"
+        job.doc_ids = list(dict.fromkeys(job.doc_ids))  # a resumed job may meet one again
         job.finished_at = time.time()
+        job.status = status  # last: a job that reads finished has all it ends with
+        self._record(job)
         if self._on_finish is not None:
-            self._on_finish(job)
+            try:
+                self._on_finish(job)
+            except Exception:
+                log.exception("the end of ingest job %s could not be reported", job.id)
 
     def _forget_old(self) -> None:
         with self._lock:
             finished = [j for j in self._jobs.values() if j.finished_at is not None]
             finished.sort(key=lambda j: j.finished_at or 0.0)
-            for job in finished[: max(0, len(finished) - self._keep_finished)]:
+            old = finished[: max(0, len(finished) - self._keep_finished)]
+            for job in old:
                 del self._jobs[job.id]
+        if old:
+            with self._db_lock:
+                self._db.executemany("DELETE FROM jobs WHERE id = ?", [(j.id,) for j in old])

@@ -36,10 +36,11 @@ from ingest.parsing import (
     parse,
 )
 from rag.answering.injection import flagged as is_flagged
+from rag.components.claims import BatchClaims
 from rag.components.embeddings import Vectors
 from rag.components.packaged_embeddings import packaged_token_length
 from rag.container import Lore
-from rag.errors import InvalidInput, LoreError, NotFound
+from rag.errors import Busy, InvalidInput, LoreError, NotFound
 from rag.retrieval.manifest import DocumentRecord, file_name
 from rag.types import Chunk
 
@@ -180,6 +181,30 @@ def recover(lore: Lore, collection: str | None = None) -> int:
             lore.manifest.forget(record.collection, record.doc_id)
         fixed += 1
     return fixed
+
+
+def recover_unclaimed(lore: Lore) -> int:
+    """`recover` each collection that no batch is writing into now (in cluster mode
+    another process may be, and its unfinished documents are its work in progress, not
+    a crash's leftovers). Returns how many documents were fixed."""
+    fixed = 0
+    for collection in sorted({record.collection for record in lore.manifest.unfinished()}):
+        with lore.claims.batch(collection) as claims:
+            if claims.sole:
+                fixed += recover(lore, collection)
+    return fixed
+
+
+def _claimed(claims: BatchClaims, source: str, patience_s: float = 600.0) -> None:
+    """Wait until this batch holds `source`; Busy once `patience_s` have passed."""
+    deadline = time.monotonic() + patience_s
+    while not claims.claim(source):
+        if time.monotonic() > deadline:
+            raise Busy(
+                "Another process is still indexing this file; try again later.",
+                retry_after_s=30,
+            )
+        time.sleep(0.2)
 
 
 def _handled(record: DocumentRecord | None, pipeline: str) -> bool:
@@ -359,13 +384,19 @@ def ingest_replacing(lore: Lore, staged: Path, final: Path, collection: str) -> 
     document by its file name.
     """
     source = str(final.resolve())
-    planned = plan(lore, staged, collection, source, final.name)
-    if isinstance(planned, IngestResult):
-        staged.replace(final)
-        return planned
-    title, chunks = build_chunks(staged, planned.doc_id, planned.sha256, source, chunk_plan(lore))
-    staged.replace(final)  # same folder: a rename, which keeps the size and mtime planned on
-    return write(lore, collection, planned, title, chunks)
+    # In cluster mode the same name may be uploaded through two replicas at once: the
+    # second waits for the first, then plans against what the first wrote.
+    with lore.claims.batch(collection) as claims:
+        _claimed(claims, source)
+        planned = plan(lore, staged, collection, source, final.name)
+        if isinstance(planned, IngestResult):
+            staged.replace(final)
+            return planned
+        title, chunks = build_chunks(
+            staged, planned.doc_id, planned.sha256, source, chunk_plan(lore)
+        )
+        staged.replace(final)  # same folder: a rename, which keeps the size and mtime planned on
+        return write(lore, collection, planned, title, chunks)
 
 
 def iter_files(paths: Iterable[Path]) -> Iterator[tuple[Path, str]]:
@@ -412,7 +443,9 @@ def ingest_paths(
     are removed as well.
     """
     paths = list(paths)
-    recover(lore, collection)
+    with lore.claims.batch(collection) as claims:
+        if claims.sole:
+            recover(lore, collection)
     results = []
     seen: set[str] = set()
     for path, name in iter_files(paths):

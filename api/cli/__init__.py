@@ -20,9 +20,11 @@ from api.cli import (
     feedback,
     ingest,
     keys,
+    migrate,
     models,
     query,
     serve,
+    worker,
 )
 from rag.errors import LoreError
 
@@ -39,9 +41,11 @@ app.add_typer(feedback.app, name="feedback")
 app.add_typer(db.app, name="db")
 app.command()(ingest.ingest)
 app.command("eval")(evaluation.evaluate)
+app.command()(migrate.migrate)
 app.command()(query.ask)
 app.command()(query.search)
 app.command()(serve.serve)
+app.command()(worker.worker)
 
 
 def main() -> None:

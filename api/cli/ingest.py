@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import time
 from pathlib import Path
@@ -17,12 +18,13 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from api.cli.components import open_lore, read_settings
+from api.cli.components import open_lore, read_settings, record
 from api.cli.options import CollectionOption, JsonOption
 from api.cli.output import print_json, stderr_console
 
 if TYPE_CHECKING:
     from ingest.pipeline import IngestResult
+    from rag.config import Settings
 
 
 def ingest(
@@ -49,16 +51,28 @@ def ingest(
         Path | None, typer.Option(help="Write a JSON report of the job to this file.")
     ] = None,
     as_json: JsonOption = False,
+    enqueue: Annotated[
+        bool,
+        typer.Option(
+            "--queue",
+            help="Cluster mode: queue a job for the workers, print its id, and return.",
+        ),
+    ] = False,
 ) -> None:
     """Index files and directory trees. Unchanged files are skipped; changed files are replaced.
 
     Exits 0 once every file was handled, failures included (they are listed); non-zero
     only when the job itself could not run, and 130 when interrupted (run it again to resume).
+    With --queue (cluster mode), the job is left to `lore worker`s; follow it with
+    GET /v1/ingest/jobs/{id}.
     """
     from ingest.batch import BatchOptions, default_workers, run_batch
 
     settings = read_settings()
     target = collection or settings.collection
+    if enqueue:
+        _enqueue(settings, list(paths), target, as_json, sync or bool(include or exclude))
+        return
     options = BatchOptions(
         workers=workers or default_workers(),
         include=tuple(include or ()),
@@ -115,3 +129,33 @@ def ingest(
     if outcome.interrupted:
         typer.echo("Interrupted. Run the same command again to continue.", err=True)
         raise typer.Exit(130)
+
+
+def _enqueue(
+    settings: Settings, paths: list[Path], target: str, as_json: bool, filtered: bool
+) -> None:
+    """Queue a cluster ingest job of `paths` into `target`, and print its id."""
+    if not settings.cluster:
+        raise typer.BadParameter(
+            "there is no queue on one machine: the server (`lore serve`) runs the ingest "
+            "jobs sent to it (POST /v1/ingest/jobs), and `lore ingest` without --queue "
+            "runs one here. --queue is for cluster mode (database_url).",
+            param_hint="--queue",
+        )
+    if filtered:
+        raise typer.BadParameter(
+            "a queued job ingests every supported file of its folders: leave out --sync, "
+            "--include and --exclude, or ingest here without --queue.",
+            param_hint="--queue",
+        )
+    from ingest.queue import ClusterJobQueue
+
+    with open_lore(settings) as lore:
+        job = ClusterJobQueue(lore).submit(
+            target, [path.absolute() for path in paths], actor=f"cli:{getpass.getuser()}"
+        )
+        record(lore, "ingest.jobs.create", target)
+    if as_json:
+        print_json(job.as_json())
+    else:
+        typer.echo(job.id)

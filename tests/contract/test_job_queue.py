@@ -5,7 +5,8 @@ A new queue passes by subclassing `JobQueueContract` and giving the `jobs` fixtu
 empty queue over the suite's `lore` that runs one job at a time (a distributed queue:
 one worker), takes at most `WAITING` waiting jobs, and passes every file a job handles
 through the suite's `turnstile`: calls it with the file's `IngestResult`, in the thread
-that handled the file, and breaks the job if it raises.
+that handled the file, and breaks the job if it raises. Here: `JobManager` (one machine,
+jobs in jobs.sqlite3) and `ClusterJobQueue` (PostgreSQL, with one worker on a thread).
 
 Most jobs here name files that are not there: each is one file that fails at once,
 without a parser, so that a job is as quick as the queue around it.
@@ -19,10 +20,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
+from ingest.batch import BatchOptions
 from ingest.jobs import Job, JobManager, JobQueue
+from rag.components.hashing_embeddings import HashingEmbedder
+from rag.components.store import ChromaStore
+from rag.config import Settings
 from rag.container import Lore
 from rag.errors import Busy, InvalidInput, NotFound
+from tests.fakes import ScriptedGenerator
 
 pytestmark = pytest.mark.contract
 
@@ -284,3 +291,48 @@ class TestJobManager(JobQueueContract):
         manager = JobManager(lore, max_queued=WAITING, on_result=turnstile)
         yield manager
         manager.close()
+
+
+@pytest.mark.cluster
+class TestClusterJobQueue(JobQueueContract):
+    @pytest.fixture
+    def lore(
+        self,
+        settings: Settings,
+        generator: ScriptedGenerator,
+        database_url: str,
+        chroma_server: tuple[str, int],
+    ) -> Iterator[Lore]:
+        host, port = chroma_server
+        shared = settings.model_copy(
+            update={
+                "database_url": SecretStr(database_url),
+                "chroma_host": host,
+                "chroma_port": port,
+                "embedding_backend": "hashing",
+            }
+        )
+        embedder = HashingEmbedder()
+        store = ChromaStore.server(host, port, False, embedder.name)
+        lore = Lore(
+            shared, embedder_override=embedder, store_override=store, generator_override=generator
+        )
+        yield lore
+        lore.database.close()
+
+    @pytest.fixture
+    def jobs(self, lore: Lore, turnstile: Turnstile) -> Iterator[JobQueue]:
+        from ingest.queue import ClusterJobQueue, WorkerTiming
+
+        queue = ClusterJobQueue(
+            lore,
+            max_queued=WAITING,
+            on_result=turnstile,
+            options=BatchOptions(workers=1),
+            timing=WorkerTiming(poll_s=0.2, heartbeat_s=0.5, stalled_after_s=5.0, sweep_s=1.0),
+        )
+        worker = threading.Thread(target=queue.work, name="lore-test-worker", daemon=True)
+        worker.start()
+        yield queue
+        queue.close()
+        worker.join(timeout=TIMEOUT)
