@@ -75,6 +75,36 @@ def words(text: str) -> list[str]:
     return found
 
 
+def stored_words(text: str) -> list[str]:
+    """The words of `text` as the SQLite index stores them, in order: its FTS5 tokenizer
+    (unicode61) reads `words(text)` again, splits them at underscores, which Python
+    counts as word characters, and folds Greek's final sigma into the plain one. The
+    keyword index on PostgreSQL stores these words, so both count the same."""
+    return [
+        part.replace("\u03c2", "\u03c3") for word in words(text) for part in word.split("_") if part
+    ]
+
+
+# Query words found in more than this share of a collection's chunks add little to BM25
+# but make the query visit most of the index; they are dropped (unless all are common).
+COMMON_SHARE = 0.2
+
+
+def rarities(counts: dict[str, int], total: int) -> dict[str, float]:
+    """The inverse document frequency of each term, given how many of a collection's
+    `total` chunks hold it: high for rare words, 0 for common ones."""
+    return {t: max(0.0, math.log((total + 1) / (n + 0.5))) for t, n in counts.items()}
+
+
+def worth_searching(counts: dict[str, int], total: int) -> list[str]:
+    """The terms of a question worth searching for, rarest first, given how many of a
+    collection's `total` chunks hold each: those it holds at all, less the common ones
+    (in more than COMMON_SHARE of the chunks) unless every one is common."""
+    present = [t for t, n in counts.items() if n > 0]
+    rare = [t for t in present if counts[t] <= COMMON_SHARE * max(total, 1)]
+    return sorted(rare or present, key=lambda t: counts[t])
+
+
 def _match_expression(terms: Iterable[str]) -> str:
     """An FTS5 query matching any of `terms`, each quoted so it is taken literally."""
     return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
@@ -93,7 +123,8 @@ class KeywordStore(Protocol):
     Unlike the vector store it keeps no list of collections: one never written to, or
     dropped, reads as empty, and removing from it does nothing. Chunk ids are unique
     within a collection. tests/contract/test_keyword_store.py holds every implementation
-    to these promises; `KeywordIndex` is the one on SQLite.
+    to these promises; `KeywordIndex` is the one on SQLite, and
+    rag/postgres/keywords.py's `PgKeywordIndex`, scoring alike, the one on PostgreSQL.
     """
 
     def add(self, collection: str, chunks: Sequence[Chunk]) -> None:
@@ -136,10 +167,6 @@ class KeywordIndex:
 
     Every search and statistic of a collection depends on that collection's chunks only.
     """
-
-    # Query words found in more than this share of the chunks add little to BM25 but
-    # make the query visit most of the index; they are dropped (unless all are common).
-    COMMON_SHARE = 0.2
 
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -324,15 +351,11 @@ class KeywordIndex:
     def rarity(self, collection: str, terms: Sequence[str]) -> dict[str, float]:
         """The inverse document frequency of each term in `collection`: high for rare
         words, 0 for common ones."""
-        counts, total = self.document_counts(collection, terms)
-        return {t: max(0.0, math.log((total + 1) / (n + 0.5))) for t, n in counts.items()}
+        return rarities(*self.document_counts(collection, terms))
 
     def query_terms(self, collection: str, question: str) -> list[str]:
         """The distinct words of `question` worth searching `collection` for, rarest first."""
-        counts, total = self.document_counts(collection, words(question))
-        present = [t for t, n in counts.items() if n > 0]
-        rare = [t for t in present if counts[t] <= self.COMMON_SHARE * max(total, 1)]
-        return sorted(rare or present, key=lambda t: counts[t])
+        return worth_searching(*self.document_counts(collection, words(question)))
 
     def search(
         self, collection: str, question: str, k: int, doc_ids: Collection[str] | None = None

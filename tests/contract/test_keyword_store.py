@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from rag.components.keyword import KeywordIndex, KeywordStore
+from rag.postgres.database import Database
+from rag.postgres.keywords import PgKeywordIndex
 from rag.types import Chunk
 
 pytestmark = pytest.mark.contract
@@ -108,3 +110,12 @@ class TestSqliteKeywordIndex(KeywordStoreContract):
         index = KeywordIndex(tmp_path / "keywords.sqlite3")
         yield index
         index.close()
+
+
+@pytest.mark.cluster
+class TestPgKeywordIndex(KeywordStoreContract):
+    @pytest.fixture
+    def keywords(self, database_url: str) -> Iterator[KeywordStore]:
+        database = Database(database_url)
+        yield PgKeywordIndex(database)
+        database.close()

@@ -6,12 +6,20 @@ A new manifest passes by subclassing `DocumentManifestContract` and giving the
 
 from __future__ import annotations
 
+import multiprocessing
+import random
+import sqlite3
+from collections import Counter
 from collections.abc import Iterator
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 import pytest
 
-from rag.retrieval.filters import Filters
+from rag.postgres.database import Database
+from rag.postgres.manifest import PgManifest, glob_regex
+from rag.retrieval.filters import Filters, make_filters
 from rag.retrieval.manifest import DocumentManifest, Manifest
 
 pytestmark = pytest.mark.contract
@@ -137,6 +145,37 @@ class DocumentManifestContract:
         assert manifest.matching("alpha", Filters(types=("md",))) == {"d1"}
         assert manifest.matching("alpha", Filters(sources=("b.pdf",))) == {"d2"}
 
+    def test_matching_reads_patterns_types_and_dates(self, manifest: DocumentManifest) -> None:
+        for doc_id, source, mtime_ns in [
+            ("d1", "/srv/docs/reports/q3.PDF", 1_700_000_000_000_000_000),
+            ("d2", "/srv/docs/reports/old/q2.pdf", 1_600_000_000_000_000_000),
+            ("d3", "/srv/docs/notes [draft].md", 1_700_000_000_000_000_000),
+            ("d4", "/srv/other/reports.md", 1_700_000_000_000_000_000),
+        ]:
+            manifest.begin("alpha", doc_id, f"sha-{doc_id}", PIPELINE)
+            manifest.commit(
+                "alpha", doc_id, title=doc_id, chunks=1, source=source, size=1,
+                mtime_ns=mtime_ns, name=source.removeprefix("/srv/docs/"),
+            )  # fmt: skip
+
+        def found(**given: object) -> set[str]:
+            return manifest.matching("alpha", make_filters(**given))  # type: ignore[arg-type]
+
+        assert found(types=["pdf"]) == {"d1", "d2"}
+        assert found(sources=["reports"]) == {"d1", "d2"}
+        assert found(sources=["/reports/*.pdf"]) == {"d2"}
+        assert found(sources=["reports/q?.*"]) == {"d1"}
+        assert found(sources=["notes ?draft?.md"]) == {"d3"}
+        assert found(sources=["notes [draft].md"]) == set()
+        assert found(sources=["*/q[1-3].pdf", "*[!x]"]) == {"d2"}
+        assert found(sources=["*[^a-z]"]) == {"d1"}
+        assert found(sources=["*[]]*"]) == {"d3"}
+        assert found(sources=["/srv/other"]) == {"d4"}
+        assert found(sources=["/srv/other"], paths=False) == set()
+        assert found(sources=["*.md"], since="2023-01-01") == {"d3", "d4"}
+        assert found(until="2022-01-01") == {"d2"}
+        assert found(sources=["q[3"]) == set()
+
     def test_readers_know_a_source_by_its_name(self, manifest: DocumentManifest) -> None:
         ingest(manifest, "d1", "/srv/docs/policies/leave.pdf")
         manifest.rename("alpha", "/srv/docs/policies/leave.pdf", "policies/leave.pdf")
@@ -168,3 +207,106 @@ class TestSqliteManifest(DocumentManifestContract):
         manifest = Manifest(tmp_path / "manifest.sqlite3")
         yield manifest
         manifest.close()
+
+
+@pytest.mark.cluster
+class TestPgManifest(DocumentManifestContract):
+    @pytest.fixture
+    def manifest(self, database_url: str) -> Iterator[DocumentManifest]:
+        database = Database(database_url)
+        yield PgManifest(database)
+        database.close()
+
+
+@pytest.mark.cluster
+def test_glob_patterns_match_in_postgresql_what_they_match_in_sqlite(database_url: str) -> None:
+    """`glob_regex` read against SQLite's own GLOB over random patterns and texts."""
+    alphabet = "ab-^]*?[/.é中"
+    draw = random.Random(7)  # noqa: S311
+
+    def text_like(pattern: str) -> str:
+        """A text that often matches `pattern`: its characters, each wildcard filled in."""
+        fill = {"*": lambda: "".join(draw.choices(alphabet, k=draw.randint(0, 2)))}
+        return "".join(
+            fill.get(c, lambda: draw.choice(alphabet))() if c in "*?[" or draw.random() < 0.1 else c
+            for c in pattern
+        )
+
+    patterns = ["".join(draw.choices(alphabet, k=draw.randint(0, 6))) for _ in range(4000)]
+    pairs = [(p, text_like(p)) for p in patterns]
+    # Sets alone, read against every character: `^`, `]` and `-` in every place.
+    sets = {"[" + "".join(draw.choices("ab-^]é", k=draw.randint(1, 4))) + "]" for _ in range(400)}
+    pairs += [(pattern, c) for pattern in sorted(sets) for c in alphabet]
+    sqlite = sqlite3.connect(":memory:")
+    expected = [bool(sqlite.execute("SELECT ? GLOB ?", (t, p)).fetchone()[0]) for p, t in pairs]
+    regexes = [glob_regex(pattern) for pattern, _ in pairs]
+    database = Database(database_url)
+    with database.connection() as conn:
+        rows = conn.execute(
+            'SELECT coalesce(t COLLATE "C" ~ r, false) AS hit FROM unnest(%s::text[], %s::text[]) '
+            "WITH ORDINALITY AS u(t, r, n) ORDER BY n",
+            ([t for _, t in pairs], regexes),
+        ).fetchall()
+    database.close()
+    got = [row["hit"] for row in rows]
+    assert [(p, t) for (p, t), a, b in zip(pairs, expected, got, strict=True) if a != b] == []
+
+
+WRITERS = 2
+VERSIONS = 40
+SOURCES = 3
+
+
+def write_versions(url: str, worker: int, start: Barrier, left: Queue[str | None]) -> None:
+    """One process: commit VERSIONS new documents, in turn under each of SOURCES paths,
+    and report each document a commit leaves behind."""
+    database = Database(url)
+    try:
+        manifest = PgManifest(database)
+        manifest.visible_count("alpha")  # connects before the start, so both start together
+        start.wait(timeout=60)
+        for number in range(VERSIONS):
+            doc_id = f"w{worker}-{number}"
+            manifest.begin("alpha", doc_id, f"sha-{doc_id}", PIPELINE)
+            replaced = manifest.commit(
+                "alpha", doc_id, title=doc_id, chunks=1,
+                source=f"/docs/{number % SOURCES}.md", size=1, mtime_ns=1,
+            )  # fmt: skip
+            left.put(replaced)
+    finally:
+        database.close()
+
+
+@pytest.mark.cluster
+def test_processes_committing_at_once_each_leave_behind_what_they_replace(
+    database_url: str,
+) -> None:
+    """As with SQLite's one writer at a time: whoever commits to a path last is visible,
+    and every version replaced is `deleting` and named by exactly one commit."""
+    spawn = multiprocessing.get_context("spawn")
+    start = spawn.Barrier(WRITERS)
+    left: Queue[str | None] = spawn.Queue()
+    workers = [
+        spawn.Process(target=write_versions, args=(database_url, worker, start, left))
+        for worker in range(WRITERS)
+    ]
+    for process in workers:
+        process.start()
+    reported = [left.get(timeout=120) for _ in range(WRITERS * VERSIONS)]
+    for process in workers:
+        process.join(timeout=120)
+    assert [process.exitcode for process in workers] == [0] * WRITERS
+
+    database = Database(database_url)
+    manifest = PgManifest(database)
+    statuses = Counter(
+        record.status for record in manifest.documents("alpha") + manifest.unfinished("alpha")
+    )
+    left_behind = Counter(doc_id for doc_id in reported if doc_id is not None)
+    deleting = {record.doc_id for record in manifest.unfinished("alpha")}
+    current = {manifest.source("alpha", f"/docs/{n}.md") for n in range(SOURCES)}
+    database.close()
+    assert statuses == {"indexed": SOURCES, "deleting": WRITERS * VERSIONS - SOURCES}
+    assert set(left_behind) == deleting
+    assert set(left_behind.values()) == {1}
+    assert None not in current
