@@ -214,3 +214,46 @@ def _postgres_binary(name: str) -> str:
     if not found:
         pytest.fail(f"{name} is not installed: run `make system-deps` (Debian's postgresql)")
     return str(found[-1])
+
+
+class ChromaServer:
+    """`chroma run` on a free loopback port, over a folder that outlives a restart."""
+
+    def __init__(self, folder: Path, host: str = "127.0.0.1"):
+        self.host = host
+        self.port = free_port()
+        self.folder = folder
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        chroma = str(Path(sys.executable).parent / "chroma")
+        command = [chroma, "run", "--path", str(self.folder / "db"), "--host", self.host]
+        env = {**lore_env(self.folder, self.folder), "ANONYMIZED_TELEMETRY": "False"}
+        with (self.folder / "chroma.log").open("ab") as sink:
+            self._process = subprocess.Popen(
+                [*command, "--port", str(self.port)], env=env, stdout=sink, stderr=sink
+            )
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                url = f"http://{self.host}:{self.port}/api/v2/heartbeat"
+                if httpx.get(url, timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"chroma did not start:\n{(self.folder / 'chroma.log').read_text()}")
+            time.sleep(0.3)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+        self._process = None

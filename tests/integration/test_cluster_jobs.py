@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -164,15 +165,29 @@ def test_a_claimed_document_is_refused_to_other_batches_until_let_go(database_ur
         database.close()
 
 
-@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["killed", "stopped"])
+@pytest.mark.parametrize(
+    ("stop", "seed"),
+    [(signal.SIGKILL, 1), (signal.SIGKILL, 2), (signal.SIGTERM, 3)],
+    ids=["killed-1", "killed-2", "stopped"],
+)
 def test_a_worker_killed_mid_job_leaves_it_to_another_and_no_chunk_is_doubled(
-    lore: Lore, env: dict[str, str], tmp_path: Path, collection: str, stop: signal.Signals
+    lore: Lore,
+    env: dict[str, str],
+    tmp_path: Path,
+    collection: str,
+    stop: signal.Signals,
+    seed: int,
 ) -> None:
+    # Seeded points: after a number of files, then a moment into the next ones, so the
+    # signal lands mid-document (parsing, embedding or writing) as well as between two.
+    rng = random.Random(seed)  # noqa: S311 (test points, not secrets)
+    after_files, delay_s = rng.randint(2, 20), rng.uniform(0.0, 0.4)
     folder = corpus(tmp_path / "notes", 40)
     queue = ClusterJobQueue(lore)
     with worker(env, tmp_path / "first.log") as first:
         job = queue.submit(collection, [folder], actor="key:ab12")
-        wait_for(queue, job.id, done=6)
+        wait_for(queue, job.id, done=after_files)
+        time.sleep(delay_s)
         first.send_signal(stop)
         # Stopped, a worker hands its part back before its next file and exits.
         assert first.wait(timeout=60) == (0 if stop == signal.SIGTERM else -signal.SIGKILL)
