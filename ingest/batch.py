@@ -187,6 +187,7 @@ def run_batch(
     progress: Progress | None = None,
     stop: threading.Event | None = None,
     selected: list[tuple[Path, str]] | None = None,
+    pool: ProcessPool | None = None,
 ) -> BatchReport:
     """Ingest every selected file under `paths`. Failures are reported per file, never raised.
 
@@ -199,14 +200,28 @@ def run_batch(
     Each file is claimed (`lore.claims`) from its plan until it is handled, so that no
     other process indexes it meanwhile; one that another process holds is set aside,
     waited for after the rest and planned again (it is then usually found unchanged).
+    Files are parsed in `pool` (`parse_pool`) when given, which is left running; else in
+    processes of the batch's own.
     """
     started = time.perf_counter()
     if selected is None:
         selected = select_files(paths, options.include, options.exclude)
     with lore.claims.batch(collection) as claims:
         return _run_claimed(
-            lore, paths, collection, options, progress, stop, selected, claims, started
+            lore, paths, collection, options, progress, stop, selected, claims, started, pool
         )
+
+
+def parse_pool(options: BatchOptions) -> ProcessPool:
+    """Parsing processes as `options` asks for. A batch makes its own and closes it; a
+    process that runs batch after batch (a worker) may keep one and hand it to each, so
+    that the processes start once (a few seconds each, importing the parsers)."""
+    return ProcessPool(
+        max_workers=options.workers,
+        initializer=_worker_setup,
+        initargs=(options.memory_mb,),
+        context=multiprocessing.get_context(options.start_method),
+    )
 
 
 # How often a batch asks again for a file that another process is indexing.
@@ -223,6 +238,7 @@ def _run_claimed(
     files: list[tuple[Path, str]],
     claims: BatchClaims,
     started: float,
+    pool: ProcessPool | None,
 ) -> BatchReport:
     report = BatchReport(collection)
     if claims.sole:  # else a document left unfinished may be another batch's, mid-write
@@ -287,12 +303,8 @@ def _run_claimed(
     batch = _Batch()
     window: deque[tuple[Todo, ProcessFuture[Any]]] = deque()
     seen: set[str] = set()
-    pool = ProcessPool(
-        max_workers=options.workers,
-        initializer=_worker_setup,
-        initargs=(options.memory_mb,),
-        context=multiprocessing.get_context(options.start_method),
-    )
+    own_pool = pool is None
+    pool = pool or parse_pool(options)
 
     def start(path: Path, name: str, source: str) -> None:
         began = time.perf_counter()
@@ -350,9 +362,13 @@ def _run_claimed(
                     finish(result)
     except KeyboardInterrupt:
         report.interrupted = True
-        pool.stop()  # type: ignore[no-untyped-call]
+        if own_pool:
+            pool.stop()  # type: ignore[no-untyped-call]
+        for _, future in window:  # a shared pool goes on; only this batch's files stop
+            future.cancel()  # type: ignore[no-untyped-call]
     finally:
-        pool.close()  # type: ignore[no-untyped-call]
-        pool.join()
+        if own_pool:
+            pool.close()  # type: ignore[no-untyped-call]
+            pool.join()
         report.seconds["total"] = time.perf_counter() - started
     return report

@@ -36,15 +36,16 @@ import time
 import uuid
 from collections import defaultdict, deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import procrastinate
+from pebble import ProcessPool
 from procrastinate.exceptions import ConnectorException
 from procrastinate.types import JSONDict
 from procrastinate.worker import Worker
 
-from ingest.batch import BatchOptions, BatchReport, run_batch, select_files
+from ingest.batch import BatchOptions, BatchReport, parse_pool, run_batch, select_files
 from ingest.jobs import Job, job_failure
 from ingest.pipeline import IngestResult
 from rag.container import Lore
@@ -111,7 +112,7 @@ class ClusterJobQueue:
         keep_finished: int = 200,
         on_result: Callable[[IngestResult], None] | None = None,
         on_finish: Callable[[Job], None] | None = None,
-        min_part_files: int = 16,
+        min_part_files: int = 4,
         max_parts: int = 32,
         options: BatchOptions | None = None,
         timing: WorkerTiming | None = None,
@@ -129,6 +130,7 @@ class ClusterJobQueue:
         # Only defers, on connections it is handed (inside our own transactions).
         self._deferrer = procrastinate.App(connector=procrastinate.SyncPsycopgConnector())
         self._closed = False
+        self._pool: ProcessPool | None = None  # the parsing processes while `work` runs
         self._stopping = threading.Event()  # parts running here stop before their next file
         self._hand_back = True
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -204,12 +206,19 @@ class ClusterJobQueue:
         thread, parsing with `options.workers` processes), until `stop` or `close`.
         DatabaseUnavailable when the database cannot be reached or goes away."""
         self._worked.clear()
+        # One set of parsing processes for every part this worker runs: started once,
+        # not for each part (each would cost a few seconds of importing the parsers).
+        options = self._options
+        self._pool = parse_pool(replace(options, workers=options.workers * concurrency))
         try:
             if not self._stopping.is_set():
                 asyncio.run(self._work(concurrency))
         except ConnectorException as exc:  # the database went away, or never answered
             raise self._lore.database.unavailable(exc.__cause__ or exc) from exc
         finally:
+            self._pool.close()  # type: ignore[no-untyped-call]
+            self._pool.join()
+            self._pool = None
             self._worked.set()
 
     async def _work(self, concurrency: int) -> None:
@@ -369,7 +378,9 @@ class ClusterJobQueue:
             if self._stopping.is_set():
                 stop.set()
 
-        return run_batch(self._lore, [], job["collection"], self._options, progress, stop, selected)
+        return run_batch(
+            self._lore, [], job["collection"], self._options, progress, stop, selected, self._pool
+        )
 
     def _conclude(self, job: Row, results: builtins.list[str]) -> Row:
         """How a job ends, once its last part has: its status, report and changed documents."""

@@ -23,7 +23,6 @@ from typing import Any
 
 import psycopg
 
-from rag.components.database import storable
 from rag.governance.audit import (
     COLUMNS,
     PAGE,
@@ -36,7 +35,7 @@ from rag.governance.audit import (
     row_values,
     since_epoch,
 )
-from rag.postgres.database import Database
+from rag.postgres.database import Database, pg_text
 
 Connection = psycopg.Connection[dict[str, Any]]
 
@@ -45,14 +44,8 @@ Connection = psycopg.Connection[dict[str, Any]]
 _LOCK_TIMEOUT = "30s"
 
 
-def _storable(text: str) -> str:
-    """`text` as PostgreSQL can store it: lone surrogates and NUL, which a text value
-    cannot hold, become "?"."""
-    return storable(text).replace("\x00", "?")
-
-
 def _optional(text: str | None) -> str | None:
-    return None if text is None else _storable(text)
+    return None if text is None else pg_text(text)
 
 
 class PgAuditLog:
@@ -113,13 +106,13 @@ class PgAuditLog:
         with self._appending() as conn:
             return self._append(
                 conn,
-                actor=_storable(actor),
-                operation=_storable(operation),
+                actor=pg_text(actor),
+                operation=pg_text(operation),
                 status=status,
                 collection=_optional(collection),
                 question=_optional(question),
-                chunk_ids=tuple(_storable(i) for i in chunk_ids),
-                doc_ids=tuple(_storable(i) for i in doc_ids),
+                chunk_ids=tuple(pg_text(i) for i in chunk_ids),
+                doc_ids=tuple(pg_text(i) for i in doc_ids),
                 request_id=_optional(request_id),
             )
 
@@ -209,7 +202,7 @@ class PgAuditLog:
             conn.execute("SELECT set_config('lore.audit_pruning', 'off', true)")
             self._append(
                 conn,
-                actor=_storable(actor),
+                actor=pg_text(actor),
                 operation="audit.prune",
                 status=200,
                 collection=None,

@@ -19,6 +19,7 @@ import psycopg_pool
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 
+from rag.components.database import storable
 from rag.errors import DatabaseUnavailable, SchemaMismatch
 
 # The pool logs every failed attempt to connect; Lore reports the failure once, itself.
@@ -26,6 +27,12 @@ logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 UPGRADE_HINT = "run `lore db upgrade` (with the same database_url) to bring it up to date"
+
+
+def pg_text(text: str) -> str:
+    """`text` as PostgreSQL can store it: NUL and lone surrogates (which SQLite stores,
+    and JSON input may carry) become "?"."""
+    return storable(text).replace("\x00", "?")
 
 
 def describe(url: str) -> str:

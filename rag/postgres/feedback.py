@@ -13,18 +13,11 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
-from rag.components.database import storable
 from rag.governance.feedback import FeedbackRecord, Rating, new_record, since_epoch
-from rag.postgres.database import Database
+from rag.postgres.database import Database, pg_text
 
 _COLUMNS = "id, at, actor, collection, question, answer, chunk_ids, rating, comment, request_id"
 _PAGE = 1000
-
-
-def _storable(text: str) -> str:
-    """`text` as PostgreSQL can store it: lone surrogates and NUL, which a text value
-    cannot hold, become "?"."""
-    return storable(text).replace("\x00", "?")
 
 
 def _record(row: dict[str, Any]) -> FeedbackRecord:
@@ -83,7 +76,7 @@ class PgFeedbackStore:
             rating=rating,
             comment=comment,
             request_id=request_id,
-            storable=_storable,
+            storable=pg_text,
         )
         with self._db.connection() as conn:
             conn.execute(

@@ -20,9 +20,8 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from rag.components.database import storable
 from rag.postgres.claims import lock_key
-from rag.postgres.database import Database
+from rag.postgres.database import Database, pg_text
 
 Connection = psycopg.Connection[dict[str, Any]]
 Row = dict[str, Any]
@@ -42,11 +41,6 @@ _COLUMNS = (
 _SELECT_JOB = f"SELECT {_COLUMNS} FROM ingest_jobs WHERE id = %s"  # noqa: S608 (constant)
 _UNFINISHED = ("todo", "doing")  # Procrastinate's statuses of a job that will still run
 _SUBMIT_LOCK = lock_key("ingest jobs submit")
-
-
-def _text(value: str) -> str:
-    """`value` as a text column can hold it: lone surrogates and NUL become "?"."""
-    return storable(value).replace("\x00", "?")
 
 
 def _job(row: Row | None) -> Row | None:
@@ -111,7 +105,7 @@ class PgJobStore:
             conn.execute(
                 "INSERT INTO ingest_jobs (id, collection, paths, actor, status, created_at) "
                 "VALUES (%s, %s, %s, %s, 'queued', %s)",
-                (job_id, _text(collection), paths, _text(actor), created_at),
+                (job_id, pg_text(collection), paths, pg_text(actor), created_at),
             )
             queue_id = defer_start(conn, job_id)
             conn.execute("UPDATE ingest_jobs SET queue_id = %s WHERE id = %s", (queue_id, job_id))
@@ -153,7 +147,7 @@ class PgJobStore:
                         job_id,
                         part_size,
                         [path for path, _ in files],
-                        [_text(name) for _, name in files],
+                        [pg_text(name) for _, name in files],
                     ),
                 )
                 self._set_queue_ids(conn, job_id, parts, defer_parts(conn, job_id, parts))
@@ -177,7 +171,7 @@ class PgJobStore:
                 "UPDATE ingest_jobs SET status = 'failed', error = %s, finished_at = %s, "  # noqa: S608
                 "started_at = COALESCE(started_at, %s) "
                 f"WHERE id = %s AND finished_at IS NULL RETURNING {_COLUMNS}",
-                (_text(error), now, now, job_id),
+                (pg_text(error), now, now, job_id),
             ).fetchone()
         return _job(row)
 
@@ -190,7 +184,7 @@ class PgJobStore:
                 "UPDATE ingest_job_parts SET status = 'running', attempts = attempts + 1, "
                 "taken_by = %s WHERE job_id = %s AND part = %s AND status <> 'finished' "
                 "RETURNING attempts",
-                (_text(worker), job_id, part),
+                (pg_text(worker), job_id, part),
             ).fetchone()
             job = _job(conn.execute(_SELECT_JOB, (job_id,)).fetchone())
             if taken is None or job is None:
@@ -243,7 +237,7 @@ class PgJobStore:
                 total[stage] = total.get(stage, 0.0) + value
             conn.execute(
                 "UPDATE ingest_jobs SET seconds = %s, error = COALESCE(error, %s) WHERE id = %s",
-                (Jsonb(total), None if error is None else _text(error), job_id),
+                (Jsonb(total), None if error is None else pg_text(error), job_id),
             )
             return self._conclude_if_over(conn, job_id, conclude)
 

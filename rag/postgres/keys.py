@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from rag.components.database import storable
 from rag.errors import NotFound
 from rag.governance.access import (
     KeyRecord,
@@ -21,15 +20,9 @@ from rag.governance.access import (
     secret_matches,
     split_key,
 )
-from rag.postgres.database import Database
+from rag.postgres.database import Database, pg_text
 
 _RECORD = "key_id, name, role, collections, created_at, revoked_at"
-
-
-def _storable(text: str) -> str:
-    """`text` as PostgreSQL can store it: lone surrogates and NUL, which a text value
-    cannot hold, become "?"."""
-    return storable(text).replace("\x00", "?")
 
 
 def _record(row: dict[str, Any]) -> KeyRecord:
@@ -54,7 +47,7 @@ class PgKeyStore:
     ) -> tuple[KeyRecord, str]:
         """Make a key; returns its record and the key itself, which is not stored."""
         name, checked_role, wanted = checked_key(name, role, collections)
-        name = _storable(name)
+        name = pg_text(name)
         key_id, secret_hash, key = new_key()
         now = time.time()
         with self._db.connection() as conn:
@@ -78,11 +71,11 @@ class PgKeyStore:
         with self._db.connection() as conn:
             conn.execute(
                 "UPDATE api_keys SET revoked_at = %s WHERE key_id = %s AND revoked_at IS NULL",
-                (time.time(), _storable(key_id)),
+                (time.time(), pg_text(key_id)),
             )
             row = conn.execute(
                 f"SELECT {_RECORD} FROM api_keys WHERE key_id = %s",  # noqa: S608
-                (_storable(key_id),),
+                (pg_text(key_id),),
             ).fetchone()
         if row is None:
             raise NotFound(f"There is no key '{key_id}'.")
@@ -95,7 +88,7 @@ class PgKeyStore:
             row = conn.execute(
                 "SELECT name, role, collections, secret_hash, revoked_at"
                 " FROM api_keys WHERE key_id = %s",
-                (_storable(key_id),),
+                (pg_text(key_id),),
             ).fetchone()
         matches = secret_matches(secret, row["secret_hash"] if row else None)
         if row is None or not matches or row["revoked_at"] is not None:

@@ -21,7 +21,7 @@ from typing import Any
 
 import psycopg
 
-from rag.postgres.database import Database
+from rag.postgres.database import Database, pg_text
 from rag.retrieval.filters import Filters, epoch_microseconds, name_globs, source_globs
 from rag.retrieval.manifest import DocumentRecord, SourceRecord, file_name
 
@@ -313,7 +313,7 @@ class PgManifest:
                 "UPDATE manifest_documents SET status = 'indexed', title = %s, chunks = %s, "
                 "error_code = NULL, error = NULL, updated_at = %s "
                 "WHERE collection = %s AND doc_id = %s",
-                (title, chunks, now, collection, doc_id),
+                (pg_text(title), chunks, now, collection, doc_id),
             )
             return self._point(conn, collection, source, name, doc_id, size, mtime_ns, now)
 
@@ -338,7 +338,7 @@ class PgManifest:
             self._writing(conn, collection)
             conn.execute(
                 "UPDATE manifest_sources SET name = %s WHERE collection = %s AND source = %s",
-                (name, collection, source),
+                (pg_text(name), collection, source),
             )
 
     def fail(
@@ -367,7 +367,7 @@ class PgManifest:
                 "ON CONFLICT (collection, doc_id) DO UPDATE SET status = 'failed', "
                 "error_code = excluded.error_code, error = excluded.error, "
                 "pipeline = excluded.pipeline, chunks = 0, updated_at = excluded.updated_at",
-                (collection, doc_id, sha256, code, error, pipeline, now, now),
+                (collection, doc_id, sha256, code, pg_text(error), pipeline, now, now),
             )
             return self._point(conn, collection, source, name, doc_id, size, mtime_ns, now)
 
@@ -431,7 +431,7 @@ class PgManifest:
             "ON CONFLICT (collection, source) DO UPDATE SET name = excluded.name, "
             "doc_id = excluded.doc_id, size = excluded.size, mtime_ns = excluded.mtime_ns, "
             "updated_at = excluded.updated_at",
-            (collection, source, name or file_name(source), doc_id, size, mtime_ns, now),
+            (collection, source, pg_text(name or file_name(source)), doc_id, size, mtime_ns, now),
         )
         previous = row["doc_id"] if row is not None else None
         if previous is None or previous == doc_id:

@@ -59,6 +59,25 @@ class DocumentManifestContract:
         assert manifest.unfinished("missing") == []
         assert manifest.sources_under("missing", "/docs") == []
 
+    def test_text_with_a_nul_character_is_stored(self, manifest: DocumentManifest) -> None:
+        # A PDF's title or a parser's message may hold NUL, which PostgreSQL's text
+        # cannot: it may become "?", but the document is recorded all the same.
+        manifest.begin("alpha", "d1", "sha-d1", PIPELINE)
+        manifest.commit(
+            "alpha", "d1", title="A\x00B", chunks=1, source="/docs/a.md", size=1, mtime_ns=1
+        )
+        manifest.fail(
+            "alpha", "d2", "sha-d2", PIPELINE, source="/docs/b.pdf", size=1, mtime_ns=1,
+            code="malformed", error="bad \x00 byte",
+        )  # fmt: skip
+        titled = manifest.document("alpha", "d1")
+        failed = manifest.document("alpha", "d2")
+        assert titled is not None
+        assert failed is not None
+        assert titled.title in ("A\x00B", "A?B")
+        assert failed.error in ("bad \x00 byte", "bad ? byte")
+        assert manifest.visible("alpha", ["d1"]) == {"d1"}
+
     def test_a_begun_document_is_invisible_until_committed(
         self, manifest: DocumentManifest
     ) -> None:
