@@ -48,7 +48,7 @@ def migrate(
     upgrade(database_url)
 
     def progress(collection: str, done: int, total: int) -> None:
-        if not as_json and (done == total or done % 100 == 0):
+        if not as_json:  # called once for each thousand chunks or so
             typer.echo(f"  {collection}: {done}/{total} documents", err=True)
 
     with open_lore(settings) as source, open_lore(target) as cluster:

@@ -28,7 +28,7 @@ from rag.errors import ConfigError
 from rag.postgres.database import Database
 
 # Chunks moved to the Chroma server and the keyword index per write.
-BATCH = 256
+BATCH = 1000
 Progress = Callable[[str, int, int], None]
 
 AUDIT_COLUMNS = (
@@ -128,22 +128,29 @@ def _move_chunks(
     progress: Progress | None,
 ) -> int:
     """Write the chunks and vectors of `collection`'s indexed documents to the target's
-    vector store and keyword index; returns how many chunks moved."""
+    vector store and keyword index, BATCH chunks a write (of as many documents as fill
+    it); returns how many chunks moved."""
     target.store.create_collection(collection)
     documents = _live_documents(manifest, collection)
     moved = 0
-    for number, doc_id in enumerate(documents, 1):
-        ids = [chunk.id for chunk in source.store.document_chunks(collection, doc_id)]
-        for start in range(0, len(ids), BATCH):
-            pairs = source.store.chunks_with_vectors(collection, ids[start : start + BATCH])
-            if not pairs:
-                continue
+    waiting: list[str] = []
+
+    def flush() -> None:
+        nonlocal moved
+        pairs = source.store.chunks_with_vectors(collection, waiting)
+        if pairs:
             chunks = [chunk for chunk, _ in pairs]
             target.store.add(collection, chunks, np.stack([vector for _, vector in pairs]))
             target.keywords.add(collection, chunks)
             moved += len(chunks)
-        if progress is not None:
-            progress(collection, number, len(documents))
+        waiting.clear()
+
+    for number, doc_id in enumerate(documents, 1):
+        waiting += [chunk.id for chunk in source.store.document_chunks(collection, doc_id)]
+        if len(waiting) >= BATCH or number == len(documents):
+            flush()
+            if progress is not None:
+                progress(collection, number, len(documents))
     return moved
 
 

@@ -4,6 +4,9 @@ at once, as the Lore processes of a cluster do (issue 16)."""
 from __future__ import annotations
 
 import multiprocessing
+import os
+import subprocess
+import sys
 from collections import Counter
 from multiprocessing.synchronize import Barrier
 
@@ -11,6 +14,7 @@ import pytest
 
 from rag.postgres.audit import PgAuditLog
 from rag.postgres.database import Database
+from tests.servers import REPO
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
@@ -62,3 +66,17 @@ def test_processes_appending_at_once_form_one_chain(database_url: str) -> None:
     for worker in range(PROCESSES):
         mine = [e["operation"] for e in entries if e["actor"] == f"worker-{worker}"]
         assert mine == [f"op {n}" for n in range(ENTRIES)]
+    # And as an operator checks it: `lore audit verify` against the cluster's database.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LORE_")}
+    env.update(LORE_DATABASE_URL=database_url, LORE_CHROMA_HOST="127.0.0.1")
+    verified = subprocess.run(
+        [sys.executable, "-m", "api.cli", "audit", "verify"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert f"Audit chain intact: {total} entries." in verified.stdout
