@@ -33,6 +33,7 @@ from ingest.pipeline import (
     Todo,
     build_chunks,
     chunk_plan,
+    content_key,
     iter_files,
     plan,
     record_failure,
@@ -250,6 +251,8 @@ def _run_claimed(
     def finish(result: IngestResult) -> None:
         nonlocal done
         claims.release(result.source)
+        if result.doc_id:
+            claims.release(content_key(result.doc_id))
         done += 1
         report.add(result)
         if progress is not None:
@@ -308,10 +311,16 @@ def _run_claimed(
 
     def start(path: Path, name: str, source: str) -> None:
         began = time.perf_counter()
-        try:
-            planned = plan(lore, path, collection, source, name)
-        except LoreError as exc:
-            planned = IngestResult(source, name, "", "failed", 0, exc.code, str(exc))
+        planned = plan_or_failure(path, name, source)
+        while isinstance(planned, Todo) and not claims.claim(content_key(planned.doc_id)):
+            # The same bytes under another path, being indexed by another process: wait
+            # for it, holding nothing else in flight, then plan again (it is usually a
+            # duplicate by then, recorded without parsing).
+            drain()
+            while not claims.claim(content_key(planned.doc_id)):
+                stop_if_asked()
+                time.sleep(CLAIM_POLL_S)
+            planned = plan_or_failure(path, name, source)
         report.seconds["plan"] += time.perf_counter() - began
         if isinstance(planned, IngestResult):
             finish(planned)
@@ -331,6 +340,12 @@ def _run_claimed(
         while window:
             settle(*window.popleft(), batch)
         flush(batch)
+
+    def plan_or_failure(path: Path, name: str, source: str) -> Todo | IngestResult:
+        try:
+            return plan(lore, path, collection, source, name)
+        except LoreError as exc:
+            return IngestResult(source, name, "", "failed", 0, exc.code, str(exc))
 
     def stop_if_asked() -> None:
         if stop is not None and stop.is_set():

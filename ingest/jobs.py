@@ -181,7 +181,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     doc_ids     TEXT NOT NULL,
     created_at  REAL NOT NULL,
     started_at  REAL,
-    finished_at REAL
+    finished_at REAL,
+    -- How many times a server started running it: a job that was running whenever the
+    -- server died, MAX_STARTS times, is given up rather than tried on every start.
+    starts      INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_finished_at ON jobs (finished_at);
 """
@@ -198,6 +201,14 @@ _UPSERT = (
     "done = excluded.done, counts = excluded.counts, report = excluded.report, "
     "error = excluded.error, doc_ids = excluded.doc_ids, started_at = excluded.started_at, "
     "finished_at = excluded.finished_at"
+)
+
+# Starts of a job after which a server that keeps dying while running it gives it up.
+MAX_STARTS = 3
+GIVEN_UP = (
+    f"The server stopped while running this job {MAX_STARTS} times, so it was given up; "
+    "a file in it may need more memory or time than this machine has (the server's log "
+    "names the last file). Files it finished stay indexed."
 )
 
 # How often a running job's progress is written down (its first file and its end always
@@ -298,10 +309,18 @@ class JobManager:
         unfinished = [job for job in jobs if job.finished_at is None]
         # The one that was running started before any that waited (sort is stable).
         unfinished.sort(key=lambda job: job.status != "running")
-        for job in unfinished:
-            if job.status == "running":
-                log.info("ingest job %s was interrupted; it starts again", job.id)
-                job.done, job.total, job.counts = 0, 0, {}
+        for job in list(unfinished):
+            if job.status != "running":
+                continue
+            starts = self._db.execute("SELECT starts FROM jobs WHERE id = ?", (job.id,))
+            if starts.fetchone()[0] >= MAX_STARTS:
+                log.error("ingest job %s stopped the server %d times; given up", job.id, MAX_STARTS)
+                job.status, job.error, job.finished_at = "failed", GIVEN_UP, time.time()
+                self._record(job)
+                unfinished.remove(job)
+                continue
+            log.info("ingest job %s was interrupted; it starts again", job.id)
+            job.done, job.total, job.counts = 0, 0, {}
         self._waiting.extend(unfinished)
         self._forget_old()
 
@@ -372,6 +391,13 @@ class JobManager:
         except sqlite3.Error:
             log.exception("could not record the state of ingest job %s", job.id)
 
+    def _count_start(self, job: Job) -> None:
+        try:
+            with self._db_lock:
+                self._db.execute("UPDATE jobs SET starts = starts + 1 WHERE id = ?", (job.id,))
+        except sqlite3.Error:
+            log.exception("could not count a start of ingest job %s", job.id)
+
     def _run(self) -> None:
         while True:
             with self._lock:
@@ -385,6 +411,7 @@ class JobManager:
                 job.status = "running"
                 self._running = job
                 self._record(job)
+                self._count_start(job)
             self._execute(job)
             with self._lock:
                 self._running = None

@@ -195,6 +195,12 @@ def recover_unclaimed(lore: Lore) -> int:
     return fixed
 
 
+def content_key(doc_id: str) -> str:
+    """The claim on a document's bytes (its id is their sha256), beside the claims on
+    the paths they lie under: two paths of the same bytes are not indexed at once."""
+    return f"sha256:{doc_id}"
+
+
 def _claimed(claims: BatchClaims, source: str, patience_s: float = 600.0) -> None:
     """Wait until this batch holds `source`; Busy once `patience_s` have passed."""
     deadline = time.monotonic() + patience_s
@@ -389,6 +395,9 @@ def ingest_replacing(lore: Lore, staged: Path, final: Path, collection: str) -> 
     with lore.claims.batch(collection) as claims:
         _claimed(claims, source)
         planned = plan(lore, staged, collection, source, final.name)
+        while isinstance(planned, Todo) and not claims.claim(content_key(planned.doc_id)):
+            _claimed(claims, content_key(planned.doc_id))  # the same bytes, elsewhere
+            planned = plan(lore, staged, collection, source, final.name)
         if isinstance(planned, IngestResult):
             staged.replace(final)
             return planned

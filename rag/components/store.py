@@ -146,8 +146,8 @@ _HELD_LOCK = threading.Lock()
 
 
 def hold_folder(path: Path) -> None:
-    """Take `path`'s lock file (`lore.lock`) for this process, or raise StoreInUse naming
-    the process that has it. Taking it again in the same process does nothing."""
+    """Take `path`'s lock file (`lore.lock`) for this process, for as long as it lives, or
+    raise StoreInUse naming the process that has it. Taking it again does nothing."""
     key = path.resolve()
     with _HELD_LOCK:
         if key in _HELD:
@@ -160,10 +160,11 @@ def hold_folder(path: Path) -> None:
             holder = handle.read().strip() or "another process"
             handle.close()
             raise StoreInUse(
-                f"The vector store in {key} is open in another Lore process ({holder}). "
-                "A store in a folder serves one process at a time: stop that process, or "
-                "give it the work (a running `lore serve` takes uploads and ingest jobs), "
-                "or run Lore in cluster mode with a Chroma server (docs/cluster.md)."
+                f"The vector store in {key} is being written by another Lore process "
+                f"({holder}). One process at a time may write to a store in a folder: stop "
+                "that process, or give it the work (a running `lore serve` takes uploads "
+                "and ingest jobs), or run Lore in cluster mode with a Chroma server "
+                "(docs/cluster.md)."
             ) from None
         handle.seek(0)
         handle.truncate()
@@ -179,23 +180,29 @@ class ChromaStore:
     another embedder is refused, because vectors from two models don't compare.
     """
 
-    def __init__(self, client: Any, embedder_name: str):
+    def __init__(self, client: Any, embedder_name: str, folder: Path | None = None):
         self._client = client
         self._embedder_name = embedder_name
+        self._folder = folder
 
     @classmethod
     def embedded(cls, path: Path, embedder_name: str) -> ChromaStore:
-        """The Chroma folder at `path`, held by this process until it exits: StoreInUse
-        when another process holds it (two writers would damage its index)."""
+        """The Chroma folder at `path`. Any number of processes may read it; the first
+        that writes holds it until it exits, and a write from another process is refused
+        with StoreInUse (two writers would damage its index)."""
         import chromadb
         from chromadb.config import Settings as ChromaSettings
 
         path.mkdir(parents=True, exist_ok=True)
-        hold_folder(path)
         client = chromadb.PersistentClient(
             path=str(path), settings=ChromaSettings(anonymized_telemetry=False)
         )
-        return cls(client, embedder_name)
+        return cls(client, embedder_name, path)
+
+    def _writing(self) -> None:
+        """Before any write to an embedded folder: hold it (`hold_folder`)."""
+        if self._folder is not None:
+            hold_folder(self._folder)
 
     @classmethod
     def server(cls, host: str, port: int, ssl: bool, embedder_name: str) -> ChromaStore:
@@ -247,11 +254,13 @@ class ChromaStore:
         return sorted(c.name for c in self._client.list_collections())
 
     def create_collection(self, collection: str) -> None:
+        self._writing()
         self._create_or_get(collection)
 
     def drop_collection(self, collection: str) -> None:
         from chromadb.errors import NotFoundError
 
+        self._writing()
         with contextlib.suppress(NotFoundError, ValueError):
             self._client.delete_collection(collection)
 
@@ -260,6 +269,7 @@ class ChromaStore:
     def add(self, collection: str, chunks: Sequence[Chunk], vectors: Vectors) -> None:
         if len(chunks) != len(vectors):
             raise ValueError("one vector per chunk")
+        self._writing()
         target = self._create_or_get(collection)
         for start in range(0, len(chunks), _WRITE_BATCH):
             batch = chunks[start : start + _WRITE_BATCH]
@@ -328,6 +338,7 @@ class ChromaStore:
         ]
 
     def delete_chunks(self, collection: str, chunk_ids: Sequence[str]) -> None:
+        self._writing()
         target = self._existing(collection)
         for start in range(0, len(chunk_ids), _WRITE_BATCH):
             target.delete(ids=list(chunk_ids[start : start + _WRITE_BATCH]))

@@ -35,6 +35,16 @@ def lock_key(*parts: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
+# A claim lasts as long as its session. A process that is killed closes its connection
+# and the server lets go at once; a machine that is lost (power, network) sends nothing,
+# and by default the server would notice after hours of TCP silence. These make it
+# notice within about half a minute, so its claims pass to the batch that retries.
+_NOTICE_LOSS = (
+    "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3 "
+    "-c tcp_user_timeout=30000"
+)
+
+
 class _SessionClaims:
     """One batch's claims, on its own connection."""
 
@@ -94,7 +104,9 @@ class PgDocumentClaims:
         (letting go of every claim) when the block ends. DatabaseUnavailable when the
         server cannot be reached."""
         try:
-            conn = psycopg.connect(self._db.url, autocommit=True, connect_timeout=10)
+            conn = psycopg.connect(
+                self._db.url, autocommit=True, connect_timeout=10, options=_NOTICE_LOSS
+            )
         except psycopg.Error as exc:
             raise self._db.unavailable(exc) from exc
         try:

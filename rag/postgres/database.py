@@ -20,7 +20,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 
 from rag.components.database import storable
-from rag.errors import DatabaseUnavailable, SchemaMismatch
+from rag.errors import Busy, DatabaseUnavailable, SchemaMismatch
 
 # The pool logs every failed attempt to connect; Lore reports the failure once, itself.
 logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)
@@ -74,7 +74,7 @@ class Database:
     statements. The pool opens lazily and at most `max_size` connections at once.
     """
 
-    def __init__(self, url: str, *, max_size: int = 8, timeout_s: float = 5.0):
+    def __init__(self, url: str, *, max_size: int = 20, timeout_s: float = 5.0):
         self.url = url
         self.where = describe(url)
         self._timeout_s = timeout_s
@@ -101,16 +101,21 @@ class Database:
         """The error to raise for a connection that failed with `exc`; when the pool only
         says it waited in vain, one direct attempt finds the server's own reason."""
         if isinstance(exc, psycopg_pool.PoolTimeout):
-            try:
-                psycopg.connect(self.url, connect_timeout=3).close()
-            except psycopg.Error as direct:
-                exc = direct
+            exc = self._direct_error() or exc
         text = str(exc).strip()
         reason = text.splitlines()[0] if text else type(exc).__name__
         reason = reason.removeprefix("connection failed: ")
         return DatabaseUnavailable(
             f"The database at {self.where} is unavailable ({reason[:200]}); try again shortly."
         )
+
+    def _direct_error(self) -> psycopg.Error | None:
+        """Why a connection made now, outside the pool, fails; None when it succeeds."""
+        try:
+            psycopg.connect(self.url, connect_timeout=3).close()
+        except psycopg.Error as exc:
+            return exc
+        return None
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
@@ -119,7 +124,16 @@ class Database:
         try:
             with self._open_pool().connection() as conn:
                 yield conn
-        except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
+        except psycopg_pool.PoolTimeout as exc:
+            reason = self._direct_error()
+            if reason is None:  # the server answers: every connection of the pool is busy
+                raise Busy(
+                    f"All {self._max_size} database connections of this process are in use; "
+                    "try again shortly.",
+                    retry_after_s=2,
+                ) from exc
+            raise self.unavailable(reason) from exc
+        except psycopg.OperationalError as exc:
             raise self.unavailable(exc) from exc
 
     @contextmanager

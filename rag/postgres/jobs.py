@@ -243,10 +243,11 @@ class PgJobStore:
 
     def hand_back(self, job_id: str, part: int, defer_parts: DeferParts) -> None:
         """Give a running part back to the queue (its worker is stopping): it waits again,
-        under a new queue entry, and runs on from its first file not handled."""
+        under a new queue entry, and runs on from its first file not handled. A part handed
+        back does not count as an attempt: a rolling restart is not a crash."""
         with self._db.transaction() as conn:
             back = conn.execute(
-                "UPDATE ingest_job_parts SET status = 'waiting' "
+                "UPDATE ingest_job_parts SET status = 'waiting', attempts = attempts - 1 "
                 "WHERE job_id = %s AND part = %s AND status = 'running' RETURNING part",
                 (job_id, part),
             ).fetchone()

@@ -13,6 +13,7 @@ interrupted is finished by running it again. The embedded installation is only r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -25,7 +26,9 @@ import numpy as np
 
 from rag.container import Lore
 from rag.errors import ConfigError
+from rag.governance.audit import AuditLog
 from rag.postgres.database import Database
+from rag.postgres.jobs import Connection
 
 # Chunks moved to the Chroma server and the keyword index per write.
 BATCH = 1000
@@ -94,6 +97,7 @@ def migrate(source: Lore, target: Lore, progress: Progress | None = None) -> Mig
     database = target.database
     data = source.settings.data_dir
     report = MigrationReport()
+    _check_source_audit(data / "audit.sqlite3")
     _check_audit(data / "audit.sqlite3", database)
     with _sqlite(data / "manifest.sqlite3") as manifest:
         for collection in source.store.list_collections():
@@ -201,10 +205,12 @@ def _copy_keys(path: Path, database: Database) -> int:
     return len(rows)
 
 
-def _check_audit(path: Path, database: Database) -> None:
+def _check_audit(path: Path, database: Database, conn: Connection | None = None) -> None:
     """Refuse when the target's audit log holds an entry the source does not have at the
-    same place in its chain."""
-    with database.connection() as conn:
+    same place in its chain (read on `conn` when given)."""
+    with contextlib.ExitStack() as stack:
+        if conn is None:
+            conn = stack.enter_context(database.connection())
         last = conn.execute(
             "SELECT seq, hash FROM audit_entries ORDER BY seq DESC LIMIT 1"
         ).fetchone()
@@ -226,6 +232,37 @@ def _check_audit(path: Path, database: Database) -> None:
         )
 
 
+def _check_source_audit(path: Path) -> None:
+    """Refuse, before anything is written, an audit log that could not be copied entry
+    for entry: one whose chain does not verify, or whose text holds NUL (which
+    PostgreSQL cannot store, and replacing it would break the entry's hash)."""
+    with _sqlite(path) as audit:
+        if audit is None:
+            return
+        nul = audit.execute(
+            "SELECT seq FROM entries WHERE instr(actor || operation || coalesce(collection, '') "
+            "|| coalesce(question, '') || chunk_ids || doc_ids || coalesce(request_id, ''), "
+            "char(0)) > 0 LIMIT 1"
+        ).fetchone()
+    if nul is not None:
+        raise ConfigError(
+            f"Audit entry {nul[0]} in {path} holds a NUL character, which PostgreSQL cannot "
+            "store; copied without it, its hash would no longer verify. Export the log "
+            "(`lore audit export`) and keep it with the old data directory, then prune it "
+            "(`lore audit prune`) past that entry before migrating."
+        )
+    log = AuditLog(path)
+    try:
+        verified = log.verify()
+    finally:
+        log.close()
+    if not verified.ok:
+        raise ConfigError(
+            f"The audit log in {path} does not verify (entry {verified.first_bad_seq}: "
+            f"{verified.problem}); a broken chain is not copied into the cluster."
+        )
+
+
 def _copy_audit(path: Path, database: Database) -> int:
     with _sqlite(path) as audit:
         if audit is None:
@@ -234,6 +271,10 @@ def _copy_audit(path: Path, database: Database) -> int:
         anchor = audit.execute("SELECT seq, hash FROM anchor WHERE id = 1").fetchone()
     marks = ", ".join(["%s"] * 12)
     with database.transaction() as conn:
+        # Under the lock every append takes (rag/postgres/audit.py), and checked again
+        # within it: nothing can join the chain between the check and the copy.
+        conn.execute("SELECT pg_advisory_xact_lock('audit_entries'::regclass::oid::bigint)")
+        _check_audit(path, database, conn)
         if anchor is not None:
             # The anchor of a pruned log: set only under the prune's mark (40_audit.sql).
             conn.execute("SELECT set_config('lore.audit_pruning', 'on', true)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -237,6 +238,37 @@ def test_files_given_at_once_to_two_api_processes_and_the_cli_are_each_indexed_o
         assert report["added"] + report["unchanged"] == 24
     assert sum(report["added"] for report in reports) == 24  # each file indexed once
     assert lore.manifest.visible_count(collection) == 24
+    chroma, manifest, keywords = stored_chunks(lore, collection)
+    assert chroma == manifest == keywords > 24
+
+
+def test_the_same_bytes_under_two_paths_at_once_are_indexed_once(
+    lore: Lore, env: dict[str, str], tmp_path: Path, collection: str
+) -> None:
+    first = corpus(tmp_path / "notes", 24)
+    second = tmp_path / "copies"
+    shutil.copytree(first, second)
+    command = [sys.executable, "-m", "api.cli", "ingest", "--json", "--workers", "1"]
+    runs = [
+        subprocess.Popen(
+            [*command, "-c", collection, str(folder)],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for folder in (first, second)
+    ]
+    outputs = [run.communicate(timeout=300) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], [err[-2000:] for _, err in outputs]
+    reports = [json.loads(out) for out, _ in outputs]
+    # Each document's bytes were parsed, embedded and written by one of the two; the
+    # other recorded its path as a duplicate of what the first wrote.
+    assert sum(report["added"] for report in reports) == 24, reports
+    assert sum(report["duplicate"] for report in reports) == 24, reports
+    assert lore.manifest.visible_count(collection) == 24
+    assert all(len(record.sources) == 2 for record in lore.manifest.documents(collection))
     chroma, manifest, keywords = stored_chunks(lore, collection)
     assert chroma == manifest == keywords > 24
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.jobs import Job, JobManager
+from ingest.jobs import MAX_STARTS, Job, JobManager
 from ingest.pipeline import IngestResult
 from rag.container import Lore
 
@@ -83,6 +83,31 @@ def test_a_job_cut_short_by_a_crash_runs_again_after_a_restart_then_the_waiting_
     finally:
         after.close()
         before.close()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_job_that_kills_the_server_at_every_start_is_given_up(lore: Lore, docs: Path) -> None:
+    go = threading.Event()
+    go.set()
+    job_id = ""
+    for start in range(MAX_STARTS):
+        dying = JobManager(lore, on_result=crash_after_first_file(go))
+        if start == 0:
+            job_id = dying.submit("alpha", [docs], actor="key:ab12").id
+        deadline = time.monotonic() + TIMEOUT
+        while dying._thread.is_alive():  # each start dies on the job's first file
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    after = JobManager(lore)
+    try:
+        given_up = after.get(job_id)
+        assert given_up.status == "failed"
+        assert given_up.error is not None
+        assert f"{MAX_STARTS} times" in given_up.error
+        assert given_up.finished_at is not None
+        assert lore.manifest.visible_count("alpha") == 1  # what it finished stays indexed
+    finally:
+        after.close()
 
 
 def test_close_leaves_waiting_jobs_queued_for_the_next_start(lore: Lore, tmp_path: Path) -> None:

@@ -14,10 +14,16 @@ sqlalchemy_url = url.replace("postgresql://", "postgresql+psycopg://", 1).replac
     "postgres://", "postgresql+psycopg://", 1
 )
 engine = create_engine(sqlalchemy_url, poolclass=pool.NullPool)
+# One `lore db upgrade` at a time, whichever machines run it: a session lock, held
+# across every migration (each commits on its own), let go when the session ends.
 with engine.connect() as connection:
-    # One migration at a time, whichever process runs `lore db upgrade`.
-    context.configure(connection=connection, transaction_per_migration=True)
-    with context.begin_transaction():
-        connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7411002)")
-        context.run_migrations()
+    connection.exec_driver_sql("SELECT pg_advisory_lock(7411002)")
+    connection.commit()
+    try:
+        context.configure(connection=connection, transaction_per_migration=True)
+        with context.begin_transaction():
+            context.run_migrations()
+    finally:
+        connection.exec_driver_sql("SELECT pg_advisory_unlock(7411002)")
+        connection.commit()
 engine.dispose()
