@@ -13,12 +13,14 @@ LLAMA_CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAM
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install models demo lint types unit integration clean system-deps test-deps
+.PHONY: run test install models demo lint types unit integration clean system-deps
 
 # OCR (tesseract, Chinese and English) and LibreOffice for legacy .doc/.ppt, from Debian.
-# Chromium runs the web page's browser tests (headless).
+# Chromium runs the web page's browser tests (headless). PostgreSQL is cluster mode's
+# database (docs/cluster.md); the tests start throwaway servers of their own with its
+# initdb and pg_ctl. `make run` does not use it.
 SYSTEM_PACKAGES := tesseract-ocr tesseract-ocr-chi-sim tesseract-ocr-eng \
-	libreoffice-writer-nogui libreoffice-impress-nogui chromium
+	libreoffice-writer-nogui libreoffice-impress-nogui chromium postgresql
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,22 +45,12 @@ install: $(INSTALLED) $(WEB_VENDOR)
 system-deps:
 	@if command -v tesseract >/dev/null && command -v soffice >/dev/null \
 		&& command -v chromium >/dev/null \
+		&& ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
 		&& tesseract --list-langs 2>/dev/null | grep -q chi_sim; then \
 		echo "system packages present"; \
 	else \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 			--no-install-recommends $(SYSTEM_PACKAGES); \
-	fi
-
-# Only the tests need a PostgreSQL server of their own (the cluster tests start one with
-# initdb and pg_ctl); `make run` does not. Debian's package also starts a cluster of its
-# own, which the tests leave alone.
-test-deps:
-	@if command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
-		echo "postgresql present"; \
-	else \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-			--no-install-recommends postgresql; \
 	fi
 
 models: install system-deps
@@ -84,10 +76,10 @@ types: install
 unit: install
 	.ci/offline $(BIN)/python -m pytest -m unit
 
-integration: models test-deps
+integration: models
 	.ci/offline $(BIN)/python -m pytest -m integration
 
-test: models test-deps lint types
+test: models lint types
 	.ci/offline $(BIN)/python -m pytest
 
 clean:

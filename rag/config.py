@@ -182,6 +182,15 @@ class Settings(BaseSettings):
     # removed by `lore audit prune`. 0 keeps them forever.
     audit_retention_days: float = Field(default=365, ge=0)
 
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        # `LORE_DATABASE_URL=` (set but empty, as a compose file or a shell may leave it)
+        # means what leaving it out means: one machine, SQLite files.
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
     @field_validator("collection")
     @classmethod
     def _check_collection(cls, value: str) -> str:

@@ -36,15 +36,13 @@ def migrate(
             "this installation is in cluster mode already (database_url is set); "
             "migrate reads an embedded one: unset LORE_DATABASE_URL and LORE_CHROMA_HOST"
         )
-    target = settings.model_copy(
-        update={
-            "database_url": SecretStr(database_url),
-            "chroma_host": chroma_host,
-            "chroma_port": chroma_port,
-            "chroma_ssl": chroma_ssl,
-        }
-    )
-    target = type(settings).model_validate(target.model_dump())
+    cluster_settings = {
+        "database_url": SecretStr(database_url),
+        "chroma_host": chroma_host,
+        "chroma_port": chroma_port,
+        "chroma_ssl": chroma_ssl,
+    }
+    target = type(settings).model_validate({**settings.model_dump(), **cluster_settings})
     upgrade(database_url)
 
     def progress(collection: str, done: int, total: int) -> None:

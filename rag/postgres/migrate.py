@@ -46,6 +46,7 @@ DOCUMENT_COLUMNS = (
     "created_at, updated_at"
 )
 SOURCE_COLUMNS = "collection, source, doc_id, size, mtime_ns, updated_at, name"
+KEY_COLUMNS = "key_id, name, role, collections, secret_hash, created_at, revoked_at"
 
 
 @dataclass
@@ -158,6 +159,19 @@ def _move_chunks(
     return moved
 
 
+def _insert(
+    conn: Connection, table: str, columns: str, key: str, rows: list[tuple[Any, ...]]
+) -> None:
+    """Insert `rows` into `table` (`columns`, comma-separated), skipping those whose `key`
+    is there already: what an interrupted migration wrote is not written twice."""
+    marks = ", ".join(["%s"] * len(columns.split(",")))
+    conn.cursor().executemany(
+        f"INSERT INTO {table} ({columns}) VALUES ({marks}) "  # noqa: S608 (our own names)
+        f"ON CONFLICT ({key}) DO NOTHING",
+        rows,
+    )
+
+
 def _copy_manifest(manifest: sqlite3.Connection, database: Database) -> int:
     documents = _rows(
         manifest,
@@ -169,18 +183,9 @@ def _copy_manifest(manifest: sqlite3.Connection, database: Database) -> int:
         "FROM sources s JOIN documents d ON d.collection = s.collection "
         "AND d.doc_id = s.doc_id WHERE d.status IN ('indexed', 'failed')",
     )
-    marks = ", ".join(["%s"] * 11)
     with database.transaction() as conn:
-        conn.cursor().executemany(
-            f"INSERT INTO manifest_documents ({DOCUMENT_COLUMNS}) VALUES ({marks}) "  # noqa: S608
-            "ON CONFLICT (collection, doc_id) DO NOTHING",
-            documents,
-        )
-        conn.cursor().executemany(
-            f"INSERT INTO manifest_sources ({SOURCE_COLUMNS}) "  # noqa: S608
-            "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (collection, source) DO NOTHING",
-            sources,
-        )
+        _insert(conn, "manifest_documents", DOCUMENT_COLUMNS, "collection, doc_id", documents)
+        _insert(conn, "manifest_sources", SOURCE_COLUMNS, "collection, source", sources)
     return len(documents)
 
 
@@ -192,16 +197,11 @@ def _copy_keys(path: Path, database: Database) -> int:
             (key_id, name, role, json.loads(collections), secret_hash, created, revoked)
             for key_id, name, role, collections, secret_hash, created, revoked in _rows(
                 keys,
-                "SELECT key_id, name, role, collections, secret_hash, created_at, revoked_at "
-                "FROM api_keys",
+                f"SELECT {KEY_COLUMNS} FROM api_keys",  # noqa: S608
             )
         ]
     with database.transaction() as conn:
-        conn.cursor().executemany(
-            "INSERT INTO api_keys (key_id, name, role, collections, secret_hash, created_at, "
-            "revoked_at) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (key_id) DO NOTHING",
-            rows,
-        )
+        _insert(conn, "api_keys", KEY_COLUMNS, "key_id", rows)
     return len(rows)
 
 
@@ -269,7 +269,6 @@ def _copy_audit(path: Path, database: Database) -> int:
             return 0
         entries = _rows(audit, f"SELECT {AUDIT_COLUMNS} FROM entries ORDER BY seq")  # noqa: S608
         anchor = audit.execute("SELECT seq, hash FROM anchor WHERE id = 1").fetchone()
-    marks = ", ".join(["%s"] * 12)
     with database.transaction() as conn:
         # Under the lock every append takes (rag/postgres/audit.py), and checked again
         # within it: nothing can join the chain between the check and the copy.
@@ -284,11 +283,7 @@ def _copy_audit(path: Path, database: Database) -> int:
                 anchor,
             )
             conn.execute("SELECT set_config('lore.audit_pruning', 'off', true)")
-        conn.cursor().executemany(
-            f"INSERT INTO audit_entries ({AUDIT_COLUMNS}) VALUES ({marks}) "  # noqa: S608
-            "ON CONFLICT (seq) DO NOTHING",
-            entries,
-        )
+        _insert(conn, "audit_entries", AUDIT_COLUMNS, "seq", entries)
     return len(entries)
 
 
@@ -300,11 +295,6 @@ def _copy_feedback(path: Path, database: Database) -> int:
             (*row[:6], json.loads(row[6]), *row[7:])
             for row in _rows(feedback, f"SELECT {FEEDBACK_COLUMNS} FROM feedback ORDER BY seq")  # noqa: S608
         ]
-    marks = ", ".join(["%s"] * 10)
     with database.transaction() as conn:
-        conn.cursor().executemany(
-            f"INSERT INTO feedback_ratings ({FEEDBACK_COLUMNS}) VALUES ({marks}) "  # noqa: S608
-            "ON CONFLICT (id) DO NOTHING",
-            rows,
-        )
+        _insert(conn, "feedback_ratings", FEEDBACK_COLUMNS, "id", rows)
     return len(rows)

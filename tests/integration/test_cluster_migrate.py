@@ -109,3 +109,55 @@ def test_migrate_moves_everything_and_retrieval_is_the_same(
             there = cluster.retriever.search(question, collection, 5)
             assert [p.chunk.id for p in there] == [p.chunk.id for p in here], question
             assert [round(p.score, 4) for p in there] == [round(p.score, 4) for p in here]
+
+
+def _refused(data: Path, *args: str) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LORE_")}
+    env.update(LORE_DATA_DIR=str(data), LORE_EMBEDDING_BACKEND="hashing")
+    run = subprocess.run(
+        [sys.executable, "-m", "api.cli", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    said = run.stdout + run.stderr
+    assert run.returncode != 0, said
+    assert "Traceback" not in said, said
+    return said
+
+
+def test_migrate_refuses_what_it_could_not_copy_faithfully_and_writes_nothing(
+    tmp_path: Path, database_url: str, chroma_server: tuple[str, int]
+) -> None:
+    host, port = chroma_server
+    args = ["migrate", "--database-url", database_url, "--chroma-host", host]
+    args += ["--chroma-port", str(port)]
+    # An audit entry holding NUL: its hash could not be kept in PostgreSQL.
+    nul = tmp_path / "nul"
+    audit = AuditLog(nul / "audit.sqlite3")
+    audit.record(actor="cli", operation="query", status=200, question="a\x00b")
+    audit.close()
+    assert "NUL character" in _refused(nul, *args)
+
+    # A cluster whose audit log has entries of its own: two chains cannot be joined.
+    theirs = Lore(
+        Settings(
+            data_dir=tmp_path / "cluster",
+            embedding_backend="hashing",
+            database_url=SecretStr(database_url),
+            chroma_host=host,
+            chroma_port=port,
+        )
+    )
+    theirs.audit.record(actor="key:x", operation="query", status=200)
+    ours = tmp_path / "ours"
+    audit = AuditLog(ours / "audit.sqlite3")
+    audit.record(actor="cli", operation="query", status=200)
+    audit.close()
+    assert "already holds entries of its own" in _refused(ours, *args)
+    assert theirs.audit.verify().entries == 1  # nothing was added to it
+    assert theirs.keys.list() == []
+    theirs.database.close()

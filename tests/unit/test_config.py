@@ -138,3 +138,18 @@ def test_cpu_kernel_caches_are_capped_unless_already_set(monkeypatch: pytest.Mon
     cap_cpu_kernel_caches()
     assert os.environ["LRU_CACHE_CAPACITY"] == "1"
     assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "64"
+
+
+def test_a_blank_database_url_means_one_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LORE_DATABASE_URL", "")
+    settings = Settings()
+    assert settings.database_url is None
+    assert not settings.cluster
+
+
+def test_database_url_must_be_postgresql_and_needs_a_chroma_server() -> None:
+    with pytest.raises(ValueError, match="PostgreSQL URL"):
+        Settings(database_url="mysql://x@y/z", chroma_host="chroma")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="needs chroma_host"):
+        Settings(database_url="postgresql://x@y/z")  # type: ignore[arg-type]
+    assert Settings(database_url="postgresql://x@y/z", chroma_host="c").cluster  # type: ignore[arg-type]
