@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.answers import audit
 from api.errors import error_response, http_error_response, status_for
-from api.limits import BodyLimit, GenerationGate, RateLimiter
+from api.limits import BodyLimit, GenerationGate, WindowRateLimit
 from api.observability import Metrics, request_id_var
 from api.routes import (
     collections,
@@ -82,6 +82,11 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
                 "AUTH IS OFF: every request is served as an admin, without a key. "
                 "This is only for one person on this machine; the server binds to loopback."
             )
+        if settings.cluster and settings.rate_limit_url is None:
+            log.warning(
+                "rate_limit_url is not set: each replica counts its own rate limits, so a "
+                "key may make rate_limit_per_minute requests a minute on every replica"
+            )
         components = lore or Lore(settings)
         app.state.lore = components
         # Retention is applied at every start (and by `lore audit prune`).
@@ -124,9 +129,17 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
         generate_unique_id_function=_operation_id,
     )
     app.state.metrics = metrics
-    app.state.gate = GenerationGate(settings.generation_queue)
-    app.state.limiter = RateLimiter(settings.rate_limit_per_minute)
-    app.state.auth_failures = RateLimiter(settings.failed_auth_per_minute)
+    # One generation at a time for a model in this process; one a server for several.
+    slots = len(settings.model_servers) if settings.llm_backend == "openai" else 1
+    app.state.gate = GenerationGate(settings.generation_queue, slots=slots)
+    # Counted in Redis when rate_limit_url names one, so replicas share each key's limit.
+    counts = settings.rate_limit_url.get_secret_value() if settings.rate_limit_url else "memory://"
+    app.state.limiter = WindowRateLimit(
+        settings.rate_limit_per_minute, counts, namespace="lore-requests"
+    )
+    app.state.auth_failures = WindowRateLimit(
+        settings.failed_auth_per_minute, counts, namespace="lore-failed-keys"
+    )
     app.state.ready = False
 
     async def too_large(scope: Any, receive: Any, send: Any) -> None:

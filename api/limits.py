@@ -1,13 +1,14 @@
 """What keeps one client from exhausting the server: per-key rates, the generation queue,
 and the size of a request body.
 
-`RateLimit` and `AdmissionGate` state what any rate limit and generation gate promise,
-so that servers sharing their counts (issue 17) can keep the same promises;
-`RateLimiter` and `GenerationGate` are the ones in this process.
+`RateLimit` and `AdmissionGate` state what any rate limit and generation gate promise.
+`WindowRateLimit` counts in this process or in Redis, shared by every API replica;
+`GenerationGate` bounds the generations of one process.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -15,6 +16,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Protocol
 
 from rag.errors import Busy, RateLimited
+
+log = logging.getLogger("lore.api")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -24,16 +27,15 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class RateLimit(Protocol):
-    """How many requests each key may make: `per_minute` at once after a quiet minute,
-    and after that one more every 60/`per_minute` seconds, never more than `per_minute`
-    stored up. A limit of 0 or less means no limit at all.
+    """How many requests each key may make: at most `per_minute` in any minute (a moving
+    window), so a burst gets exactly `per_minute` and each request spent comes back a
+    minute after it was made. A limit of 0 or less means no limit at all.
 
     Keys are independent: one key's requests never spend another's allowance. A refused
     request spends nothing, so a client that keeps knocking is not kept out longer, and
     one that waits the `retry_after_s` it was told is let in (unless the same key spent
-    the allowance meanwhile). Time is the limit's own clock, in seconds.
-    tests/contract/test_rate_limit.py holds every implementation to these promises;
-    `RateLimiter` is the one in this process.
+    the allowance meanwhile). tests/contract/test_rate_limit.py holds every
+    implementation to these promises.
     """
 
     def check(self, key: str) -> None:
@@ -47,73 +49,82 @@ class RateLimit(Protocol):
         ...
 
 
-_ROUNDING = 1e-9
+class WindowRateLimit:
+    """A `RateLimit` on the `limits` library's moving window, counted where `storage_url`
+    says: `memory://` in this process, or a Redis server (`redis://host:6379/0`) shared by
+    every API replica, so that a key gets its limit across all of them together.
 
+    When Redis cannot be reached, requests are counted in this process until it can
+    again (logged): a lost Redis loosens the limit to one allowance per replica, it does
+    not stop the service. `namespace` keeps limits of different kinds apart in one store.
+    """
 
-class RateLimiter:
-    """A `RateLimit` in this process: a token bucket per key, `per_minute` requests a
-    minute in bursts of up to that many. `clock` gives the time in seconds."""
+    def __init__(
+        self,
+        per_minute: int,
+        storage_url: str = "memory://",
+        *,
+        namespace: str = "lore-requests",
+        window_s: int = 60,
+    ):
+        from limits import RateLimitItemPerSecond
+        from limits.storage import storage_from_string
+        from limits.strategies import MovingWindowRateLimiter
 
-    def __init__(self, per_minute: int, *, clock: Callable[[], float] = time.monotonic):
         self._per_minute = per_minute
-        self._clock = clock
-        self._lock = threading.Lock()
-        # key -> (tokens left, when the last request let in was)
-        self._buckets: dict[str, tuple[float, float]] = {}
-        self._let_in = 0
-
-    # A full bucket and no bucket are the same; full ones are dropped every this many
-    # requests let in, so that many keys (the failed-key throttle's client addresses)
-    # cannot grow the table without bound.
-    SWEEP_EVERY = 1024
-
-    @property
-    def tracked(self) -> int:
-        """How many keys hold a bucket (full ones go at the next sweep)."""
-        with self._lock:
-            return len(self._buckets)
-
-    def wait_s(self, key: str) -> int:
-        """Seconds until `key` may make a request again, without taking one; 0: now."""
-        if self._per_minute <= 0:
-            return 0
-        now = self._clock()
-        with self._lock:
-            return self._wait_s(self._tokens(key, now))
+        self._window_s = window_s
+        self._namespace = namespace
+        self._item = RateLimitItemPerSecond(max(per_minute, 1), window_s)
+        shared = not storage_url.startswith("memory://")
+        options: dict[str, Any] = (
+            # A Redis that does not answer costs a request at most this much.
+            {"socket_timeout": 0.5, "socket_connect_timeout": 0.5} if shared else {}
+        )
+        self._storage = storage_from_string(storage_url, wrap_exceptions=True, **options)
+        self._limiter = MovingWindowRateLimiter(self._storage)
+        self._local = MovingWindowRateLimiter(storage_from_string("memory://")) if shared else None
+        self._warned_at = -math.inf
 
     def check(self, key: str) -> None:
-        """Take one request from `key`'s bucket, or raise RateLimited with the wait."""
         if self._per_minute <= 0:
             return
-        now = self._clock()
-        with self._lock:
-            tokens = self._tokens(key, now)
-            wait = self._wait_s(tokens)
-            if wait:
-                raise RateLimited(
-                    f"This key allows {self._per_minute} requests a minute; try again in {wait} s.",
-                    retry_after_s=wait,
-                )
-            self._buckets[key] = (tokens - 1.0, now)
-            self._let_in += 1
-            if self._let_in % self.SWEEP_EVERY == 0:
-                full = float(self._per_minute) - _ROUNDING
-                self._buckets = {
-                    k: bucket for k, bucket in self._buckets.items() if self._tokens(k, now) < full
-                }
+        if not self._run(lambda limiter: limiter.hit(self._item, self._namespace, key)):
+            wait = max(1, self.wait_s(key))
+            raise RateLimited(
+                f"This key allows {self._per_minute} requests a minute; try again in {wait} s.",
+                retry_after_s=wait,
+            )
 
-    def _tokens(self, key: str, now: float) -> float:
-        """`key`'s tokens at `now`. Only a request let in is stored, so the refill since
-        then is one product, never a sum of a refused request's rounded steps."""
-        tokens, last = self._buckets.get(key, (float(self._per_minute), now))
-        return min(float(self._per_minute), tokens + (now - last) * self._per_minute / 60.0)
-
-    def _wait_s(self, tokens: float) -> int:
-        # Within _ROUNDING of a token counts as a token: a client that waited the whole
-        # seconds it was told is let in, whatever the floating point made of the refill.
-        if tokens >= 1.0 - _ROUNDING:
+    def wait_s(self, key: str) -> int:
+        if self._per_minute <= 0:
             return 0
-        return math.ceil((1.0 - tokens) * 60.0 / self._per_minute)
+
+        def wait(limiter: Any) -> int:
+            if limiter.test(self._item, self._namespace, key):
+                return 0
+            # The oldest request in the window leaves it just after `reset_at` (a request
+            # exactly a window old still counts): the first whole second past that.
+            reset_at, _ = limiter.get_window_stats(self._item, self._namespace, key)
+            return max(1, math.floor(float(reset_at) - time.time()) + 1)
+
+        return int(self._run(wait))
+
+    def _run(self, call: Callable[[Any], Any]) -> Any:
+        """`call(limiter)` on the shared store, or on this process's when it fails."""
+        from limits.errors import StorageError
+
+        try:
+            return call(self._limiter)
+        except StorageError:
+            if self._local is None:
+                raise
+            now = time.monotonic()
+            if now - self._warned_at > 60:
+                self._warned_at = now
+                log.warning(
+                    "the rate-limit store cannot be reached; counting in this process until it can"
+                )
+            return call(self._local)
 
 
 class AdmissionGate(Protocol):
@@ -148,13 +159,15 @@ class AdmissionGate(Protocol):
 
 
 class GenerationGate:
-    """An `AdmissionGate` in this process: admits one generation at a time plus `queue`
+    """An `AdmissionGate` in this process: admits `slots` generations at a time (one for
+    a model in this process, one a server for several model servers) plus `queue`
     waiting, and refuses the rest at once. `clock` gives the time in seconds
     (`time.monotonic`, which api/answers.py measures latencies on, by default).
     """
 
-    def __init__(self, queue: int, *, clock: Callable[[], float] = time.monotonic):
-        self._capacity = 1 + queue
+    def __init__(self, queue: int, *, slots: int = 1, clock: Callable[[], float] = time.monotonic):
+        self._slots = max(1, slots)
+        self._capacity = self._slots + queue
         self._clock = clock
         self._lock = threading.Lock()
         self._taken = 0
@@ -162,14 +175,14 @@ class GenerationGate:
 
     @property
     def depth(self) -> int:
-        """Requests admitted and not yet finished: the one generating plus those waiting."""
+        """Requests admitted and not yet finished: those generating plus those waiting."""
         return self._taken
 
     def enter(self) -> float:
         """Take a place, or raise Busy; returns the time taken, for `leave`."""
         with self._lock:
             if self._taken >= self._capacity:
-                wait = max(1, math.ceil(self._recent_s * self._taken))
+                wait = max(1, math.ceil(self._recent_s * self._taken / self._slots))
                 raise Busy(
                     f"The server is answering as many questions as it can; try again in {wait} s.",
                     retry_after_s=wait,

@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextvars
 import logging
 import sys
+from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pythonjsonlogger.json import JsonFormatter
 
 from ingest.pipeline import IngestResult
+from rag.components.model_servers import ServerState
 
 # The id of the request being served, for every log line written while serving it.
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
@@ -73,6 +75,33 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+
+        self.model_server_up = Gauge(
+            "lore_model_server_up",
+            "1 when this replica sends requests to the model server, 0 while it skips it "
+            "after a failure.",
+            ["server"],
+            registry=self.registry,
+        )
+        self.model_server_in_flight = Gauge(
+            "lore_model_server_in_flight",
+            "Requests this replica has in flight on the model server.",
+            ["server"],
+            registry=self.registry,
+        )
+        self.model_server_failures = Gauge(
+            "lore_model_server_failures_in_a_row",
+            "Failures in a row of the model server, as this replica saw them.",
+            ["server"],
+            registry=self.registry,
+        )
+
+    def observe_model_servers(self, states: Sequence[ServerState]) -> None:
+        """Set the model-server gauges from the pool's view (at each scrape)."""
+        for state in states:
+            self.model_server_up.labels(state.url).set(1 if state.up else 0)
+            self.model_server_in_flight.labels(state.url).set(state.in_flight)
+            self.model_server_failures.labels(state.url).set(state.failures)
 
     def count_ingested(self, result: IngestResult) -> None:
         """Count one file that ingestion handled, by outcome, and the chunks it wrote."""

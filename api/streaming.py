@@ -44,11 +44,12 @@ def events_in_thread(
     """The events of `start()`, produced in a worker thread started now (call this from
     the event loop).
 
-    Iterating raises TimedOut once `timeout_s` passes, and re-raises what the stream
-    raised. Stopping the iteration (a disconnect cancels it) stops the worker at its
-    next event. `on_finish` runs in the worker when it is done, whichever way it ended,
-    even if nobody ever iterates: the model is busy until then, not merely until the
-    client has gone.
+    Iterating raises TimedOut once `timeout_s` passes, even while the stream is stuck
+    inside a call that does not return (a model server that stopped sending), and
+    re-raises what the stream raised. Stopping the iteration (a disconnect cancels it)
+    stops the worker at its next event. `on_finish` runs in the worker when it is done,
+    whichever way it ended, even if nobody ever iterates: the model is busy until then,
+    not merely until the client has gone.
     """
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[object] = asyncio.Queue()
@@ -82,14 +83,24 @@ def events_in_thread(
     # The worker sees the request's context (its request id, for the logs).
     context = contextvars.copy_context()
     threading.Thread(target=context.run, args=(work,), name="lore-answer", daemon=True).start()
-    return _received(queue, stop)
+    return _received(queue, stop, deadline, timeout_s)
 
 
-async def _received(queue: asyncio.Queue[object], stop: threading.Event) -> AsyncIterator[T]:
-    """What the worker hands over, until it ends; stops the worker when abandoned."""
+async def _received(
+    queue: asyncio.Queue[object], stop: threading.Event, deadline: float, timeout_s: float
+) -> AsyncIterator[T]:
+    """What the worker hands over, until it ends or `deadline` (on `time.monotonic`)
+    passes; stops the worker when abandoned."""
     try:
         while True:
-            item = await queue.get()
+            try:
+                # A moment's grace: the worker's own check names the limit first.
+                remaining = deadline - time.monotonic() + 1.0
+                item = await asyncio.wait_for(queue.get(), timeout=max(remaining, 0.0))
+            except TimeoutError:
+                raise TimedOut(
+                    f"The answer took longer than {timeout_s:g} s and was stopped."
+                ) from None
             if item is _END:
                 return
             if isinstance(item, _Failed):

@@ -11,11 +11,12 @@ import ipaddress
 import os
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
@@ -103,6 +104,11 @@ class Settings(BaseSettings):
     chat_model: str = "qwen2.5-coder-0.5b-instruct"
     chat_model_path: Path | None = None
     llm_base_url: str | None = None
+    # Several model servers (llama.cpp's server or vLLM; each URL ends in /v1), for
+    # llm_backend "openai": each request goes to the least busy one that answers, and one
+    # that fails is skipped. In LORE_LLM_BASE_URLS, comma-separated. `llm_base_url` is the
+    # one-server form; set one of the two.
+    llm_base_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
     llm_api_key: SecretStr | None = None
     llm_model_name: str | None = None
     n_ctx: int = Field(default=4096, ge=512, le=131072)
@@ -175,6 +181,14 @@ class Settings(BaseSettings):
     generation_timeout_s: float = Field(default=120.0, gt=0)
     # Requests per minute one key may make (0: no limit); over it, 429 with Retry-After.
     rate_limit_per_minute: int = Field(default=120, ge=0)
+    # Where the per-key rate limits (and the failed-key throttle) are counted. Unset: in
+    # this process. A Redis URL (redis://host:6379/0): shared by every API replica, so a
+    # key gets its limit across all of them together (docs/deploy.md).
+    rate_limit_url: SecretStr | None = None
+    # Load balancers in front of this server (addresses or networks): the client address
+    # and scheme they forward (X-Forwarded-For, X-Forwarded-Proto) are believed from them
+    # alone. In LORE_TRUSTED_PROXIES, comma-separated.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Failed API keys allowed a minute from one client address; past them, 429 with
     # Retry-After, and no key from that address is checked until then. 0: no limit.
     failed_auth_per_minute: int = Field(default=10, ge=0)
@@ -191,6 +205,29 @@ class Settings(BaseSettings):
             return None
         return value
 
+    @field_validator("llm_base_urls", "trusted_proxies", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        # From the environment: a JSON list, or the items separated by commas.
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                import json
+
+                return json.loads(text)
+            return [item.strip() for item in text.split(",") if item.strip()]
+        return value
+
+    @field_validator("llm_base_urls")
+    @classmethod
+    def _check_urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"llm_base_urls: '{url}' is not an http:// or https:// URL")
+        if len(set(value)) != len(value):
+            raise ValueError("llm_base_urls names a server twice")
+        return value
+
     @field_validator("collection")
     @classmethod
     def _check_collection(cls, value: str) -> str:
@@ -200,8 +237,16 @@ class Settings(BaseSettings):
     def _check_consistency(self) -> Settings:
         if self.chunk_overlap >= self.chunk_size:
             raise ValueError("chunk_overlap must be smaller than chunk_size")
-        if self.llm_backend == "openai" and not self.llm_base_url:
-            raise ValueError("llm_backend 'openai' needs llm_base_url")
+        if self.llm_base_url and self.llm_base_urls:
+            raise ValueError("set llm_base_url (one model server) or llm_base_urls, not both")
+        if self.llm_backend == "openai" and not self.model_servers:
+            raise ValueError("llm_backend 'openai' needs llm_base_url (or llm_base_urls)")
+        if self.rate_limit_url is not None:
+            limits_url = self.rate_limit_url.get_secret_value()
+            if not limits_url.startswith(("redis://", "rediss://", "memory://")):
+                raise ValueError(
+                    "rate_limit_url must be a Redis URL (redis://host:6379/0) or memory://"
+                )
         if self.database_url is not None:
             url = self.database_url.get_secret_value()
             if not url.startswith(("postgresql://", "postgres://")):
@@ -221,6 +266,14 @@ class Settings(BaseSettings):
     def cluster(self) -> bool:
         """Whether state is shared through PostgreSQL and a Chroma server (database_url)."""
         return self.database_url is not None
+
+    @property
+    def model_servers(self) -> list[str]:
+        """The base URLs of the model servers answers are generated on (llm_backend
+        "openai"): llm_base_urls, or llm_base_url alone."""
+        if self.llm_base_urls:
+            return list(self.llm_base_urls)
+        return [self.llm_base_url] if self.llm_base_url else []
 
     @property
     def resolved_models_dir(self) -> Path:

@@ -24,6 +24,7 @@ from rag.components.embeddings import (
 from rag.components.generation import Generator, LlamaCppGenerator, OpenAICompatibleGenerator
 from rag.components.hashing_embeddings import HashingEmbedder
 from rag.components.keyword import KeywordIndex, KeywordStore
+from rag.components.model_servers import ModelServers
 from rag.components.offline import force_offline
 from rag.components.packaged_embeddings import packaged_embedder
 from rag.components.store import ChromaStore, VectorStore
@@ -83,13 +84,22 @@ def build_reranker(settings: Settings) -> Reranker | None:
 
 def build_generator(settings: Settings) -> Generator:
     if settings.llm_backend == "openai":
-        if settings.llm_base_url is None:  # the settings validator already refuses this
-            raise ConfigError("llm_backend 'openai' needs llm_base_url")
-        return OpenAICompatibleGenerator(
-            settings.llm_base_url,
-            model=settings.llm_model_name or settings.chat_model,
-            api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
-            temperature=settings.temperature,
+        if not settings.model_servers:  # the settings validator already refuses this
+            raise ConfigError("llm_backend 'openai' needs llm_base_url or llm_base_urls")
+        api_key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
+        # No read waits longer than an answer may take: a server that stops sending
+        # ends the stream with an error, never holds it.
+        return ModelServers(
+            [
+                OpenAICompatibleGenerator(
+                    url,
+                    model=settings.llm_model_name or settings.chat_model,
+                    api_key=api_key,
+                    temperature=settings.temperature,
+                    timeout_s=settings.generation_timeout_s,
+                )
+                for url in settings.model_servers
+            ]
         )
     path, _ = resolve_model_path(
         settings.chat_model, settings.chat_model_path, settings.resolved_models_dir

@@ -81,6 +81,11 @@ class GenerationFailed(LoreError):
     code = "generation_failed"
 
 
+class ModelServerUnavailable(GenerationFailed):
+    """A model server could not be reached, or answered that it cannot serve now (5xx,
+    429): another server may take the same request."""
+
+
 class EmptyDocument(ParseError):
     """The file has no text: zero bytes, only whitespace, or pages with nothing to read."""
 

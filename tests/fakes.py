@@ -8,6 +8,7 @@ rag/components/hashing_embeddings.py, not here.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 from rag.components.embeddings import Embedder, Vectors
@@ -79,3 +80,82 @@ class RecordingEmbedder:
 
     def embed_query(self, text: str) -> list[float]:
         return self.inner.embed_query(text)
+
+
+class FakeModelServer:
+    """An OpenAI-compatible chat server on loopback that behaves as told, for testing how
+    Lore routes between model servers and survives their failures.
+
+    `mode`: "ok" streams `reply` word by word and ends with [DONE]; "cut" sends two words
+    and then drops the connection; "hang" sends one word and then nothing until `close`;
+    "down" answers 503 to every chat request. `requests` counts chat requests received.
+    """
+
+    def __init__(self, mode: str = "ok", reply: str = "An answer from sources [1].") -> None:
+        import http.server
+        import threading
+
+        self.mode = mode
+        self.reply = reply
+        self.requests = 0
+        self._released = threading.Event()
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                fake.requests += 1
+                if fake.mode == "down":
+                    self.send_response(503)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                # Chunked, as llama.cpp's and vLLM's servers send a stream: a connection
+                # dropped mid-way is then an incomplete body, not a short one.
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                words = fake.reply.split(" ")
+                if fake.mode == "cut":
+                    words = words[:2]
+                elif fake.mode == "hang":
+                    words = words[:1]
+                for index, word in enumerate(words):
+                    piece = word if index == 0 else " " + word
+                    chunk = {"choices": [{"delta": {"content": piece}}]}
+                    self._chunk(f"data: {json.dumps(chunk)}\n\n".encode())
+                if fake.mode == "hang":
+                    fake._released.wait(30)
+                if fake.mode == "ok":
+                    self._chunk(b"data: [DONE]\n\n")
+                    self._chunk(b"")  # the last chunk: the body is complete
+                self.close_connection = True
+
+            def _chunk(self, data: bytes) -> None:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                self.wfile.flush()
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        """The base URL, as llm_base_urls takes it."""
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def close(self) -> None:
+        self._released.set()
+        self._server.shutdown()
+        self._server.server_close()

@@ -43,6 +43,13 @@ def serve(
         port=port or settings.port,
         log_level="info",
         log_config=None,
+        # Behind a load balancer, the client's address comes from X-Forwarded-For, and
+        # only when the balancer itself is one of trusted_proxies.
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=settings.trusted_proxies or None,
+        # SIGTERM (a rolling restart): new connections are refused at once, answers
+        # under way may finish, for as long as one may take.
+        timeout_graceful_shutdown=int(settings.generation_timeout_s) + 5,
     )
 
 

@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.deps import AdminDep, CallerDep, LoreDep, MetricsDep
 from api.schemas import Health, Readiness, Ready
+from rag.components.model_servers import ModelServers
 from rag.container import Lore
 
 log = logging.getLogger("lore.api")
@@ -27,21 +28,33 @@ async def healthz() -> Health:
 
 
 def _readiness(request: Request, lore: Lore) -> Readiness:
-    """Each check's state: the models loaded, the vector store and the manifest reachable."""
+    """Each check's state: the models loaded; the vector store (a Chroma server in
+    cluster mode) and the manifest (the database in cluster mode) reachable; and, with
+    model servers, at least one of them answering."""
     checks = {"models": "ok" if request.app.state.ready else "loading"}
+    if not request.app.state.ready:
+        # Components are still being built; probing them now would build them here.
+        return Readiness(status="not ready", checks=checks)
     try:
         lore.store.list_collections()
         checks["vector_store"] = "ok"
     except Exception:
         log.exception("vector store unreachable")
         checks["vector_store"] = "unreachable"
+    records = "database" if lore.settings.cluster else "manifest"
     try:
         lore.manifest.collections()
-        checks["manifest"] = "ok"
+        checks[records] = "ok"
     except Exception:
-        log.exception("manifest unreachable")
-        checks["manifest"] = "unreachable"
+        log.exception("%s unreachable", records)
+        checks[records] = "unreachable"
     ready = all(v == "ok" for v in checks.values())
+    generator = lore.generator
+    if isinstance(generator, ModelServers):
+        # Ready while one server answers: the others' requests go to it.
+        answering = generator.reachable()
+        checks["model_servers"] = f"{answering} of {len(generator)} answering"
+        ready = ready and answering > 0
     return Readiness(status="ready" if ready else "not ready", checks=checks)
 
 
@@ -68,7 +81,11 @@ def readiness(request: Request, lore: LoreDep, admin: AdminDep) -> Any:
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
-async def prometheus_metrics(caller: CallerDep, metrics: MetricsDep) -> Response:
-    """Prometheus metrics: requests and latency by route, queue depth, time to first
-    token, tokens/s, retrieval latency, ingest counters."""
+async def prometheus_metrics(caller: CallerDep, metrics: MetricsDep, lore: LoreDep) -> Response:
+    """Prometheus metrics of this replica: requests and latency by route, queue depth,
+    time to first token, tokens/s, retrieval latency, ingest counters, and each model
+    server's state as this replica sees it."""
+    generator = lore.generator
+    if isinstance(generator, ModelServers):
+        metrics.observe_model_servers(generator.states())
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

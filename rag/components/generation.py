@@ -9,7 +9,7 @@ from collections import abc
 from pathlib import Path
 from typing import Any, Protocol
 
-from rag.errors import GenerationFailed
+from rag.errors import GenerationFailed, ModelServerUnavailable
 
 # A reply as it is written, piece by piece. A generator, not any iterator: closing it
 # (`close()`) stops the model and frees it for the next reply.
@@ -175,7 +175,10 @@ class OpenAICompatibleGenerator:
     """A chat model served elsewhere behind the OpenAI chat-completions API.
 
     Works with llama.cpp's server and vLLM, for running the model on other machines.
-    Streams with server-sent events; errors become `GenerationFailed`.
+    Streams with server-sent events. A server that cannot be reached, or answers that it
+    cannot serve now (5xx, 429), raises `ModelServerUnavailable`; any other failure
+    `GenerationFailed`. No read waits longer than `timeout_s`, so a server that stops
+    sending ends the stream with an error instead of holding it.
     """
 
     def __init__(
@@ -186,18 +189,33 @@ class OpenAICompatibleGenerator:
         api_key: str | None = None,
         temperature: float = 0.0,
         timeout_s: float = 300.0,
+        connect_timeout_s: float = 3.0,
     ):
         import httpx
 
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.base_url = base_url.rstrip("/")
         self._client = httpx.Client(
-            base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s
+            base_url=self.base_url,
+            headers=headers,
+            timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
         )
         self._model = model
         self._temperature = temperature
 
     def count_tokens(self, text: str) -> int:
         return estimate_tokens(text)
+
+    def reachable(self, timeout_s: float = 1.0) -> bool:
+        """Whether the server answers HTTP at all, within `timeout_s`: any reply below
+        500 (a 404 for the bare base URL) counts. It asks nothing of the model, so a
+        server busy generating answers at once (llama.cpp's `/v1/models` would wait)."""
+        import httpx
+
+        try:
+            return self._client.get("/", timeout=timeout_s).status_code < 500
+        except httpx.HTTPError:
+            return False
 
     def stream(self, messages: list[dict[str, str]], max_tokens: int) -> TokenStream:
         import httpx
@@ -209,24 +227,37 @@ class OpenAICompatibleGenerator:
             "temperature": self._temperature,
             "stream": True,
         }
+        finished = False
         try:
             with self._client.stream("POST", "/chat/completions", json=body) as response:
                 if response.status_code != 200:
                     response.read()
-                    raise GenerationFailed(
-                        f"The model server answered {response.status_code} to a chat request."
+                    status = response.status_code
+                    failure = (
+                        ModelServerUnavailable
+                        if status >= 500 or status == 429
+                        else GenerationFailed
                     )
+                    raise failure(f"The model server answered {status} to a chat request.")
                 for line in response.iter_lines():
                     if not line.startswith("data:"):
                         continue
                     payload = line[5:].strip()
                     if payload == "[DONE]":
                         return
-                    choices = json.loads(payload).get("choices") or [{}]
+                    try:
+                        choices = json.loads(payload).get("choices") or [{}]
+                    except (ValueError, AttributeError) as exc:
+                        raise GenerationFailed("The model server sent a malformed reply.") from exc
                     piece = (choices[0].get("delta") or {}).get("content")
                     if piece:
                         yield piece
+                    if choices[0].get("finish_reason"):
+                        finished = True
+                if not finished:
+                    # Neither [DONE] nor a finish reason: the server went away mid-reply.
+                    raise ModelServerUnavailable("The model server's reply broke off.")
         except httpx.HTTPError as exc:
-            raise GenerationFailed(
+            raise ModelServerUnavailable(
                 f"Cannot reach the model server ({type(exc).__name__})."
             ) from exc

@@ -185,7 +185,8 @@ def test_rate_limit_per_key_is_429_with_retry_after(settings: Settings, lore: Lo
         assert codes == [200, 200, 200, 429]
         refused = client.get("/v1/collections")
         assert refused.json()["code"] == "rate_limited"
-        assert 1 <= int(refused.headers["Retry-After"]) <= 20
+        # The first request leaves the minute's window a minute after it was made.
+        assert 55 <= int(refused.headers["Retry-After"]) <= 61
         assert client.get("/healthz").status_code == 200  # never limited
 
 
