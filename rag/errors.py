@@ -81,6 +81,11 @@ class GenerationFailed(LoreError):
     code = "generation_failed"
 
 
+class GenerationInterrupted(GenerationFailed):
+    """A reply broke off after it had begun (its server went away mid-way). Nothing of it
+    can be taken back; a caller that has shown none of it may ask again."""
+
+
 class ModelServerUnavailable(GenerationFailed):
     """A model server could not be reached, or answered that it cannot serve now (5xx,
     429): another server may take the same request."""

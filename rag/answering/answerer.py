@@ -15,7 +15,7 @@ from rag.answering.answer_text import AnswerText
 from rag.answering.injection import flagged
 from rag.components.embeddings import Embedder
 from rag.components.generation import Generator, first_line, prompt_tokens
-from rag.errors import InvalidInput
+from rag.errors import GenerationInterrupted, InvalidInput
 from rag.retrieval.filters import Filters
 from rag.retrieval.language import language_of, sentence_spans
 from rag.retrieval.retriever import Retriever
@@ -269,18 +269,27 @@ class Answerer:
             return
         yield SourcesEvent(tuple(sources))
         messages = prompts.build_messages(question, sources, may_decline=may_decline)
-        shaper = AnswerText(
-            sources,
-            chinese=prompts.is_chinese(question),
-            by_meaning=None if self._embedder is None else self._closest(self._embedder, sources),
-        )
-        drafted: list[str] = []
-        for piece in self._generator.stream(
-            messages, min(max_tokens or self._limits.max_tokens, self._limits.max_tokens)
-        ):
-            drafted.append(piece)
-            if text := shaper.feed(piece):
-                yield TokenEvent(text)
+        by_meaning = None if self._embedder is None else self._closest(self._embedder, sources)
+        budget = min(max_tokens or self._limits.max_tokens, self._limits.max_tokens)
+        shown = False
+        for attempt in range(2):
+            shaper = AnswerText(
+                sources, chinese=prompts.is_chinese(question), by_meaning=by_meaning
+            )
+            drafted: list[str] = []
+            try:
+                for piece in self._generator.stream(messages, budget):
+                    drafted.append(piece)
+                    if text := shaper.feed(piece):
+                        shown = True
+                        yield TokenEvent(text)
+                break
+            except GenerationInterrupted:
+                # The reply broke off while the shaper still held all of it: nobody has
+                # seen a word, so it is asked for again (of another server) once.
+                if shown or attempt:
+                    raise
+                log.warning("the reply broke off before any of it was shown; asking again")
         if text := shaper.finish():
             yield TokenEvent(text)
         tally.prompt += prompt_tokens(self._generator, messages)

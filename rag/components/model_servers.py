@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from rag.components.generation import TokenStream, estimate_tokens
-from rag.errors import GenerationFailed, ModelServerUnavailable
+from rag.errors import GenerationInterrupted, ModelServerUnavailable
 
 log = logging.getLogger("lore.generation")
 
@@ -64,7 +64,7 @@ class ModelServers:
 
     Retrying: a request is tried on each server at most once, and only until the first
     piece of the reply has been handed on; a failure after that ends the stream with
-    `GenerationFailed`, since the caller already holds part of an answer.
+    `GenerationInterrupted`, since the caller already holds part of a reply.
     """
 
     def __init__(
@@ -107,7 +107,7 @@ class ModelServers:
             except ModelServerUnavailable as exc:
                 self._failed(index)
                 if written:
-                    raise GenerationFailed(
+                    raise GenerationInterrupted(
                         "The model server stopped in the middle of this answer; ask again."
                     ) from exc
                 log.warning(

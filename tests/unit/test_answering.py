@@ -13,7 +13,7 @@ from rag.components.embeddings import Vectors
 from rag.components.generation import TokenStream
 from rag.components.hashing_embeddings import HashingEmbedder
 from rag.container import Lore
-from rag.errors import InvalidInput, NotFound
+from rag.errors import GenerationInterrupted, InvalidInput, NotFound
 from rag.types import Chunk, DoneEvent, Passage, SourcesEvent, TokenEvent, Turn
 from tests.fakes import ScriptedGenerator
 
@@ -339,3 +339,47 @@ def test_passages_that_read_as_instructions_are_flagged_or_kept_out(
     answer = strict.ask(question, "default")
     assert not any(s.flagged for s in answer.sources)
     assert prompts.REDACTED not in generator.prompts[-1][1]["content"]
+
+
+class _BreaksOff(ScriptedGenerator):
+    """Writes `first` and then breaks off (as a model server that died) on its first
+    call; replies in full afterwards."""
+
+    def __init__(self, first: str, reply: str) -> None:
+        super().__init__(reply)
+        self.first = first
+        self.calls = 0
+
+    def stream(self, messages: list[dict[str, str]], max_tokens: int) -> TokenStream:
+        self.calls += 1
+        if self.calls == 1:
+            if self.first:
+                yield self.first
+            raise GenerationInterrupted("The model server stopped in the middle of this answer")
+        yield from super().stream(messages, max_tokens)
+
+
+def test_a_reply_broken_off_before_any_of_it_was_shown_is_asked_for_again(
+    lore: Lore, docs: Path
+) -> None:
+    ingest_paths(lore, [docs], "default")
+    generator = _BreaksOff("", "Lore listens on port 8000 [1].")
+    answerer = Answerer(lore.retriever, generator, AnswerLimits())
+    events = list(answerer.stream("Which port does the Lore server listen on?", "default"))
+    tokens = "".join(e.text for e in events if isinstance(e, TokenEvent))
+    assert tokens.startswith("Lore listens on port 8000")
+    assert isinstance(events[-1], DoneEvent)
+    assert generator.calls == 2
+
+
+def test_a_reply_broken_off_after_words_were_shown_is_an_error(lore: Lore, docs: Path) -> None:
+    ingest_paths(lore, [docs], "default")
+    generator = _BreaksOff("Lore listens on port 8000. It also ", "never used")
+    answerer = Answerer(lore.retriever, generator, AnswerLimits())
+    events: list[object] = []
+    stream = answerer.stream("Which port does the Lore server listen on?", "default")
+    with pytest.raises(GenerationInterrupted):
+        events.extend(stream)
+    shown = "".join(e.text for e in events if isinstance(e, TokenEvent))
+    assert shown.startswith("Lore listens")
+    assert generator.calls == 1
