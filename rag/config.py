@@ -214,7 +214,12 @@ class Settings(BaseSettings):
             if text.startswith("["):
                 import json
 
-                return json.loads(text)
+                try:
+                    return json.loads(text)
+                except ValueError:
+                    raise ValueError(
+                        'not a JSON list (["a", "b"]); or give the items separated by commas'
+                    ) from None
             return [item.strip() for item in text.split(",") if item.strip()]
         return value
 

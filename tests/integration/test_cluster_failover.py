@@ -192,6 +192,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, chat_models_dir: Path) -> 
             "LORE_MAX_TOKENS": "24",
             "LORE_TRUSTED_PROXIES": NGINX_HOST,
             "LORE_COLLECTION": COLLECTION,
+            "LORE_INGEST_ROOTS": json.dumps([str(folder / "docs")]),
             # With the hashing embedder every question gets passages and goes to a model
             # server: nothing is declined by its search scores alone.
             "LORE_MIN_SCORE": "0.0",
@@ -640,6 +641,48 @@ def test_a_key_revoked_through_one_replica_is_refused_by_the_other_at_once(
     assert refused.json()["code"], refused.text
     again = httpx.get(f"{b.url}/v1/collections", headers=bearer(key), timeout=10)
     assert again.status_code == 401, again.text
+
+
+def test_what_one_replica_took_any_other_serves(healthy: Cluster) -> None:
+    cluster = healthy
+    a, b = cluster.replicas
+    admin = bearer(cluster.admin_key)
+    text = b"The north warehouse keeps the safety goggles on shelf twelve."
+    made = httpx.post(
+        f"{a.url}/v1/documents",
+        files={"file": ("goggles.txt", text)},
+        data={"collection": COLLECTION},
+        headers=admin,
+        timeout=60,
+    )
+    assert made.status_code == 201, made.text
+    listed = httpx.get(f"{b.url}/v1/documents", headers=admin, timeout=30).json()
+    assert made.json()["doc_id"] in [d["doc_id"] for d in listed]
+    found = httpx.post(
+        f"{b.url}/v1/search",
+        json={"question": "Where are the safety goggles kept?", "collection": COLLECTION},
+        headers=admin,
+        timeout=30,
+    )
+    assert found.status_code == 200, found.text
+    assert "goggles.txt" in found.text
+
+    folder = json.loads(cluster.env["LORE_INGEST_ROOTS"])[0]
+    job = httpx.post(
+        f"{a.url}/v1/ingest/jobs",
+        data={"folder": folder, "collection": COLLECTION},
+        headers=admin,
+        timeout=30,
+    )
+    assert job.status_code == 202, job.text
+    seen = httpx.get(f"{b.url}/v1/ingest/jobs/{job.json()['id']}", headers=admin, timeout=30)
+    assert seen.status_code == 200, seen.text
+    assert seen.json()["id"] == job.json()["id"]
+    assert seen.json()["status"] == "queued"  # no worker runs in this cluster
+
+    streamed = ask(cluster.nginx.url, cluster.new_key(), stream=True)
+    assert streamed.problem == "", streamed.problem
+    assert streamed.events[-1][0] == "done"
 
 
 def test_answers_go_on_when_a_model_server_is_killed_under_load(healthy: Cluster) -> None:

@@ -153,3 +153,32 @@ def test_database_url_must_be_postgresql_and_needs_a_chroma_server() -> None:
     with pytest.raises(ValueError, match="needs chroma_host"):
         Settings(database_url="postgresql://x@y/z")  # type: ignore[arg-type]
     assert Settings(database_url="postgresql://x@y/z", chroma_host="c").cluster  # type: ignore[arg-type]
+
+
+def test_model_servers_come_as_a_comma_list_or_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LORE_LLM_BACKEND", "openai")
+    monkeypatch.setenv("LORE_LLM_BASE_URLS", "http://10.0.0.21:8080/v1, http://10.0.0.22:8080/v1")
+    assert load_settings().model_servers == ["http://10.0.0.21:8080/v1", "http://10.0.0.22:8080/v1"]
+    monkeypatch.setenv("LORE_LLM_BASE_URLS", '["http://a:8080/v1"]')
+    assert load_settings().model_servers == ["http://a:8080/v1"]
+    monkeypatch.delenv("LORE_LLM_BASE_URLS")
+    monkeypatch.setenv("LORE_LLM_BASE_URL", "http://one:8080/v1")
+    assert load_settings().model_servers == ["http://one:8080/v1"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"llm_backend": "openai"}, "needs llm_base_url"),
+        ({"llm_base_urls": ["localhost:8080"]}, "not an http"),
+        ({"llm_base_urls": ["http://a/v1", "http://a/v1"]}, "twice"),
+        ({"llm_base_urls": "[http://a/v1"}, "not a JSON list"),
+        ({"llm_base_url": "http://a/v1", "llm_base_urls": ["http://b/v1"]}, "not both"),
+        ({"rate_limit_url": "postgresql://db/lore"}, "Redis URL"),
+    ],
+)
+def test_bad_model_server_and_limit_settings_are_refused(
+    changes: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValidationError, match=message):
+        Settings(**changes)  # type: ignore[arg-type]
