@@ -48,6 +48,7 @@ from rag.errors import (
     Busy,
     LimitExceeded,
     LoreError,
+    ModelServerUnavailable,
     RateLimited,
     StoreUnavailable,
     Unauthorized,
@@ -192,7 +193,7 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
         response = error_response(status, exc.code, str(exc), request)
         if isinstance(exc, Busy | RateLimited):
             metrics.rejected.labels(exc.code).inc()
-        if isinstance(exc, Busy | RateLimited | StoreUnavailable):
+        if isinstance(exc, Busy | RateLimited | StoreUnavailable | ModelServerUnavailable):
             response.headers["Retry-After"] = str(exc.retry_after_s)
         if isinstance(exc, Unauthorized):
             response.headers["WWW-Authenticate"] = "Bearer"

@@ -19,6 +19,7 @@ from rag.errors import (
     LimitExceeded,
     LoreError,
     ModelMissing,
+    ModelServerUnavailable,
     NotFound,
     ParseError,
     RateLimited,
@@ -38,6 +39,7 @@ _STATUS: dict[type[LoreError], int] = {
     LimitExceeded: 413,
     ModelMissing: 503,
     StoreUnavailable: 503,
+    ModelServerUnavailable: 503,  # before GenerationFailed, which it is a kind of
     GenerationFailed: 502,
     Busy: 503,
     RateLimited: 429,

@@ -55,8 +55,9 @@ class WindowRateLimit:
     every API replica, so that a key gets its limit across all of them together.
 
     When Redis cannot be reached, requests are counted in this process until it can
-    again (logged): a lost Redis loosens the limit to one allowance per replica, it does
-    not stop the service. `namespace` keeps limits of different kinds apart in one store.
+    again (logged; Redis is asked again every RETRY_SHARED_S seconds): a lost Redis
+    loosens the limit to one allowance per replica, it does not stop the service.
+    `namespace` keeps limits of different kinds apart in one store.
     """
 
     def __init__(
@@ -84,6 +85,7 @@ class WindowRateLimit:
         self._limiter = MovingWindowRateLimiter(self._storage)
         self._local = MovingWindowRateLimiter(storage_from_string("memory://")) if shared else None
         self._warned_at = -math.inf
+        self._shared_down_until = -math.inf
 
     def check(self, key: str) -> None:
         if self._per_minute <= 0:
@@ -109,22 +111,29 @@ class WindowRateLimit:
 
         return int(self._run(wait))
 
+    # After the shared store fails, it is left alone this long: a Redis that hangs would
+    # otherwise cost every request its socket timeout.
+    RETRY_SHARED_S = 5.0
+
     def _run(self, call: Callable[[Any], Any]) -> Any:
-        """`call(limiter)` on the shared store, or on this process's when it fails."""
+        """`call(limiter)` on the shared store, or on this process's while it fails."""
         from limits.errors import StorageError
 
-        try:
+        if self._local is None:
             return call(self._limiter)
-        except StorageError:
-            if self._local is None:
-                raise
-            now = time.monotonic()
-            if now - self._warned_at > 60:
-                self._warned_at = now
-                log.warning(
-                    "the rate-limit store cannot be reached; counting in this process until it can"
-                )
-            return call(self._local)
+        if time.monotonic() >= self._shared_down_until:
+            try:
+                return call(self._limiter)
+            except StorageError:
+                now = time.monotonic()
+                self._shared_down_until = now + self.RETRY_SHARED_S
+                if now - self._warned_at > 60:
+                    self._warned_at = now
+                    log.warning(
+                        "the rate-limit store cannot be reached; counting in this process "
+                        "until it can"
+                    )
+        return call(self._local)
 
 
 class AdmissionGate(Protocol):

@@ -229,8 +229,26 @@ class Settings(BaseSettings):
         for url in value:
             if not url.startswith(("http://", "https://")):
                 raise ValueError(f"llm_base_urls: '{url}' is not an http:// or https:// URL")
-        if len(set(value)) != len(value):
+        urls = [url.rstrip("/") for url in value]
+        if len(set(urls)) != len(urls):
             raise ValueError("llm_base_urls names a server twice")
+        return urls
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        # uvicorn compares these with the peer's address: a host name would never match,
+        # and every client would then be taken for the balancer.
+        for entry in value:
+            if entry == "*":
+                continue
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"trusted_proxies: '{entry}' is not an IP address or network "
+                    "(10.0.0.2, 10.0.0.0/24) or *"
+                ) from None
         return value
 
     @field_validator("collection")

@@ -87,8 +87,17 @@ class GenerationInterrupted(GenerationFailed):
 
 
 class ModelServerUnavailable(GenerationFailed):
-    """A model server could not be reached, or answered that it cannot serve now (5xx,
-    429): another server may take the same request."""
+    """A model server could not be reached, or answered that it cannot serve now (502,
+    503, 504, 429), or its reply broke off: another server may take the same request.
+    When no server could, the request may succeed after `retry_after_s` seconds."""
+
+    code = "model_unavailable"
+    retry_after_s = 5
+
+
+class ModelServerStalled(ModelServerUnavailable):
+    """A model server took the request and then sent nothing for the read timeout: the
+    time an answer may take is spent, so no other server is tried."""
 
 
 class EmptyDocument(ParseError):

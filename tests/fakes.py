@@ -86,8 +86,11 @@ class FakeModelServer:
     """An OpenAI-compatible chat server on loopback that behaves as told, for testing how
     Lore routes between model servers and survives their failures.
 
-    `mode`: "ok" streams `reply` word by word and ends with [DONE]; "cut" sends two words
-    and then drops the connection; "hang" sends one word and then nothing until `close`;
+    `mode`: "ok" streams `reply` word by word and ends with a finish reason and [DONE];
+    "cut" sends two words and then drops the connection; "early" sends two words and
+    [DONE] without a finish reason (llama.cpp's server interrupted by another request);
+    "error" answers 500 to every chat request (the request itself failed there);
+    "hang" sends one word and then nothing until `close`;
     "down" answers 503 to every chat request. `requests` counts chat requests received.
     """
 
@@ -115,8 +118,8 @@ class FakeModelServer:
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 fake.requests += 1
-                if fake.mode == "down":
-                    self.send_response(503)
+                if fake.mode in ("down", "error"):
+                    self.send_response(503 if fake.mode == "down" else 500)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
@@ -127,7 +130,7 @@ class FakeModelServer:
                 self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()
                 words = fake.reply.split(" ")
-                if fake.mode == "cut":
+                if fake.mode in ("cut", "early"):
                     words = words[:2]
                 elif fake.mode == "hang":
                     words = words[:1]
@@ -138,6 +141,9 @@ class FakeModelServer:
                 if fake.mode == "hang":
                     fake._released.wait(30)
                 if fake.mode == "ok":
+                    last = {"choices": [{"delta": {}, "finish_reason": "stop"}]}
+                    self._chunk(f"data: {json.dumps(last)}\n\n".encode())
+                if fake.mode in ("ok", "early"):
                     self._chunk(b"data: [DONE]\n\n")
                     self._chunk(b"")  # the last chunk: the body is complete
                 self.close_connection = True

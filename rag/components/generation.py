@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 from collections import abc
 from pathlib import Path
 from typing import Any, Protocol
 
-from rag.errors import GenerationFailed, ModelServerUnavailable
+from rag.errors import GenerationFailed, ModelServerStalled, ModelServerUnavailable
+
+log = logging.getLogger("lore.generation")
 
 # A reply as it is written, piece by piece. A generator, not any iterator: closing it
 # (`close()`) stops the model and frees it for the next reply.
@@ -202,6 +205,7 @@ class OpenAICompatibleGenerator:
         )
         self._model = model
         self._temperature = temperature
+        self._read_timeout_s = timeout_s
 
     def count_tokens(self, text: str) -> int:
         return estimate_tokens(text)
@@ -233,9 +237,12 @@ class OpenAICompatibleGenerator:
                 if response.status_code != 200:
                     response.read()
                     status = response.status_code
+                    # Overloaded, restarting or behind a failing proxy: another server may
+                    # serve it. Any other refusal (a 400, a 500 from the request itself)
+                    # every server would give alike.
                     failure = (
                         ModelServerUnavailable
-                        if status >= 500 or status == 429
+                        if status in (429, 502, 503, 504)
                         else GenerationFailed
                     )
                     raise failure(f"The model server answered {status} to a chat request.")
@@ -244,7 +251,16 @@ class OpenAICompatibleGenerator:
                         continue
                     payload = line[5:].strip()
                     if payload == "[DONE]":
-                        return
+                        if finished:
+                            return
+                        # llama.cpp's server ends a reply early so, when started without
+                        # --interrupt_requests False and a second request arrives.
+                        log.warning(
+                            "the model server at %s ended a reply before it finished "
+                            "(a llama.cpp server needs --interrupt_requests False)",
+                            self.base_url,
+                        )
+                        break
                     try:
                         choices = json.loads(payload).get("choices") or [{}]
                     except (ValueError, AttributeError) as exc:
@@ -257,6 +273,10 @@ class OpenAICompatibleGenerator:
                 if not finished:
                     # Neither [DONE] nor a finish reason: the server went away mid-reply.
                     raise ModelServerUnavailable("The model server's reply broke off.")
+        except httpx.ReadTimeout as exc:
+            raise ModelServerStalled(
+                f"The model server sent nothing for {self._read_timeout_s:g} s."
+            ) from exc
         except httpx.HTTPError as exc:
             raise ModelServerUnavailable(
                 f"Cannot reach the model server ({type(exc).__name__})."

@@ -16,7 +16,12 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from rag.components.generation import TokenStream, estimate_tokens
-from rag.errors import GenerationInterrupted, ModelServerUnavailable
+from rag.errors import (
+    GenerationInterrupted,
+    ModelServerStalled,
+    ModelServerUnavailable,
+    TimedOut,
+)
 
 log = logging.getLogger("lore.generation")
 
@@ -64,7 +69,9 @@ class ModelServers:
 
     Retrying: a request is tried on each server at most once, and only until the first
     piece of the reply has been handed on; a failure after that ends the stream with
-    `GenerationInterrupted`, since the caller already holds part of a reply.
+    `GenerationInterrupted`, since the caller already holds part of a reply. A server
+    that took the request and then stalled for the read timeout ends it with `TimedOut`:
+    the time the answer had is spent.
     """
 
     def __init__(
@@ -81,6 +88,9 @@ class ModelServers:
         self._clock = clock
         self._lock = threading.Lock()
         self._turn = 0
+        self._probe_lock = threading.Lock()
+        self._probed_at = -float("inf")
+        self._answering = 0
 
     def __len__(self) -> int:
         return len(self._servers)
@@ -104,6 +114,10 @@ class ModelServers:
                 for piece in server.generator.stream(messages, max_tokens):
                     written = True
                     yield piece
+            except ModelServerStalled as exc:
+                # The read timeout is the time an answer may take: it is spent.
+                self._failed(index)
+                raise TimedOut(str(exc)) from exc
             except ModelServerUnavailable as exc:
                 self._failed(index)
                 if written:
@@ -130,12 +144,30 @@ class ModelServers:
                 for s in self._servers
             ]
 
+    # Readiness probes come every few seconds from each balancer and orchestrator: one
+    # round of asking the servers serves them all for this long.
+    PROBE_EVERY_S = 2.0
+
     def reachable(self, timeout_s: float = 1.0) -> int:
-        """How many servers answer HTTP now, each asked with `timeout_s` (in parallel)."""
+        """How many servers answer HTTP, each asked with `timeout_s` (in parallel), at most
+        every PROBE_EVERY_S seconds (in between, the last count). One that does not
+        answer is left out for `down_s`, as after a failed request, so that a balancer's
+        probes keep requests off a dead server before one fails on it."""
+        with self._probe_lock:
+            now = self._clock()
+            if now - self._probed_at < self.PROBE_EVERY_S:
+                return self._answering
+            self._answering = self._probe(timeout_s)
+            self._probed_at = self._clock()
+            return self._answering
+
+    def _probe(self, timeout_s: float) -> int:
         results = [False] * len(self._servers)
 
         def probe(i: int) -> None:
             results[i] = self._servers[i].generator.reachable(timeout_s)
+            if not results[i]:
+                self._failed(i)
 
         threads = [
             threading.Thread(target=probe, args=(i,), daemon=True)
@@ -143,8 +175,10 @@ class ModelServers:
         ]
         for thread in threads:
             thread.start()
+        # httpx's timeout bounds the connection and the reply apart: twice it, in all.
+        deadline = time.monotonic() + 2 * timeout_s + 0.5
         for thread in threads:
-            thread.join(timeout_s + 1.0)
+            thread.join(max(0.0, deadline - time.monotonic()))
         return sum(results)
 
     def _take(self, tried: set[int]) -> int | None:

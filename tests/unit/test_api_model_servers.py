@@ -135,3 +135,16 @@ def test_each_model_server_adds_a_generation_slot(
         assert int(refused.headers["retry-after"]) >= 1
         for entered in admitted:
             gate.leave(entered)
+
+
+def test_no_model_server_able_to_answer_is_a_503_to_retry(
+    settings: Settings, docs: Path, fakes: list[FakeModelServer]
+) -> None:
+    fakes += [FakeModelServer("down"), FakeModelServer("down")]
+    with serve(settings, *fakes) as client:
+        upload(client, docs)
+        refused = client.post("/v1/query", json={"question": "Which port does Lore use?"})
+    assert refused.status_code == 503
+    assert refused.json()["code"] == "model_unavailable"
+    assert refused.headers["retry-after"] == "5"
+    assert [f.requests for f in fakes] == [1, 1]

@@ -174,7 +174,9 @@ def test_model_servers_come_as_a_comma_list_or_json(monkeypatch: pytest.MonkeyPa
         ({"llm_base_urls": ["http://a/v1", "http://a/v1"]}, "twice"),
         ({"llm_base_urls": "[http://a/v1"}, "not a JSON list"),
         ({"llm_base_url": "http://a/v1", "llm_base_urls": ["http://b/v1"]}, "not both"),
+        ({"llm_base_urls": ["http://a/v1", "http://a/v1/"]}, "twice"),
         ({"rate_limit_url": "postgresql://db/lore"}, "Redis URL"),
+        ({"trusted_proxies": ["nginx"]}, "not an IP address"),
     ],
 )
 def test_bad_model_server_and_limit_settings_are_refused(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 
 import pytest
 
@@ -28,3 +29,19 @@ def test_a_lost_redis_loosens_the_limit_to_this_process_but_keeps_it(
     assert 1 <= refused.value.retry_after_s <= 61
     warnings = [r for r in caplog.records if "rate-limit store cannot be reached" in r.message]
     assert len(warnings) == 1  # once, not once a request
+
+
+def test_a_redis_that_does_not_answer_is_left_alone_for_a_while() -> None:
+    # A server that accepts connections and never answers: each call to it would wait
+    # out the socket timeout.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        limit = WindowRateLimit(100, f"redis://127.0.0.1:{silent.getsockname()[1]}/0")
+        started = time.monotonic()
+        limit.check("key:a")  # waits for the timeout once, then counts here
+        first = time.monotonic() - started
+        started = time.monotonic()
+        for _ in range(20):
+            limit.check("key:a")
+        assert time.monotonic() - started < first  # not once more, let alone 20 times

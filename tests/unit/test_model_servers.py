@@ -3,13 +3,14 @@ busy first, a failed one skipped, a request retried only before its answer began
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from rag.components.generation import OpenAICompatibleGenerator, TokenStream
 from rag.components.model_servers import ModelServers
-from rag.errors import GenerationFailed, ModelServerUnavailable
+from rag.errors import GenerationFailed, ModelServerUnavailable, TimedOut
 from tests.fakes import FakeModelServer
 
 pytestmark = pytest.mark.unit
@@ -131,10 +132,18 @@ def test_every_server_down_is_tried_once_then_a_clear_error(
     assert answer(pool) == "b done"  # all down: tried anyway, the longest down first
 
 
-def test_reachable_counts_servers_that_answer(pool: ModelServers, servers: list[Scripted]) -> None:
+def test_reachable_counts_servers_that_answer_and_leaves_out_the_others(
+    pool: ModelServers, servers: list[Scripted], clock: Clock
+) -> None:
     assert pool.reachable() == 2
     servers[1].fail = "before"
+    assert pool.reachable() == 2  # probed at most every PROBE_EVERY_S: the last count
+    clock.now += ModelServers.PROBE_EVERY_S
     assert pool.reachable() == 1
+    assert [s.up for s in pool.states()] == [True, False]
+    calls = servers[1].calls
+    assert [answer(pool) for _ in range(2)] == ["a done", "a done"]
+    assert servers[1].calls == calls  # no request had to fail on it first
 
 
 @pytest.fixture
@@ -171,13 +180,37 @@ def test_over_http_a_dropped_connection_mid_reply_is_an_error(
     assert "".join(pieces) == "An answer"
 
 
+def test_over_http_a_reply_ended_before_it_finished_is_not_taken_for_whole(
+    fake_servers: list[FakeModelServer],
+) -> None:
+    early = FakeModelServer("early")
+    fake_servers.append(early)
+    pieces: list[str] = []
+    with pytest.raises(GenerationFailed, match="middle of this answer"):
+        pieces.extend(http_pool(early).stream(ASK, 10))
+    assert "".join(pieces) == "An answer"
+
+
+def test_over_http_a_server_error_is_not_tried_on_every_server(
+    fake_servers: list[FakeModelServer],
+) -> None:
+    broken, ok = FakeModelServer("error"), FakeModelServer("ok")
+    fake_servers += [broken, ok]
+    with pytest.raises(GenerationFailed, match="answered 500"):
+        answer(http_pool(broken, ok))
+    assert ok.requests == 0
+
+
 def test_over_http_a_server_that_stops_sending_times_out(
     fake_servers: list[FakeModelServer],
 ) -> None:
-    hung = FakeModelServer("hang")
-    fake_servers.append(hung)
-    with pytest.raises(GenerationFailed, match="middle of this answer"):
-        answer(http_pool(hung, timeout_s=0.5))
+    hung, ok = FakeModelServer("hang"), FakeModelServer("ok")
+    fake_servers += [hung, ok]
+    started = time.monotonic()
+    with pytest.raises(TimedOut, match=r"sent nothing for 0\.5 s"):
+        answer(http_pool(hung, ok, timeout_s=0.5))
+    assert time.monotonic() - started < 3
+    assert ok.requests == 0  # the answer's time is spent: no other server is tried
 
 
 def test_over_http_an_unreachable_server_is_not_reachable(
