@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import fnmatch
 import multiprocessing
-import os
 import resource
 import signal
 import sys
@@ -42,6 +41,7 @@ from ingest.pipeline import (
     write,
 )
 from rag.components.claims import BatchClaims
+from rag.components.cpus import available_cpus
 from rag.components.memory import return_free_memory
 from rag.components.offline import force_offline
 from rag.container import Lore
@@ -50,8 +50,9 @@ from rag.types import Chunk
 
 
 def default_workers() -> int:
-    """Parsing processes: half the cores (the embedder uses the rest), at least one."""
-    return max(1, (os.cpu_count() or 2) // 2)
+    """Parsing processes: half the CPUs this process may use (the embedder uses the
+    rest), at least one."""
+    return max(1, available_cpus() // 2)
 
 
 @dataclass(frozen=True)

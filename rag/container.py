@@ -57,6 +57,7 @@ def build_embedder(settings: Settings) -> Embedder:
         device=settings.device,
         dtype=settings.embedding_dtype,
         batch_size=settings.embedding_batch_size,
+        threads=settings.threads,
     )
 
 

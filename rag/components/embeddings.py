@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from rag.components.cpus import available_cpus
 from rag.components.memory import return_free_memory
 from rag.errors import ConfigError
 
@@ -247,6 +248,7 @@ class SentenceTransformerEmbedder:
         device: str = "auto",
         dtype: str = "auto",
         batch_size: int = 16,
+        threads: int | None = None,
     ):
         cap_cpu_kernel_caches()
         import torch
@@ -255,6 +257,9 @@ class SentenceTransformerEmbedder:
         self._name = name
         self._batch_size = batch_size
         chosen_device = pick_device(device)
+        if chosen_device == "cpu":
+            # torch's default is the machine's cores, whatever this process may use.
+            torch.set_num_threads(threads or available_cpus())
         self.dtype = pick_dtype(dtype, chosen_device)
         self._model: Any = SentenceTransformer(
             str(converted_copy(path, self.dtype)),

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from collections import abc
 from pathlib import Path
 from typing import Any, Protocol
 
+from rag.components.cpus import available_cpus
 from rag.errors import GenerationFailed, ModelServerStalled, ModelServerUnavailable
 
 log = logging.getLogger("lore.generation")
@@ -76,7 +76,7 @@ class LlamaCppGenerator:
             model_path=str(path),
             n_ctx=n_ctx,
             n_gpu_layers=gpu_layers_for(gpu_layers),
-            n_threads=threads or os.cpu_count() or 1,
+            n_threads=threads or available_cpus(),
             seed=0,
             verbose=False,
         )

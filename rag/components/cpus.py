@@ -1,0 +1,89 @@
+"""How many CPUs this process may really use, which is what every engine's thread count
+(torch, llama.cpp, the parsing processes) is chosen from.
+
+`os.cpu_count()` counts the machine's CPUs. A process may be allowed fewer: by its
+affinity (`taskset`, a container's cpuset) or by its cgroup's CPU quota (a container's
+`--cpus`, a systemd unit's `CPUQuota=`). Threads beyond what it may use only wait for
+each other.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+_CGROUP_ROOT = Path("/sys/fs/cgroup")
+_SELF_CGROUP = Path("/proc/self/cgroup")
+
+
+def available_cpus(*, cgroup_root: Path = _CGROUP_ROOT, self_cgroup: Path = _SELF_CGROUP) -> int:
+    """CPUs this process may use: its affinity, lowered to its cgroup's CPU quota (whole
+    CPUs, rounded down), at least 1."""
+    if hasattr(os, "sched_getaffinity"):
+        count = len(os.sched_getaffinity(0))
+    else:  # pragma: no cover (not Linux)
+        count = os.cpu_count() or 1
+    quota = cgroup_cpu_quota(cgroup_root=cgroup_root, self_cgroup=self_cgroup)
+    if quota is not None:
+        count = min(count, math.floor(quota))
+    return max(1, count)
+
+
+def cgroup_cpu_quota(
+    *, cgroup_root: Path = _CGROUP_ROOT, self_cgroup: Path = _SELF_CGROUP
+) -> float | None:
+    """The CPUs' worth of time this process's cgroup (or one above it) allows, as
+    quota / period; None without a quota, or where cgroups can't be read."""
+    try:
+        lines = self_cgroup.read_text().splitlines()
+    except OSError:
+        return None
+    quotas: list[float] = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":  # cgroup v2: one hierarchy, cpu.max in each folder
+            quotas += _limits(cgroup_root, path, _v2_quota)
+        elif "cpu" in controllers.split(","):  # cgroup v1: the cpu controller's own tree
+            for folder in (cgroup_root / controllers, cgroup_root / "cpu"):
+                if folder.is_dir():
+                    quotas += _limits(folder, path, _v1_quota)
+                    break
+    return min(quotas) if quotas else None
+
+
+def _limits(root: Path, path: str, read: Callable[[Path], float | None]) -> list[float]:
+    """The quota of the cgroup at `path` under `root` and of each one above it."""
+    found = []
+    folder = root / path.lstrip("/")
+    while True:
+        quota = read(folder)
+        if quota is not None:
+            found.append(quota)
+        if folder == root or root not in folder.parents:
+            return found
+        folder = folder.parent
+
+
+def _v2_quota(folder: Path) -> float | None:
+    """`cpu.max`: "max 100000" (no limit) or "200000 100000" (two CPUs' worth)."""
+    try:
+        quota, period = (folder / "cpu.max").read_text().split()[:2]
+    except (OSError, ValueError):
+        return None
+    if quota == "max" or int(period) <= 0:
+        return None
+    return int(quota) / int(period)
+
+
+def _v1_quota(folder: Path) -> float | None:
+    """`cpu.cfs_quota_us` (-1: no limit) over `cpu.cfs_period_us`."""
+    try:
+        quota = int((folder / "cpu.cfs_quota_us").read_text())
+        period = int((folder / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    if quota <= 0 or period <= 0:
+        return None
+    return quota / period
