@@ -33,6 +33,7 @@ from ingest.pipeline import (
     build_chunks,
     chunk_plan,
     content_key,
+    embed_in_steps,
     iter_files,
     plan,
     record_failure,
@@ -127,6 +128,9 @@ class BatchReport:
 _STATUSES = ("added", "updated", "unchanged", "duplicate", "failed", "removed")
 
 Progress = Callable[[int, int, IngestResult], None]
+# Chunks embedded so far, of the chunks of the files parsed so far: what moves while one
+# large file is being embedded.
+ChunkProgress = Callable[[int, int], None]
 
 
 def select_files(
@@ -190,8 +194,12 @@ def run_batch(
     stop: threading.Event | None = None,
     selected: list[tuple[Path, str]] | None = None,
     pool: ProcessPool | None = None,
+    chunk_progress: ChunkProgress | None = None,
 ) -> BatchReport:
     """Ingest every selected file under `paths`. Failures are reported per file, never raised.
+
+    `progress` is told of each file handled; `chunk_progress`, when given, of the chunks
+    embedded (of those parsed), several times a file for a large one.
 
     On KeyboardInterrupt, or when `stop` is set, the job stops cleanly between files:
     finished documents stay indexed, the rest are picked up by the next run, and the
@@ -210,8 +218,9 @@ def run_batch(
         selected = select_files(paths, options.include, options.exclude)
     with lore.claims.batch(collection) as claims:
         return _run_claimed(
-            lore, paths, collection, options, progress, stop, selected, claims, started, pool
-        )
+            lore, paths, collection, options, progress, stop, selected, claims, started, pool,
+            chunk_progress,
+        )  # fmt: skip
 
 
 def parse_pool(options: BatchOptions) -> ProcessPool:
@@ -241,8 +250,18 @@ def _run_claimed(
     claims: BatchClaims,
     started: float,
     pool: ProcessPool | None,
+    chunk_progress: ChunkProgress | None = None,
 ) -> BatchReport:
     report = BatchReport(collection)
+    parsed = embedded = 0
+
+    def count_embedded(more: int) -> None:
+        nonlocal embedded
+        embedded += more
+        if chunk_progress is not None:
+            chunk_progress(embedded, parsed)
+
+    on_embedded = count_embedded if chunk_progress is not None else None
     if claims.sole:  # else a document left unfinished may be another batch's, mid-write
         recover(lore, collection)
     report.files = len(files)
@@ -265,12 +284,16 @@ def _run_claimed(
         small = [item for item in batch.items if len(item[2]) <= EMBED_GROUP]
         texts = [c.embedding_text() for _, _, chunks in small for c in chunks]
         began = time.perf_counter()
-        vectors = lore.embedder.embed_documents(texts) if texts else None
+        vectors = embed_in_steps(lore, texts, on_embedded) if texts else None
         report.seconds["embed"] += time.perf_counter() - began
         offset = 0
         for todo, title, chunks in batch.items:
             if vectors is None or len(chunks) > EMBED_GROUP:  # big: embedded as it is written
-                finish(write(lore, collection, todo, title, chunks, seconds=report.seconds))
+                written = write(
+                    lore, collection, todo, title, chunks, seconds=report.seconds,
+                    on_embedded=on_embedded,
+                )  # fmt: skip
+                finish(written)
                 continue
             mine = vectors[offset : offset + len(chunks)]
             offset += len(chunks)
@@ -280,6 +303,7 @@ def _run_claimed(
         return_free_memory()
 
     def settle(todo: Todo, future: ProcessFuture[Any], batch: _Batch) -> None:
+        nonlocal parsed
         try:
             title, chunks, seconds = future.result()
         except FutureTimeout:
@@ -300,6 +324,9 @@ def _run_claimed(
             finish(record_failure(lore, collection, todo, exc.code, str(exc)))
             return
         report.seconds["parse"] += seconds
+        parsed += len(chunks)
+        if chunk_progress is not None:
+            chunk_progress(embedded, parsed)
         batch.items.append((todo, title, chunks))
         if batch.chunk_count >= options.embed_batch:
             flush(batch)

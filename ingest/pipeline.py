@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+
 from ingest.chunking import Chunker, tokenizer_length
 from ingest.parsing import (
     PARSER_VERSION,
@@ -301,6 +303,29 @@ def record_failure(lore: Lore, collection: str, todo: Todo, code: str, error: st
 EMBED_GROUP = 256
 
 
+# With someone watching (`on_embedded`), chunks are embedded this many at a time, so
+# that a progress display moves within a large file; the model batches them alike.
+PROGRESS_STEP = 32
+
+# Told how many more chunks have been embedded.
+EmbedProgress = Callable[[int], None]
+
+
+def embed_in_steps(lore: Lore, texts: list[str], on_embedded: EmbedProgress | None) -> Vectors:
+    """The vectors of `texts`, in one call, or PROGRESS_STEP at a time with
+    `on_embedded` told after each step."""
+    if on_embedded is None or len(texts) <= PROGRESS_STEP:
+        vectors = lore.embedder.embed_documents(texts)
+        if on_embedded is not None:
+            on_embedded(len(texts))
+        return vectors
+    parts = []
+    for start in range(0, len(texts), PROGRESS_STEP):
+        parts.append(lore.embedder.embed_documents(texts[start : start + PROGRESS_STEP]))
+        on_embedded(len(parts[-1]))
+    return np.concatenate(parts)
+
+
 def write(
     lore: Lore,
     collection: str,
@@ -309,12 +334,14 @@ def write(
     chunks: list[Chunk],
     vectors: Vectors | None = None,
     seconds: dict[str, float] | None = None,
+    on_embedded: EmbedProgress | None = None,
 ) -> IngestResult:
     """Write a document's chunks invisibly, then make it visible and retire what it replaces.
 
     Without `vectors`, the chunks are embedded here, EMBED_GROUP at a time, each group
-    written before the next is embedded. `seconds`, when given, gains the time spent
-    embedding ("embed") and writing ("write").
+    written before the next is embedded, and `on_embedded` (when given) is told as they
+    are. `seconds`, when given, gains the time spent embedding ("embed") and writing
+    ("write").
     """
     started = time.perf_counter()
     embedding = 0.0
@@ -330,7 +357,8 @@ def write(
         group = lore.injection.marked(chunks[start : start + EMBED_GROUP])
         flagged += sum(is_flagged(c) for c in group)
         if vectors is None:
-            group_vectors = lore.embedder.embed_documents([c.embedding_text() for c in group])
+            texts = [c.embedding_text() for c in group]
+            group_vectors = embed_in_steps(lore, texts, on_embedded)
         else:
             group_vectors = vectors[start : start + EMBED_GROUP]
         embedding += time.perf_counter() - began

@@ -85,6 +85,7 @@ def ingest(
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[rate]} files/s"),
+        TextColumn("{task.fields[chunks]}"),
         TimeElapsedColumn(),
         TextColumn("ETA"),
         TimeRemainingColumn(),
@@ -94,7 +95,7 @@ def ingest(
         open_lore(settings) as lore,
         Progress(*columns, console=stderr_console(), transient=False) as bar,
     ):
-        task = bar.add_task("ingest", total=None, rate="0.0")
+        task = bar.add_task("ingest", total=None, rate="0.0", chunks="")
         began = time.perf_counter()
 
         def on_file(done: int, total: int, result: IngestResult) -> None:
@@ -108,7 +109,11 @@ def ingest(
                     "instructions to an AI assistant; their citations will say so."
                 )
 
-        outcome = run_batch(lore, list(paths), target, options, on_file)
+        def on_chunks(embedded: int, parsed: int) -> None:
+            # Moves while one large file is embedded, when the file count cannot.
+            bar.update(task, chunks=f"{embedded}/{parsed} chunks")
+
+        outcome = run_batch(lore, list(paths), target, options, on_file, chunk_progress=on_chunks)
     data = outcome.as_json()
     if report is not None:
         report.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")

@@ -7,6 +7,7 @@ import pytest
 
 import ingest.batch
 from ingest.batch import BatchOptions, run_batch, select_files
+from ingest.pipeline import PROGRESS_STEP
 from rag.container import Lore
 
 pytestmark = pytest.mark.unit
@@ -105,3 +106,28 @@ def test_a_big_file_streams_through_the_embedder_while_small_ones_share_calls(
     assert len(counting.calls) == -(-long_chunks // 8) + 1  # the long file's groups, then the rest
     assert data["seconds"]["embed"] > 0
     assert data["seconds"]["write"] > 0
+
+
+def test_chunk_progress_moves_within_one_large_file(lore: Lore, tmp_path: Path) -> None:
+    root = tmp_path / "one"
+    root.mkdir()
+    paragraphs = (
+        f"Paragraph {i} is about subject {i * 7919 % 1000} and little else." for i in range(400)
+    )
+    (root / "big.txt").write_text("\n\n".join(paragraphs), encoding="utf-8")
+    seen: list[tuple[int, int]] = []
+    files: list[int] = []
+    report = run_batch(
+        lore,
+        [root],
+        "default",
+        BatchOptions(workers=1),
+        lambda done, total, result: files.append(done),
+        chunk_progress=lambda embedded, parsed: seen.append((embedded, parsed)),
+    )
+    assert files == [1]
+    assert report.chunks > PROGRESS_STEP
+    steps = [embedded for embedded, _ in seen]
+    assert steps == sorted(steps)
+    assert len(set(steps)) > 2  # it moved several times before the one file was done
+    assert seen[-1] == (report.chunks, report.chunks)
