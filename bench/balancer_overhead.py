@@ -32,7 +32,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -56,8 +55,8 @@ from tests.servers import (  # noqa: E402
     PostgresServer,
     RedisServer,
     installed_models_dir,
-    lore_command,
     lore_env,
+    run_lore,
 )
 
 XQUAD = REPO.parent / "shared" / "eval" / "xquad"
@@ -78,11 +77,9 @@ LABELS = {
 }
 
 
-def run_lore(env: dict[str, str], *args: str) -> str:
+def lore_output(env: dict[str, str], *args: str) -> str:
     """`lore ARGS...` in `env`; its output, or RuntimeError with its error output."""
-    done = subprocess.run(  # noqa: S603
-        [*lore_command(), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
-    )
+    done = run_lore(env, *args)
     if done.returncode != 0:
         raise RuntimeError(f"lore {' '.join(args)} failed:\n{done.stderr[-3000:]}")
     return done.stdout
@@ -90,8 +87,8 @@ def run_lore(env: dict[str, str], *args: str) -> str:
 
 def admin_key_and_corpus(env: dict[str, str], docs: Path) -> str:
     """An admin key made with `env`'s settings, once `docs` are ingested into COLLECTION."""
-    made = run_lore(env, "keys", "create", "bench-admin", "--role", "admin", "--json")
-    run_lore(env, "ingest", str(docs), "--collection", COLLECTION, "--workers", "1")
+    made = lore_output(env, "keys", "create", "bench-admin", "--role", "admin", "--json")
+    lore_output(env, "ingest", str(docs), "--collection", COLLECTION, "--workers", "1")
     return str(json.loads(made)["key"])
 
 

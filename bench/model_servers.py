@@ -27,13 +27,14 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -41,12 +42,11 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.servers import (
-    REPO,
     LlamaServer,
     LoreReplica,
     installed_models_dir,
-    lore_command,
     lore_env,
+    run_lore,
 )
 
 EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval" / "xquad"
@@ -96,67 +96,79 @@ def chat_prompts(count: int) -> list[list[dict[str, str]]]:
     return prompts
 
 
-def direct(
-    urls: list[str], prompts: list[list[dict[str, str]]], clients: int, tokens: int
-) -> float:
-    """Seconds for `clients` closed-loop clients to get every chat reply straight from the
-    servers at `urls`, each client keeping to one server (clients split evenly)."""
-    pending = list(prompts)
-    lock = threading.Lock()
-
-    def client(url: str) -> None:
-        with httpx.Client(base_url=url, timeout=600) as http:
-            while True:
-                with lock:
-                    if not pending:
-                        return
-                    messages = pending.pop()
-                body = {"messages": messages, "max_tokens": tokens, "temperature": 0}
-                http.post("/chat/completions", json=body).raise_for_status()
-
-    started = time.perf_counter()
-    threads = [threading.Thread(target=client, args=(urls[i % len(urls)],)) for i in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return time.perf_counter() - started
-
-
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU time of a process and its children so far."""
-    process = psutil.Process(pid)
-    total = sum(process.cpu_times()[:2])
-    for child in process.children(recursive=True):
-        total += sum(child.cpu_times()[:2])
-    return total
-
-
-def answer_all(url: str, asked: list[str], clients: int) -> tuple[float, int]:
-    """Seconds for `clients` closed-loop clients to get every answer of `asked`; failures."""
-    pending = list(asked)
+def closed_loop(clients: list[Callable[[Any], bool]], items: list[Any]) -> tuple[float, int]:
+    """Seconds for the `clients` (one thread each) to get through `items`, each taking the
+    next item as soon as it has done the last; how many of their calls failed (False)."""
+    pending = list(items)
     lock = threading.Lock()
     failures = [0]
 
-    def client() -> None:
-        with httpx.Client(base_url=url, timeout=600) as http:
-            while True:
+    def run(call: Callable[[Any], bool]) -> None:
+        while True:
+            with lock:
+                if not pending:
+                    return
+                item = pending.pop()
+            if not call(item):
                 with lock:
-                    if not pending:
-                        return
-                    question = pending.pop()
-                reply = http.post("/v1/query", json={"question": question})
-                if reply.status_code != 200 or not reply.json().get("answer"):
-                    with lock:
-                        failures[0] += 1
+                    failures[0] += 1
 
     started = time.perf_counter()
-    threads = [threading.Thread(target=client) for _ in range(clients)]
+    threads = [threading.Thread(target=run, args=(call,)) for call in clients]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     return time.perf_counter() - started, failures[0]
+
+
+def direct(
+    urls: list[str], prompts: list[list[dict[str, str]]], clients: int, tokens: int
+) -> float:
+    """Seconds for `clients` closed-loop clients to get every chat reply straight from the
+    servers at `urls`, each client keeping to one server (clients split evenly)."""
+    https = [httpx.Client(base_url=urls[i % len(urls)], timeout=600) for i in range(clients)]
+
+    def ask(http: httpx.Client) -> Callable[[Any], bool]:
+        def call(messages: Any) -> bool:
+            body = {"messages": messages, "max_tokens": tokens, "temperature": 0}
+            http.post("/chat/completions", json=body).raise_for_status()
+            return True
+
+        return call
+
+    try:
+        return closed_loop([ask(http) for http in https], prompts)[0]
+    finally:
+        for http in https:
+            http.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process and its children so far."""
+    process = psutil.Process(pid)
+    total = float(sum(process.cpu_times()[:2]))
+    for child in process.children(recursive=True):
+        total += float(sum(child.cpu_times()[:2]))
+    return total
+
+
+def answer_all(url: str, asked: list[str], clients: int) -> tuple[float, int]:
+    """Seconds for `clients` closed-loop clients to get every answer of `asked`; failures."""
+    https = [httpx.Client(base_url=url, timeout=600) for _ in range(clients)]
+
+    def ask(http: httpx.Client) -> Callable[[Any], bool]:
+        def call(question: Any) -> bool:
+            reply = http.post("/v1/query", json={"question": question})
+            return reply.status_code == 200 and bool(reply.json().get("answer"))
+
+        return call
+
+    try:
+        return closed_loop([ask(http) for http in https], asked)
+    finally:
+        for http in https:
+            http.close()
 
 
 def main() -> None:
@@ -199,10 +211,9 @@ def main() -> None:
             "LORE_MIN_SUPPORT": "0",
             "LORE_MIN_SUPPORT_TRANSLATED": "0",
         }
-        subprocess.run(  # noqa: S603 (our own command line)
-            [*lore_command(), "ingest", str(corpus)], cwd=REPO, env=env, check=True,
-            capture_output=True, timeout=600,
-        )  # fmt: skip
+        ingested = run_lore(env, "ingest", str(corpus))
+        if ingested.returncode != 0:
+            raise RuntimeError(f"lore ingest failed:\n{ingested.stderr[-3000:]}")
 
         prompts = chat_prompts(len(asked))
         # (round, servers, seconds through Lore, failures, API CPU s, seconds direct)

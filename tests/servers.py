@@ -453,6 +453,22 @@ def lore_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "api.cli"]
 
 
+def run_lore(
+    env: dict[str, str], *args: str, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """`lore ARGS...` in the environment `env`, as an operator runs it: its output
+    captured, its exit status left to the caller."""
+    return subprocess.run(
+        [*lore_command(), *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 class LoreReplica:
     """`lore serve` on a free port of `host`: one API replica of a cluster.
 

@@ -36,7 +36,6 @@ from rag.config import Settings
 from rag.container import Lore
 from rag.models import get_spec, verify
 from tests.servers import (
-    REPO,
     ChromaServer,
     LlamaServer,
     LoreReplica,
@@ -44,8 +43,8 @@ from tests.servers import (
     PostgresServer,
     RedisServer,
     installed_models_dir,
-    lore_command,
     lore_env,
+    run_lore,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster, pytest.mark.slow]
@@ -129,19 +128,6 @@ class KeyRing:
             self._key, self._spent = self._cluster.new_key(), 0
         self._spent += 1
         return self._key
-
-
-def run_lore(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    """`lore ARGS...` in the environment `env`, its output captured."""
-    return subprocess.run(
-        [*lore_command(), *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 def bearer(key: str) -> dict[str, str]:
