@@ -85,10 +85,15 @@ class Settings(BaseSettings):
     # SQLite files in data_dir, for one machine. docs/cluster.md says how to set it up.
     database_url: SecretStr | None = None
 
-    # Embedding. The `hashing` backend is a model-free stand-in for tests and demos
-    # without weights (rag/components/hashing_embeddings.py); it finds passages by shared
-    # character pairs only.
-    embedding_backend: Literal["sentence_transformers", "hashing"] = "sentence_transformers"
+    # Embedding. `onnx`: the model as int8 ONNX on onnxruntime, made by `lore models
+    # install` (rag/components/onnx_embeddings.py); 3.3 times as fast on a CPU as torch,
+    # with the same retrieval quality (docs/benchmarks.md, issue 18). `sentence_transformers`:
+    # the model on torch, in float32 or bfloat16, on a CPU or a GPU. `auto`: onnx on a
+    # CPU for a model that has an int8 copy, torch otherwise; a data directory whose
+    # collections were built with torch keeps torch (vectors of two backends don't mix).
+    # The `hashing` backend is a model-free stand-in for tests and demos without weights
+    # (rag/components/hashing_embeddings.py); it finds passages by shared character pairs only.
+    embedding_backend: Literal["auto", "onnx", "sentence_transformers", "hashing"] = "auto"
     embedding_model: str = "embeddinggemma-300m"
     embedding_model_path: Path | None = None
     # On a CPU, 8 texts a batch encode as fast as 16 and hold half the working memory

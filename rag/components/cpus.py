@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -87,3 +88,69 @@ def _v1_quota(folder: Path) -> float | None:
     if quota <= 0 or period <= 0:
         return None
     return quota / period
+
+
+def busy_elsewhere(
+    interval_s: float = 0.1,
+    *,
+    stat: Path = Path("/proc/stat"),
+    sleep: Callable[[float], None] = time.sleep,
+) -> float:
+    """The CPUs' worth of time that other processes took, over `interval_s` from now, on
+    the CPUs this process may run on (its affinity); 0.0 where /proc/stat can't be read."""
+    mine = _affinity()
+    before, own_before = _busy_seconds(stat, mine), _own_seconds()
+    started = time.monotonic()
+    sleep(interval_s)
+    after, own_after = _busy_seconds(stat, mine), _own_seconds()
+    elapsed = max(time.monotonic() - started, 1e-3)
+    if before is None or after is None:
+        return 0.0
+    return max(0.0, ((after - before) - (own_after - own_before)) / elapsed)
+
+
+def threads_for_now(configured: int | None, interval_s: float = 0.1) -> int:
+    """Threads for work that starts now: `configured` when set; else the CPUs this process
+    may use less those other processes are keeping busy, at least 1.
+
+    Engines whose threads wait for each other at every step (llama.cpp) run slower with
+    one thread on a core another process holds than with one thread fewer
+    (docs/benchmarks.md, issue 18).
+    """
+    if configured:
+        return configured
+    cpus = available_cpus()
+    if cpus == 1:
+        return 1
+    return max(1, min(cpus, round(cpus - busy_elsewhere(interval_s))))
+
+
+def _affinity() -> set[int] | None:
+    if hasattr(os, "sched_getaffinity"):
+        return set(os.sched_getaffinity(0))
+    return None  # pragma: no cover (not Linux)
+
+
+def _busy_seconds(stat: Path, cpus: set[int] | None) -> float | None:
+    """Seconds all of `cpus` (None: every CPU) have spent busy since boot, per /proc/stat."""
+    try:
+        lines = stat.read_text().splitlines()
+    except OSError:
+        return None
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    total = 0
+    for line in lines:
+        name, *fields = line.split()
+        if not name.startswith("cpu") or name == "cpu":
+            continue
+        if cpus is not None and int(name[3:]) not in cpus:
+            continue
+        # user nice system idle iowait irq softirq steal: all but idle and iowait are busy
+        values = [int(v) for v in fields[:8]]
+        total += sum(values) - values[3] - values[4]
+    return total / ticks
+
+
+def _own_seconds() -> float:
+    times = os.times()
+    return times.user + times.system

