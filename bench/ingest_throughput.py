@@ -1,15 +1,16 @@
 """Ingestion throughput, measured end to end and against the embedder alone.
 
     .venv/bin/python bench/ingest_throughput.py [--embedding-model NAME] [--workers N]
-        [--raw-sample N] [PATH ...]
+        [--raw-sample N] [--backends onnx,sentence_transformers] [PATH ...]
 
 Ingests PATHs (default: ../shared/corpus/large and the eval documents) from scratch
 into a throwaway data directory with `run_batch`, sampling the peak memory of the job
-(main process plus parsing processes). Then it encodes the very same chunk texts with
-`SentenceTransformer.encode` alone, same weights, weight type, batch size and prompt, so
-the two rates compare side by side in one run (`--raw-sample N` times a seeded random
-sample of N chunks instead of all of them, for slow embedders). Prints a Markdown table
-with the command.
+(main process plus parsing processes). Then it embeds the very same chunk texts with
+the embedder alone (`embed_documents`, as the job calls it), so the two rates compare
+side by side in one run (`--raw-sample N` times a seeded random sample of N chunks
+instead of all of them, for slow embedders). Prints a Markdown table with the command.
+`--backends` runs the whole measurement once per embedding backend, one after the
+other, each in a fresh process, for a side-by-side comparison in one run.
 
 Pages: PDF pages, the page count a DOCX records, and 3,000 characters per page for
 other formats (a stated convention, not a measurement).
@@ -22,6 +23,8 @@ import contextlib
 import os
 import random
 import re
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -31,7 +34,6 @@ from pathlib import Path
 import psutil
 
 from ingest.batch import BatchOptions, default_workers, run_batch, select_files
-from rag.components.embeddings import converted_copy
 from rag.components.offline import force_offline
 from rag.config import Settings, default_data_dir
 from rag.container import Lore
@@ -176,14 +178,28 @@ def main() -> None:
     parser.add_argument(
         "--memory-series", type=Path, default=None, help="write memory over time to this file"
     )
+    parser.add_argument("--embedding-backend", default=None)
+    parser.add_argument("--backends", default=None, help="comma-separated: one run each")
     args = parser.parse_args()
     force_offline()
+    if args.backends:
+        arguments = [a for a in sys.argv[1:] if not a.startswith("--backends")]
+        if args.backends in arguments:
+            arguments.remove(args.backends)
+        for backend in args.backends.split(","):
+            subprocess.run(  # noqa: S603 (this interpreter, this script)
+                [sys.executable, __file__, *arguments, "--embedding-backend", backend], check=True
+            )
+            print()
+        return
 
     models_dir = Path(os.environ.get("LORE_MODELS_DIR") or default_data_dir() / "models")
     with tempfile.TemporaryDirectory() as tmp:
         overrides: dict[str, object] = {"data_dir": Path(tmp), "models_dir": models_dir}
         if args.embedding_model:
             overrides["embedding_model"] = args.embedding_model
+        if args.embedding_backend:
+            overrides["embedding_backend"] = args.embedding_backend
         settings = Settings(**overrides)  # type: ignore[arg-type]
         lore = Lore(settings)
         _ = lore.embedder  # load the model before the clock starts, as a server would have
@@ -201,23 +217,11 @@ def main() -> None:
         ]
         if args.raw_sample and args.raw_sample < len(texts):
             texts = random.Random(0).sample(texts, args.raw_sample)  # noqa: S311 (a sample, not a secret)
-        import torch
-        from sentence_transformers import SentenceTransformer
-
-        dtype = str(getattr(lore.embedder, "dtype", "float32"))
-        if lore.embedder_dir is None:
-            raise SystemExit("The benchmark needs a model-backed embedder.")
-        folder = converted_copy(lore.embedder_dir, dtype)
-        model = SentenceTransformer(
-            str(folder),
-            device="cpu",
-            local_files_only=True,
-            model_kwargs={"torch_dtype": getattr(torch, dtype)},
-        )
-        prompt = "document" if "document" in (model.prompts or {}) else None
         started = time.perf_counter()
-        model.encode(texts, prompt_name=prompt, batch_size=settings.embedding_batch_size)
+        lore.embedder.embed_documents(texts)
         raw_seconds = time.perf_counter() - started
+        backend = lore.embedding_backend
+        dtype = str(getattr(lore.embedder, "dtype", "int8" if backend == "onnx" else "-"))
 
     pipeline_rate = data["chunks"] / total
     raw_rate = len(texts) / raw_seconds
@@ -227,10 +231,11 @@ def main() -> None:
         ([f"--embedding-model {args.embedding_model}"] if args.embedding_model else [])
         + [f"--workers {args.workers}"]
         + ([f"--raw-sample {args.raw_sample}"] if args.raw_sample else [])
+        + ([f"--embedding-backend {args.embedding_backend}"] if args.embedding_backend else [])
         + [str(p) for p in args.paths if p not in DEFAULT_PATHS]
     )
     print(f"Command: .venv/bin/python {command}")
-    print(f"Embedder: {settings.embedding_model}, {dtype}\n")
+    print(f"Embedder: {settings.embedding_model}, {backend}, {dtype}\n")
     print("| measure | value |\n|---|---|")
     print(f"| files / failed | {data['files']} / {data['failed']} |")
     print(f"| pages (see convention) | {pages:,.0f} |")
@@ -238,7 +243,7 @@ def main() -> None:
     print(f"| wall time, whole job | {total:.1f} s |")
     print(f"| pages/s | {pages / total:.2f} |")
     print(f"| chunks/s, pipeline | {pipeline_rate:.2f} |")
-    raw_label = f"chunks/s, raw `SentenceTransformer.encode` on {len(texts):,} of the chunks"
+    raw_label = f"chunks/s, the embedder alone on {len(texts):,} of the chunks"
     print(f"| {raw_label} | {raw_rate:.2f} |")
     print(f"| pipeline / raw | {pipeline_rate / raw_rate:.0%} |")
     for stage, seconds in stages.items():

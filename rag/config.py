@@ -96,8 +96,9 @@ class Settings(BaseSettings):
     embedding_backend: Literal["auto", "onnx", "sentence_transformers", "hashing"] = "auto"
     embedding_model: str = "embeddinggemma-300m"
     embedding_model_path: Path | None = None
-    # On a CPU, 8 texts a batch encode as fast as 16 and hold half the working memory
-    # (about 80 MB instead of 160 for EmbeddingGemma); a GPU wants more (32 or 64).
+    # torch only (the ONNX embedder takes one text at a time, its fastest on a CPU). On a
+    # CPU, 8 texts a batch encode as fast as 16 and hold half the working memory (about
+    # 80 MB instead of 160 for EmbeddingGemma); a GPU wants more (32 or 64).
     embedding_batch_size: int = Field(default=8, ge=1, le=1024)
     # `auto`: bfloat16 on a GPU or on a CPU with native bfloat16 (half the memory, faster),
     # float32 elsewhere.

@@ -38,7 +38,7 @@ from rag.components.onnx_embeddings import (
 from rag.components.packaged_embeddings import packaged_embedder
 from rag.components.store import ChromaStore, VectorStore
 from rag.config import Settings
-from rag.errors import ConfigError
+from rag.errors import ConfigError, ModelMissing
 from rag.governance.access import ApiKeys, KeyStore
 from rag.governance.audit import AuditLog, AuditTrail
 from rag.governance.feedback import FeedbackLog, FeedbackStore
@@ -62,11 +62,12 @@ def onnx_embedder_name(model: str) -> str:
 
 
 def resolve_embedding_backend(settings: Settings, built_with: Callable[[], set[str]] = set) -> str:
-    """The embedding backend to run: the configured one, or for `auto` onnx on a CPU
-    when the model has a current int8 copy, else sentence_transformers.
+    """The embedding backend to run: the configured one; for `auto`, the one the existing
+    collections were built with, else onnx on a CPU when the model has a current int8
+    copy, else sentence_transformers (torch).
 
-    `built_with` gives the embedder names the existing collections recorded: data built
-    with torch keeps torch under `auto`, since its vectors don't mix with ONNX's.
+    `built_with` gives the embedder names the existing collections recorded: vectors of
+    the two backends don't mix, so data built with torch keeps torch under `auto`.
     """
     backend = settings.embedding_backend
     if backend != "auto":
@@ -74,23 +75,25 @@ def resolve_embedding_backend(settings: Settings, built_with: Callable[[], set[s
     spec = _embedder_spec(settings)
     if spec is not None and spec.layout == "python_package":
         return "sentence_transformers"  # a packaged model brings its own engine
-    if pick_device(settings.device) != "cpu":
-        return "sentence_transformers"  # torch on the GPU (docs/benchmarks.md, issue 18)
-    path, _ = resolve_model_path(
-        settings.embedding_model, settings.embedding_model_path, settings.resolved_models_dir
-    )
-    if not can_export(path):
-        return "sentence_transformers"
     recorded = built_with()
-    if (
-        settings.embedding_model in recorded
-        and onnx_embedder_name(settings.embedding_model) not in recorded
-    ):
+    if onnx_embedder_name(settings.embedding_model) in recorded:
+        return "onnx"
+    if settings.embedding_model in recorded:
         log.info(
-            "The collections were built with %s on torch; keeping it (re-index into a new "
-            "collection with embedding_backend: onnx to switch).",
+            "The collections were built with %s on torch, so it stays on torch (to switch, "
+            "ingest into a new collection with embedding_backend: onnx).",
             settings.embedding_model,
         )
+        return "sentence_transformers"
+    if pick_device(settings.device) != "cpu":
+        return "sentence_transformers"  # torch on the GPU (README, "Models")
+    try:
+        path, _ = resolve_model_path(
+            settings.embedding_model, settings.embedding_model_path, settings.resolved_models_dir
+        )
+    except ModelMissing:
+        return "sentence_transformers"  # loading it will say what to install
+    if not can_export(path):
         return "sentence_transformers"
     if not export_is_current(path):
         log.warning(
@@ -236,8 +239,12 @@ class Lore:
         """The backend the embedder runs on (`auto` resolved against the collections)."""
         if self.embedder_override is not None:
             return "override"
-        store = self.store_override or build_store(self.settings, "")
-        return resolve_embedding_backend(self.settings, store.recorded_embedders)
+
+        def recorded() -> set[str]:  # asked only under `auto`, and only when it matters
+            store = self.store_override or build_store(self.settings, "")
+            return store.recorded_embedders()
+
+        return resolve_embedding_backend(self.settings, recorded)
 
     @cached_property
     def injection_classifier(self) -> SentenceClassifier | None:

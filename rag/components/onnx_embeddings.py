@@ -16,9 +16,10 @@ folder beside them (`export_int8`):
 Every load embeds the probes again and refuses a copy that drifts (a damaged file, or
 another onnxruntime that computes differently), naming the command that remakes it.
 
-Texts are embedded one at a time. On this CPU that is the fastest (batches of 8 took
-twice as long: docs/benchmarks.md, issue 18), and it keeps a text's vector independent
-of the texts beside it, which a batch's shared activation scale would not.
+Texts are embedded one at a time, never in batches: on this CPU that is the fastest
+(batches of 8 took twice as long: docs/benchmarks.md, issue 18), and it keeps a text's
+vector independent of the texts beside it, which a batch's shared activation scale
+would not.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import logging
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -242,15 +244,19 @@ class OnnxEmbedder:
             )
         import onnxruntime
 
+        # Each text runs on one thread, and several texts run side by side, one a CPU.
+        # No thread ever waits for another, so a CPU that another process takes slows
+        # only the text on it; threads split over one text wait for the slowest at every
+        # layer (docs/benchmarks.md, issue 18).
         options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads or available_cpus()
+        options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
-        # Threads that wait for work sleep instead of spinning: on a CPU shared with
-        # other processes, spinning threads take the cores the working ones need.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = onnxruntime.InferenceSession(
             str(folder / MODEL_FILE), options, providers=["CPUExecutionProvider"]
         )
+        self._workers = threads or available_cpus()
+        self._pool: ThreadPoolExecutor | None = None
         self._name = name
         self._dimension = int(manifest["dimension"])
         prompts = manifest.get("prompts") or {}
@@ -303,8 +309,18 @@ class OnnxEmbedder:
 
     def embed_documents(self, texts: Sequence[str]) -> Vectors:
         vectors = np.zeros((len(texts), self._dimension), dtype=np.float32)
-        for i, text in enumerate(texts):
-            vectors[i] = self._embed(self._document_prompt + text)
+        prompted = [self._document_prompt + text for text in texts]
+        if len(texts) < 2 or self._workers < 2:
+            for i, text in enumerate(prompted):
+                vectors[i] = self._embed(text)
+            return vectors
+        if self._pool is None:  # onnxruntime lets go of the GIL while it runs
+            self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="onnx-embed")
+        # Longest first, so that no long text starts last and leaves the other CPUs idle.
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        rows = self._pool.map(self._embed, [prompted[i] for i in order])
+        for i, row in zip(order, rows, strict=True):
+            vectors[i] = row
         return vectors
 
     def embed_query(self, text: str) -> list[float]:

@@ -139,3 +139,12 @@ def test_the_tokenizer_cuts_a_long_text_to_the_models_length_keeping_both_ends(
     assert len(ids) == 8
     assert (ids[0], ids[-1]) == (manifest["bos_id"], manifest["eos_id"])
     assert tokenizer.ids("<bos>")[1:-1] != [manifest["bos_id"]], "spelled out, not the token"
+
+
+def test_on_a_gpu_auto_embeds_with_torch_on_cuda(models_dir: Path, tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no GPU here")
+    lore = Lore(Settings(models_dir=models_dir, data_dir=tmp_path))
+    assert lore.embedding_backend == "sentence_transformers"
+    assert lore.embedder.embed_documents(TEXTS).shape == (len(TEXTS), 768)
