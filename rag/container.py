@@ -119,6 +119,7 @@ def build_embedder(settings: Settings, backend: str | None = None) -> Embedder:
         return OnnxEmbedder(
             onnx_embedder_name(settings.embedding_model),
             onnx_folder(path),
+            model=settings.embedding_model,
             threads=settings.threads,
         )
     return SentenceTransformerEmbedder(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Annotated
 
@@ -47,25 +46,37 @@ def _prepare_embedder(settings: Settings, path: Path, *, force: bool) -> None:
     ONNX copy (onnx, or auto on a CPU), and the torch weights in the type this machine
     loads (sentence_transformers, or auto, which keeps torch for data built with it)."""
     from rag.components.embeddings import converted_copy, pick_device, pick_dtype
-    from rag.components.onnx_embeddings import can_export, export_int8, onnx_folder
+    from rag.components.onnx_embeddings import (
+        EXPORT_MEMORY_BYTES,
+        available_memory,
+        can_export,
+        export_int8,
+    )
 
     backend = settings.embedding_backend
     device = pick_device(settings.device)
     if backend == "onnx" or (backend == "auto" and device == "cpu" and can_export(path)):
-        if force:
-            shutil.rmtree(onnx_folder(path), ignore_errors=True)
-        try:
-            export_int8(path, progress=lambda m: typer.echo(m, err=True))
-        except (Exception, MemoryError) as exc:
-            if backend == "onnx":
-                raise
-            # `auto` runs torch without the copy: slower, never broken.
+        memory = available_memory()
+        if backend == "auto" and memory is not None and memory < EXPORT_MEMORY_BYTES:
+            # Not tried: the kernel would kill the process, which no handler can catch.
             typer.echo(
-                f"{path.name}: no int8 ONNX copy ({exc}); the embedder will run on torch. "
-                "The export needs about 10 GB of memory; run `lore models install` again "
-                "where there is room.",
+                f"{path.name}: not making the int8 ONNX copy: it takes about "
+                f"{EXPORT_MEMORY_BYTES >> 30} GB of memory and {memory >> 30} GB is free. "
+                "The embedder will run on torch; run `lore models install` again where "
+                "there is room, or copy the models folder from a machine that has it.",
                 err=True,
             )
+        else:
+            try:
+                export_int8(path, force=force, progress=lambda m: typer.echo(m, err=True))
+            except Exception as exc:
+                if backend == "onnx":
+                    raise
+                # `auto` runs torch without the copy: slower, never broken.
+                typer.echo(
+                    f"{path.name}: no int8 ONNX copy ({exc}); the embedder will run on torch.",
+                    err=True,
+                )
     if backend in ("auto", "sentence_transformers"):
         converted_copy(path, pick_dtype(settings.embedding_dtype, device))
 

@@ -122,7 +122,10 @@ def threads_for_now(configured: int | None, interval_s: float = 0.1) -> int:
     cpus = available_cpus()
     if cpus == 1:
         return 1
-    return max(1, min(cpus, round(cpus - busy_elsewhere(interval_s))))
+    # Others' time is counted on the CPUs of our affinity, which a cgroup quota may
+    # leave more of than we may use: subtract it from those, then apply the quota.
+    free = len(_affinity() or range(cpus)) - busy_elsewhere(interval_s)
+    return max(1, min(cpus, round(free)))
 
 
 def _affinity() -> set[int] | None:

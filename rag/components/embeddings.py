@@ -80,12 +80,16 @@ def pick_dtype(preference: str, device: str) -> str:
     return "bfloat16" if device == "cuda" or cpu_has_native_bfloat16() else "float32"
 
 
+# NVIDIA's driver, WSL2's GPU bridge, AMD's ROCm (torch calls it cuda there too).
+_GPU_DEVICE_FILES = ("/proc/driver/nvidia/version", "/dev/nvidia0", "/dev/dxg", "/dev/kfd")
+
+
 def pick_device(preference: str) -> str:
     """'cuda' when asked for or when 'auto' finds a GPU, else 'cpu'."""
     if preference != "auto":
         return preference
-    if not Path("/proc/driver/nvidia/version").exists():
-        return "cpu"  # no NVIDIA driver: no need to load torch to know
+    if not any(Path(p).exists() for p in _GPU_DEVICE_FILES):
+        return "cpu"  # no GPU driver of any kind: no need to load torch to know
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"

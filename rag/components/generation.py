@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
+import time
 from collections import abc
 from pathlib import Path
 from typing import Any, Protocol
@@ -52,6 +54,10 @@ def gpu_layers_for(requested: int) -> int:
     return -1 if llama_cpp.llama_supports_gpu_offload() else 0
 
 
+THREADS_REFIT_S = 5.0
+"""How long a thread count fitted to the CPUs' load holds (the steps of one answer)."""
+
+
 class LlamaCppGenerator:
     """A GGUF model run in-process by llama-cpp-python, with the chat template it ships.
 
@@ -75,6 +81,7 @@ class LlamaCppGenerator:
         # None: chosen before each generation from the CPUs free at that moment.
         self._threads = threads
         self._threads_now = threads or available_cpus()
+        self._fitted_at = -math.inf
         self._llm: Any = Llama(
             model_path=str(path),
             n_ctx=n_ctx,
@@ -92,7 +99,11 @@ class LlamaCppGenerator:
         another process holds slows them all (docs/benchmarks.md, issue 18)."""
         if self._threads is not None:
             return
-        wanted = threads_for_now(None)
+        now = time.monotonic()
+        if now - self._fitted_at < THREADS_REFIT_S:
+            return
+        self._fitted_at = now
+        wanted = threads_for_now(None, interval_s=0.05)
         if wanted != self._threads_now:
             import llama_cpp
 

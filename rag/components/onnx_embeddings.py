@@ -145,16 +145,34 @@ def _quantize(source: Path, target: Path, config: dict[str, Any]) -> int:
     return len(keep_float)
 
 
-def export_int8(model_path: Path, *, progress: Progress = log.info) -> Path:
+EXPORT_MEMORY_BYTES = 10 << 30
+"""About what the export of EmbeddingGemma takes at its peak (9.5 GB measured)."""
+
+
+def available_memory() -> int | None:
+    """MemAvailable from /proc/meminfo, in bytes; None where it can't be read."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def export_int8(model_path: Path, *, force: bool = False, progress: Progress = log.info) -> Path:
     """Make the int8 ONNX copy of the model at `model_path`, once, and return its folder.
 
-    Takes about 3 minutes and 10 GB of memory for EmbeddingGemma (on 2 cores). Nothing appears at
-    the folder unless the copy's probe vectors are within PROBE_TOLERANCE of the float32
-    model's (ConfigError otherwise). Returns at once when a current copy exists.
+    Takes about 3 minutes and 10 GB of memory for EmbeddingGemma (on 2 cores). Nothing
+    appears at the folder unless the copy's probe vectors are within PROBE_TOLERANCE of
+    the float32 model's (ConfigError otherwise); a copy already there is replaced only
+    by a good one. Returns at once when a current copy exists, unless `force`.
     """
     folder = onnx_folder(model_path)
-    if export_is_current(model_path):
+    if export_is_current(model_path) and not force:
         return folder
+    for stale in model_path.parent.glob(f".{model_path.name}.onnx-*"):
+        shutil.rmtree(stale, ignore_errors=True)  # left by an export that was killed
     if not can_export(model_path):
         raise ConfigError(
             f"The model at {model_path} can't run on ONNX: Lore's ONNX embedder needs a "
@@ -235,12 +253,15 @@ class OnnxEmbedder:
     drift beyond the recorded tolerance.
     """
 
-    def __init__(self, name: str, folder: Path, *, threads: int | None = None):
+    def __init__(
+        self, name: str, folder: Path, *, model: str | None = None, threads: int | None = None
+    ):
+        self._model_name = model or name
         manifest = _read_manifest(folder)
         if manifest is None or not (folder / MODEL_FILE).is_file():
             raise ConfigError(
-                f"No int8 ONNX copy of {name} at {folder}. Make it with "
-                "`lore models install`, or set embedding_backend: sentence_transformers."
+                f"No int8 ONNX copy of {self._model_name} at {folder}. `lore models install` "
+                "makes it for a catalogue model; or set embedding_backend: sentence_transformers."
             )
         import onnxruntime
 
@@ -255,8 +276,11 @@ class OnnxEmbedder:
         self._session = onnxruntime.InferenceSession(
             str(folder / MODEL_FILE), options, providers=["CPUExecutionProvider"]
         )
-        self._workers = threads or available_cpus()
-        self._pool: ThreadPoolExecutor | None = None
+        workers = threads or available_cpus()
+        # onnxruntime lets go of the GIL while it runs, so threads embed side by side.
+        self._pool = (
+            ThreadPoolExecutor(workers, thread_name_prefix="onnx-embed") if workers > 1 else None
+        )
         self._name = name
         self._dimension = int(manifest["dimension"])
         prompts = manifest.get("prompts") or {}
@@ -273,8 +297,9 @@ class OnnxEmbedder:
     def _check_probes(self, folder: Path, manifest: dict[str, Any]) -> None:
         tolerance = float(manifest.get("tolerance", PROBE_TOLERANCE))
         fix = (
-            f"Remake it with `lore models install --force {self._name}`, "
-            "or set embedding_backend: sentence_transformers."
+            f"Delete {folder} and run `lore models install {self._model_name}`, which makes "
+            "it again from the installed weights (nothing is downloaded); or set "
+            "embedding_backend: sentence_transformers."
         )
         for probe in manifest["probes"]:
             if self._tokenizer.ids(probe["text"]) != probe["ids"]:
@@ -310,12 +335,10 @@ class OnnxEmbedder:
     def embed_documents(self, texts: Sequence[str]) -> Vectors:
         vectors = np.zeros((len(texts), self._dimension), dtype=np.float32)
         prompted = [self._document_prompt + text for text in texts]
-        if len(texts) < 2 or self._workers < 2:
+        if len(texts) < 2 or self._pool is None:
             for i, text in enumerate(prompted):
                 vectors[i] = self._embed(text)
             return vectors
-        if self._pool is None:  # onnxruntime lets go of the GIL while it runs
-            self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="onnx-embed")
         # Longest first, so that no long text starts last and leaves the other CPUs idle.
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         rows = self._pool.map(self._embed, [prompted[i] for i in order])

@@ -250,7 +250,9 @@ class ChromaStore:
         if built_with and built_with != self._embedder_name:
             raise ConfigError(
                 f"Collection '{collection.name}' was built with the embedder '{built_with}', "
-                f"but '{self._embedder_name}' is configured. Use that embedder, "
+                f"but '{self._embedder_name}' is configured. Use that embedder (embedding_model, "
+                "and embedding_backend: onnx for a name ending in -onnx-int8, else "
+                "sentence_transformers), "
                 "or ingest into a new collection."
             )
 

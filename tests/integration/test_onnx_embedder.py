@@ -78,7 +78,9 @@ def test_onnx_vectors_are_close_to_the_torch_models(onnx: OnnxEmbedder, models_d
 def test_a_copy_whose_probe_vectors_drift_is_refused_with_the_fix(
     copy: Path, tmp_path: Path
 ) -> None:
-    with pytest.raises(ConfigError, match=r"drifts from the model.*lore models install --force"):
+    with pytest.raises(
+        ConfigError, match=r"drifts from the model.*lore models install embeddinggemma-300m"
+    ):
         OnnxEmbedder(MODEL, altered_copy(copy, tmp_path, "vector"))
 
 
