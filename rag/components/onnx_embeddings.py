@@ -171,7 +171,7 @@ def export_int8(model_path: Path, *, force: bool = False, progress: Progress = l
     folder = onnx_folder(model_path)
     if export_is_current(model_path) and not force:
         return folder
-    for stale in model_path.parent.glob(f".{model_path.name}.onnx-*"):
+    for stale in model_path.parent.glob(f".{model_path.name}.onnx-export-*"):
         shutil.rmtree(stale, ignore_errors=True)  # left by an export that was killed
     if not can_export(model_path):
         raise ConfigError(
@@ -183,7 +183,7 @@ def export_int8(model_path: Path, *, force: bool = False, progress: Progress = l
     max_length = int(
         _json_of(model_path / "sentence_bert_config.json").get("max_seq_length") or 512
     )
-    work = Path(tempfile.mkdtemp(prefix=f".{model_path.name}.onnx-", dir=model_path.parent))
+    work = Path(tempfile.mkdtemp(prefix=f".{model_path.name}.onnx-export-", dir=model_path.parent))
     try:
         progress(f"{model_path.name}: exporting to ONNX (once; a few minutes)")
         export_onnx(model_path, work / "float32.onnx")
