@@ -24,6 +24,7 @@ would not.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -36,14 +37,20 @@ from typing import Any
 import numpy as np
 
 from rag.components.cpus import available_cpus
-from rag.components.embeddings import Vectors, export_onnx, reference_encodings
+from rag.components.embeddings import (
+    TOKENIZER_PROBES,
+    Vectors,
+    export_onnx,
+    reference_encodings,
+)
 from rag.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-EXPORT_FORMAT = 1
+EXPORT_FORMAT = 2
 """Bumped when the export changes; a copy of another format is remade at install."""
 MANIFEST = "lore-onnx.json"
+SAMPLE_BYTES = 8 << 20
 MODEL_FILE = "model.int8.onnx"
 TOKENIZER_FILE = "tokenizer.model"
 PROBE_TOLERANCE = 0.97
@@ -75,10 +82,19 @@ def onnx_folder(model_path: Path) -> Path:
     return model_path.parent / f".{model_path.name}.onnx-int8"
 
 
-def _source_signature(model_path: Path) -> dict[str, int]:
+def _source_signature(model_path: Path) -> dict[str, object]:
+    """What the copy was made from: the weights' size and a hash of their first and last
+    8 MiB. A copied folder (new mtimes) still matches; other weights don't."""
     weights = model_path / "model.safetensors"
-    stat = weights.stat() if weights.is_file() else (model_path / "config.json").stat()
-    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    if not weights.is_file():
+        weights = model_path / "config.json"
+    size = weights.stat().st_size
+    digest = hashlib.sha256()
+    with weights.open("rb") as data:
+        digest.update(data.read(SAMPLE_BYTES))
+        data.seek(max(0, size - SAMPLE_BYTES))
+        digest.update(data.read(SAMPLE_BYTES))
+    return {"size": size, "ends_sha256": digest.hexdigest()}
 
 
 def _read_manifest(folder: Path) -> dict[str, Any] | None:
@@ -196,7 +212,11 @@ def export_int8(model_path: Path, *, force: bool = False, progress: Progress = l
                 leftover.unlink()
         progress(f"{model_path.name}: checking the copy against the float32 model")
         texts = [prompts.get(kind, "") + text for kind, text in PROBES]
-        vectors, ids = reference_encodings(model_path, texts)
+        # Spacing, tabs, emoji, full-width and both scripts: the tokenizer's hard cases
+        # (not the written-out special tokens, which SentencePieceTokenizer reads as text).
+        splits = [t for t in TOKENIZER_PROBES if "<bos>" not in t]
+        vectors, ids = reference_encodings(model_path, texts + splits)
+        vectors = vectors[: len(texts)]
         shutil.copyfile(model_path / TOKENIZER_FILE, work / TOKENIZER_FILE)
         manifest = {
             "format": EXPORT_FORMAT,
@@ -210,7 +230,11 @@ def export_int8(model_path: Path, *, force: bool = False, progress: Progress = l
             "tolerance": PROBE_TOLERANCE,
             "probes": [
                 {"text": text, "ids": row_ids, "vector": [round(float(x), 7) for x in row]}
-                for text, row_ids, row in zip(texts, ids, vectors, strict=True)
+                for text, row_ids, row in zip(texts, ids, vectors, strict=False)
+            ],
+            "tokenizer_probes": [
+                {"text": text, "ids": row_ids}
+                for text, row_ids in zip(splits, ids[len(texts) :], strict=True)
             ],
         }
         (work / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False))
@@ -301,12 +325,13 @@ class OnnxEmbedder:
             "it again from the installed weights (nothing is downloaded); or set "
             "embedding_backend: sentence_transformers."
         )
-        for probe in manifest["probes"]:
+        for probe in [*manifest.get("tokenizer_probes", []), *manifest["probes"]]:
             if self._tokenizer.ids(probe["text"]) != probe["ids"]:
                 raise ConfigError(
                     f"The ONNX copy at {folder} splits text differently from the model's "
                     f"own tokenizer. {fix}"
                 )
+        for probe in manifest["probes"]:
             expected = np.asarray(probe["vector"], dtype=np.float32)
             cosine = float(self._embed(probe["text"]) @ expected / np.linalg.norm(expected))
             if not cosine >= tolerance:
