@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
 from onnx import helper, numpy_helper
 
-from rag.components.onnx_embeddings import mlp_down_projections
+from rag.components.onnx_embeddings import (
+    EXPORT_FORMAT,
+    MANIFEST,
+    _source_signature,
+    export_is_current,
+    mlp_down_projections,
+    onnx_folder,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -34,3 +45,21 @@ def test_only_the_matmuls_from_the_intermediate_to_the_hidden_width_stay_float()
     )
     assert mlp_down_projections(graph, intermediate=12, hidden=8) == ["node_down"]
     assert mlp_down_projections(graph, intermediate=0, hidden=0) == []
+
+
+def test_a_copy_stays_current_when_its_weights_are_copied_and_not_when_they_change(
+    tmp_path: Path,
+) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    weights = model / "model.safetensors"
+    weights.write_bytes(bytes(range(256)) * 1000)
+    copy = onnx_folder(model)
+    copy.mkdir()
+    manifest = {"format": EXPORT_FORMAT, "source": _source_signature(model)}
+    (copy / MANIFEST).write_text(json.dumps(manifest))
+    assert export_is_current(model)
+    os.utime(weights, ns=(1, 1))  # copied to another machine: new times, same bytes
+    assert export_is_current(model)
+    weights.write_bytes(bytes(range(256)) * 999 + b"x")  # other weights
+    assert not export_is_current(model)
