@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -359,6 +362,22 @@ class CrossEncoderReranker:
         return [float(x) for x in np.asarray(scores, dtype=np.float32).reshape(-1)]
 
 
+@contextlib.contextmanager
+def quiet_logs(*names: str) -> Iterator[None]:
+    """Python warnings off and these loggers (and the root logger) at ERROR, meanwhile."""
+    loggers = [logging.getLogger(name) for name in ("", *names)]
+    levels = [logger.level for logger in loggers]
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for logger, level in zip(loggers, levels, strict=True):
+                logger.setLevel(level)
+
+
 def export_onnx(path: Path, onnx_file: Path) -> None:
     """Write the sentence-transformers model at `path` to `onnx_file` as one float32 graph.
 
@@ -394,11 +413,14 @@ def export_onnx(path: Path, onnx_file: Path) -> None:
         return_tensors="pt",
     )
     batch, length = torch.export.Dim("batch"), torch.export.Dim("length")
-    with torch.no_grad():
+    # The exporter reports each step, and warns of operators our model doesn't use
+    # (torchvision's) and of internals; none of it is for Lore's user.
+    with torch.no_grad(), quiet_logs("torch.onnx", "onnxscript", "onnx_ir"):
         program = torch.onnx.export(
             WholePipeline().eval(),
             (example["input_ids"], example["attention_mask"]),
             dynamo=True,
+            verbose=False,
             input_names=["input_ids", "attention_mask"],
             output_names=["sentence_embedding"],
             dynamic_shapes=({0: batch, 1: length}, {0: batch, 1: length}),

@@ -41,6 +41,7 @@ from rag.components.embeddings import (
     TOKENIZER_PROBES,
     Vectors,
     export_onnx,
+    quiet_logs,
     reference_encodings,
 )
 from rag.errors import ConfigError
@@ -150,14 +151,15 @@ def _quantize(source: Path, target: Path, config: dict[str, Any]) -> int:
     keep_float = mlp_down_projections(
         graph, int(config.get("intermediate_size", 0)), int(config.get("hidden_size", 0))
     )
-    quantize_dynamic(
-        str(source),
-        str(target),
-        weight_type=QuantType.QInt8,
-        op_types_to_quantize=["MatMul", "Gather"],
-        nodes_to_exclude=keep_float,
-        extra_options={"MatMulConstBOnly": True},
-    )
+    with quiet_logs("onnxruntime"):  # it suggests a pre-processing step, measured without
+        quantize_dynamic(
+            str(source),
+            str(target),
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=["MatMul", "Gather"],
+            nodes_to_exclude=keep_float,
+            extra_options={"MatMulConstBOnly": True},
+        )
     return len(keep_float)
 
 
