@@ -86,11 +86,12 @@ class Settings(BaseSettings):
     database_url: SecretStr | None = None
 
     # Embedding. `onnx`: the model as int8 ONNX on onnxruntime, made by `lore models
-    # install` (rag/components/onnx_embeddings.py); 3.3 times as fast on a CPU as torch,
-    # with the same retrieval quality (docs/benchmarks.md, issue 18). `sentence_transformers`:
-    # the model on torch, in float32 or bfloat16, on a CPU or a GPU. `auto`: onnx on a
-    # CPU for a model that has an int8 copy, torch otherwise; a data directory whose
-    # collections were built with torch keeps torch (vectors of two backends don't mix).
+    # install` (rag/components/onnx_embeddings.py); on a CPU 1.9 to 3.3 times as fast as
+    # torch, with the same retrieval quality (docs/benchmarks.md, issue 18).
+    # `sentence_transformers`: the model on torch, in float32 or bfloat16, on a CPU or a
+    # GPU. `auto`: onnx on a CPU for a model that has an int8 copy, torch otherwise; a
+    # data directory whose collections were built with torch keeps torch (vectors of two
+    # backends don't mix).
     # The `hashing` backend is a model-free stand-in for tests and demos without weights
     # (rag/components/hashing_embeddings.py); it finds passages by shared character pairs only.
     embedding_backend: Literal["auto", "onnx", "sentence_transformers", "hashing"] = "auto"

@@ -97,7 +97,7 @@ def resolve_embedding_backend(settings: Settings, built_with: Callable[[], set[s
         return "sentence_transformers"
     if not export_is_current(path):
         log.warning(
-            "No int8 ONNX copy of %s yet, so it runs on torch, about a third as fast. "
+            "No int8 ONNX copy of %s yet, so it runs on torch, about half as fast. "
             "`lore models install` makes the copy.",
             settings.embedding_model,
         )
