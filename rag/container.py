@@ -33,6 +33,7 @@ from rag.components.onnx_embeddings import (
     OnnxEmbedder,
     can_export,
     export_is_current,
+    onnx_embedder_name,
     onnx_folder,
 )
 from rag.components.packaged_embeddings import packaged_embedder
@@ -53,12 +54,6 @@ if TYPE_CHECKING:
 
 
 log = logging.getLogger(__name__)
-
-
-def onnx_embedder_name(model: str) -> str:
-    """What a collection records for `model` run as int8 ONNX: its vectors are close to
-    torch's but not the same, so the two backends don't share a collection."""
-    return f"{model}-onnx-int8"
 
 
 def resolve_embedding_backend(settings: Settings, built_with: Callable[[], set[str]] = set) -> str:
@@ -253,7 +248,7 @@ class Lore:
         if not self.settings.injection_classifier:
             return None
         classifier = SentenceClassifier.load()
-        return classifier if classifier.embedder == self.embedder_name else None
+        return classifier if classifier.fits(self.embedder_name) else None
 
     @cached_property
     def injection(self) -> InjectionDetector:

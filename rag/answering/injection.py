@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
+from rag.components.onnx_embeddings import onnx_embedder_name
 from rag.errors import ConfigError
 from rag.retrieval.language import sentence_spans
 from rag.types import Chunk
@@ -395,6 +396,11 @@ class SentenceClassifier:
     bias: float
     threshold: float
 
+    def fits(self, embedder: str) -> bool:
+        """True for the embedder it was fit on, and for that model's int8 ONNX copy, whose
+        vectors are within a cosine of 0.98 of the torch model's (issue 18)."""
+        return embedder in (self.embedder, onnx_embedder_name(self.embedder))
+
     @classmethod
     def load(cls, path: Path = SHIPPED_CLASSIFIER) -> SentenceClassifier:
         try:
@@ -427,7 +433,7 @@ class InjectionDetector:
     """
 
     def __init__(self, embedder: Embedder | None, classifier: SentenceClassifier | None):
-        if classifier is not None and (embedder is None or classifier.embedder != embedder.name):
+        if classifier is not None and (embedder is None or not classifier.fits(embedder.name)):
             log.info(
                 "the injection classifier fits the embedder %s, not this one: patterns alone",
                 classifier.embedder,

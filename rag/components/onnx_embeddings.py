@@ -78,6 +78,12 @@ PROBES: tuple[tuple[str, str], ...] = (
 Progress = Callable[[str], None]
 
 
+def onnx_embedder_name(model: str) -> str:
+    """What a collection records for `model` run as int8 ONNX: its vectors are close to
+    torch's but not the same, so the two backends don't share a collection."""
+    return f"{model}-onnx-int8"
+
+
 def onnx_folder(model_path: Path) -> Path:
     """Where the int8 copy of the model at `model_path` lives: a folder beside it."""
     return model_path.parent / f".{model_path.name}.onnx-int8"
