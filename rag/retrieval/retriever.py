@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Literal
@@ -147,6 +148,11 @@ class Retriever:
         self._keywords = keywords
         self._reranker = reranker
         self._translator = translator
+        # The keyword search runs here while the question is embedded: neither needs the
+        # other, and each waits in C (SQLite or PostgreSQL; the embedder's runtime) with
+        # the GIL released, so on two cores a hybrid search takes about the longer of the
+        # two rather than their sum (docs/benchmarks.md, issue 18).
+        self._side = ThreadPoolExecutor(4, thread_name_prefix="keyword-search")
         self.min_score = min_score
         # A translation is less close to its passages than a question asked in their
         # language, so a question searched for in translation has its own threshold.
@@ -187,23 +193,30 @@ class Retriever:
         # Without a reranker `pool` is `k`: the reranker needs a wider choice than `k`.
         pool = max(k, self.RERANK_CANDIDATES) if self._reranker else k
         wanted = max(pool, self.CANDIDATES) if mode == "hybrid" else pool
+        early: Future[dict[str, float]] | None = None
+        if mode != "dense" and self._keywords is not None:
+            early = self._side.submit(
+                self._keyword, self._keywords, question, collection, wanted, scope
+            )
         vector = self._embedder.embed_query(question)
         found = _Found([], question)
-        if mode == "keyword" and self._keywords is not None:
-            keyword = self._keyword(self._keywords, question, collection, pool, scope)
+        if mode == "keyword" and early is not None:
+            keyword = early.result()
             found.passages = self._with_scores(list(keyword)[:pool], vector, collection, {})
         else:
             dense = self._dense(vector, collection, wanted, scope)
             translated = self._translation(question, dense)
+            if translated and early is not None:
+                early.cancel()  # the keywords of the translation are searched instead
             if translated:
                 found.query = translated
                 found.passages = self._cross_language(
                     question, translated, dense, collection, wanted, scope, mode
                 )
-            elif mode == "dense" or self._keywords is None:
+            elif mode == "dense" or early is None:
                 found.passages = dense
             else:
-                keyword = self._keyword(self._keywords, question, collection, wanted, scope)
+                keyword = early.result()
                 fused = score_fusion([{p.chunk.id: p.score for p in dense}, keyword])
                 known = {p.chunk.id: p for p in dense}
                 found.passages = self._with_scores(fused[: 2 * pool], vector, collection, known)

@@ -1,13 +1,15 @@
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
 
 from ingest.pipeline import delete_document, ingest_file
+from rag.components.hashing_embeddings import HashingEmbedder
 from rag.components.keyword import KeywordIndex, words
 from rag.container import Lore
-from rag.retrieval.retriever import drop_near_duplicates, score_fusion
+from rag.retrieval.retriever import Retriever, drop_near_duplicates, score_fusion
 from rag.types import Chunk, Passage
 
 pytestmark = pytest.mark.unit
@@ -108,3 +110,47 @@ def test_hybrid_finds_exact_terms_and_follows_updates_and_deletes(
     assert lore.keywords.chunk_counts("default") == {
         r.doc_id: r.chunks for r in lore.manifest.documents("default")
     }
+
+
+class _KeywordsThatSignal(KeywordIndex):
+    """A keyword index that says when a search has begun."""
+
+    def __init__(self, path: Path):
+        super().__init__(path)
+        self.searching = threading.Event()
+
+    def search(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.searching.set()
+        return super().search(*args, **kwargs)
+
+
+class _EmbedderThatWaits(HashingEmbedder):
+    """Embeds a question only once the keyword search has begun, or after 5 s."""
+
+    def __init__(self, keywords: _KeywordsThatSignal):
+        super().__init__()
+        self.overlapped = False
+        self._keywords = keywords
+
+    def embed_query(self, text: str) -> list[float]:
+        self.overlapped = self._keywords.searching.wait(5)
+        return super().embed_query(text)
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "keyword"])
+def test_the_keyword_search_runs_while_the_question_is_embedded(
+    lore: Lore, tmp_path: Path, mode: str
+) -> None:
+    (tmp_path / "kit.txt").write_text("Order replacement kit QZ-4471 for the pump seals.")
+    doc = ingest_file(lore, tmp_path / "kit.txt", "default")
+    keywords = _KeywordsThatSignal(lore.settings.data_dir / "keywords-copy.sqlite3")
+    keywords.add("default", [p.chunk for p in lore.retriever.search("QZ-4471", "default", 1)])
+    embedder = _EmbedderThatWaits(keywords)
+    retriever = Retriever(embedder, lore.store, lore.manifest, keywords, mode="hybrid")
+    found = retriever.search("QZ-4471", "default", 1, mode=mode)  # type: ignore[arg-type]
+    assert embedder.overlapped
+    assert [p.chunk.doc_id for p in found] == [doc.doc_id]
+    keywords.searching.clear()
+    plain = Retriever(HashingEmbedder(), lore.store, lore.manifest, keywords, mode="hybrid")
+    plain.search("QZ-4471", "default", 1, mode="dense")
+    assert not keywords.searching.is_set()  # dense mode searches no keywords
