@@ -16,6 +16,7 @@ passages) have a sentence over the threshold. The report half is then scored onc
 for docs/benchmarks.md; it plays no part in any choice.
 
     LORE_DATA_DIR=$(mktemp -d) python bench/injection_classifier.py          # report only
+                                          # (a refit, and the shipped weights if they fit)
     LORE_DATA_DIR=$(mktemp -d) python bench/injection_classifier.py --write  # and ship it
     LORE_DATA_DIR=$(mktemp -d) python bench/injection_classifier.py --dev    # false alarms
 
@@ -172,6 +173,13 @@ def main() -> None:
     report_texts, report_labels, report_groups = labelled("report")
     report_scores = model.predict_proba(np.asarray(embedder.embed_documents(report_texts)))[:, 1]
     print(f"report half: {rates(report_scores, report_labels, report_groups, best['threshold'])}")
+    shipped_model = lore.injection_classifier
+    if shipped_model is not None:
+        # The shipped weights, as ingest applies them to this embedder's vectors (the
+        # int8 ONNX copy reads the classifier fit on the torch model's).
+        shipped_scores = shipped_model.scores(np.asarray(embedder.embed_documents(report_texts)))
+        found = rates(shipped_scores, report_labels, report_groups, shipped_model.threshold)
+        print(f"report half, the shipped classifier ({shipped_model.embedder}): {found}")
     if args.write:
         shipped = {
             "about": (

@@ -1,6 +1,6 @@
 """How to quantize the exported EmbeddingGemma, and in what batches to run it (issue 18).
 
-    PYTHONPATH=. .venv/bin/python bench/onnx_variants.py WORK [--batch 1] [VARIANT ...]
+    PYTHONPATH=. .venv/bin/python bench/onnx_variants.py WORK [--batch 1] [--rounds 1] [VARIANT ...]
 
 WORK holds (or gets) `float32.onnx`, the whole pipeline exported by
 `rag.components.embeddings.export_onnx`. Each VARIANT is quantized from it once:
@@ -10,10 +10,13 @@ WORK holds (or gets) `float32.onnx`, the whole pipeline exported by
 - `int8-keep-down-per-channel`;
 - `nbits8`, `nbits4`: onnxruntime's block-wise weight-only MatMulNBits (block 32,
   int8 compute), which quantizes activations per block of 32 rather than per tensor;
-- `float32`: the export itself.
+- `float32`: the export itself;
+- any of these with `-fused` (`int8-keep-down-fused`, Lore's since copy format 3):
+  quantized from the export with its RMS norms fused (`_fuse_norms`).
 Then 48 passages of the eval documents (1,200 characters each, with the document
 prompt) are embedded by torch float32 (`SentenceTransformerEmbedder`, `--batch` texts a
-call) and by each variant in batches of `--batch`, longest first. Prints seconds, the
+call) and by each variant in batches of `--batch`, longest first (`--rounds` times, the
+variants taking turns, seconds summed: the machine's noise falls on all). Prints seconds, the
 cosine to torch's vector (least and mean) and the cosine between the first text's
 vector alone and in its batch.
 """
@@ -28,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.components.embeddings import SentenceTransformerEmbedder, export_onnx
-from rag.components.onnx_embeddings import mlp_down_projections
+from rag.components.onnx_embeddings import _fuse_norms, mlp_down_projections
 from rag.config import default_data_dir
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "eval"
@@ -49,6 +52,11 @@ def passages() -> list[str]:
 def quantize(work: Path, variant: str) -> Path:
     target = work / f"{variant}.onnx"
     source = work / "float32.onnx"
+    if variant.endswith("-fused"):
+        variant = variant.removesuffix("-fused")
+        if not (work / "fused.onnx").is_file():
+            _fuse_norms(source, work / "fused.onnx")
+        source = work / "fused.onnx"
     if variant == "float32" or target.is_file():
         return source if variant == "float32" else target
     import onnx
@@ -110,6 +118,7 @@ def main() -> None:
     parser.add_argument("work", type=Path)
     parser.add_argument("variants", nargs="*", default=["int8-keep-down", "float32"])
     parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
     import onnxruntime
     import sentencepiece
@@ -129,22 +138,27 @@ def main() -> None:
     sp = sentencepiece.SentencePieceProcessor(model_file=str(MODEL / "tokenizer.model"))
     print("| variant | seconds | cosine to torch, least / mean | alone vs in its batch |")
     print("|---|---|---|---|")
+    sessions = {}
     for variant in args.variants:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = 2
-        session = onnxruntime.InferenceSession(
+        sessions[variant] = onnxruntime.InferenceSession(
             str(quantize(args.work, variant)), options, providers=["CPUExecutionProvider"]
         )
-        vectors = np.zeros_like(reference)
-        began = time.perf_counter()
-        for start in range(0, len(order), args.batch):
-            chosen = order[start : start + args.batch]
-            vectors[chosen] = embed(session, sp, [texts[i] for i in chosen])
-        seconds = time.perf_counter() - began
-        cosines = (vectors * reference).sum(axis=1)
-        alone = float(embed(session, sp, [texts[order[0]]])[0] @ vectors[order[0]])
+    seconds = dict.fromkeys(args.variants, 0.0)
+    vectors = {variant: np.zeros_like(reference) for variant in args.variants}
+    for _ in range(args.rounds):
+        for variant, session in sessions.items():
+            began = time.perf_counter()
+            for start in range(0, len(order), args.batch):
+                chosen = order[start : start + args.batch]
+                vectors[variant][chosen] = embed(session, sp, [texts[i] for i in chosen])
+            seconds[variant] += time.perf_counter() - began
+    for variant, session in sessions.items():
+        cosines = (vectors[variant] * reference).sum(axis=1)
+        alone = float(embed(session, sp, [texts[order[0]]])[0] @ vectors[variant][order[0]])
         print(
-            f"| {variant} | {seconds:.1f} | {cosines.min():.3f} / {cosines.mean():.3f} "
+            f"| {variant} | {seconds[variant]:.1f} | {cosines.min():.3f} / {cosines.mean():.3f} "
             f"| {alone:.4f} |"
         )
 
