@@ -86,7 +86,7 @@ class Settings(BaseSettings):
     database_url: SecretStr | None = None
 
     # Embedding. `onnx`: the model as int8 ONNX on onnxruntime, made by `lore models
-    # install` (rag/components/onnx_embeddings.py); on a CPU 1.9 to 3.3 times as fast as
+    # install` (rag/components/onnx_embeddings.py); on a CPU about twice as fast as
     # torch, with the same retrieval quality (docs/benchmarks.md, issue 18).
     # `sentence_transformers`: the model on torch, in float32 or bfloat16, on a CPU or a
     # GPU. `auto`: onnx on a CPU for a model that has an int8 copy, torch otherwise; a

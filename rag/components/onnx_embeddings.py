@@ -48,7 +48,7 @@ from rag.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-EXPORT_FORMAT = 3  # 3: RMS norms fused (12 % faster); 2: unfused
+EXPORT_FORMAT = 3  # 3: RMS norms fused; 2: unfused
 """Bumped when the export changes; a copy of another format is remade at install."""
 MANIFEST = "lore-onnx.json"
 SAMPLE_BYTES = 8 << 20
@@ -154,7 +154,7 @@ def _fuse_norms(source: Path, target: Path) -> int:
     Sqrt, Reciprocal, Mul, Mul: seven small passes over the activations) made into one
     SimplifiedLayerNormalization, by onnxruntime's own transformer optimizer. The
     runtime's graph optimizer does not match this form of the pattern; fused, a text
-    embeds 12 % faster with the same vectors (docs/benchmarks.md, issue 18).
+    embeds 3 % faster with the same vectors (docs/benchmarks.md, issue 18).
     Returns how many norms were fused."""
     from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
