@@ -183,6 +183,8 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
         metrics.requests.labels(template, request.method, str(response.status_code)).inc()
         response.headers["X-Request-ID"] = request.state.request_id
         response.headers["X-Content-Type-Options"] = "nosniff"
+        if settings.tls_cert is not None:  # browsers then refuse plain HTTP here for a year
+            response.headers["Strict-Transport-Security"] = "max-age=31536000"
         if request.url.path == "/" or request.url.path.startswith("/web/"):
             response.headers.update(page.HEADERS)
         return response

@@ -172,6 +172,10 @@ class Settings(BaseSettings):
     # Serving
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    # HTTPS: a PEM certificate (with its chain) and its private key, both or neither.
+    # With them `lore serve` speaks only TLS and sends Strict-Transport-Security.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
     max_upload_mb: int = Field(default=50, ge=1, le=4096)
     max_question_chars: int = Field(default=2000, ge=1)
     # Server-side folders an ingest job may read (the API refuses any other path).
