@@ -38,6 +38,7 @@ from rag.components.onnx_embeddings import (
 )
 from rag.components.packaged_embeddings import packaged_embedder
 from rag.components.store import ChromaStore, VectorStore
+from rag.components.write_gate import WriteGate
 from rag.config import Settings
 from rag.errors import ConfigError, ModelMissing
 from rag.governance.access import ApiKeys, KeyStore
@@ -132,7 +133,13 @@ def build_store(settings: Settings, embedder_name: str) -> VectorStore:
         return ChromaStore.server(
             settings.chroma_host, settings.chroma_port, settings.chroma_ssl, embedder_name
         )
-    return ChromaStore.embedded(settings.chroma_dir, embedder_name)
+    return ChromaStore.embedded(settings.chroma_dir, embedder_name, data_gate(settings))
+
+
+def data_gate(settings: Settings) -> WriteGate:
+    """The write gate of the data directory (rag/components/write_gate.py): passed by
+    every write to the manifest, the keyword index and the embedded vector store."""
+    return WriteGate(settings.data_dir / "write.lock")
 
 
 def build_reranker(settings: Settings) -> Reranker | None:
@@ -313,7 +320,7 @@ class Lore:
             from rag.postgres.manifest import PgManifest
 
             return PgManifest(self.database)
-        return Manifest(self.settings.data_dir / "manifest.sqlite3")
+        return Manifest(self.settings.data_dir / "manifest.sqlite3", data_gate(self.settings))
 
     @cached_property
     def keys(self) -> ApiKeys:
@@ -356,7 +363,7 @@ class Lore:
             from rag.postgres.keywords import PgKeywordIndex
 
             return PgKeywordIndex(self.database)
-        return KeywordIndex(self.settings.data_dir / "keywords.sqlite3")
+        return KeywordIndex(self.settings.data_dir / "keywords.sqlite3", data_gate(self.settings))
 
     @cached_property
     def generator(self) -> Generator:

@@ -14,6 +14,7 @@ import typer
 
 from api.cli import (
     audit,
+    backup,
     db,
     documents,
     evaluation,
@@ -40,6 +41,8 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(feedback.app, name="feedback")
 app.add_typer(db.app, name="db")
 app.command()(ingest.ingest)
+app.command()(backup.backup)
+app.command()(backup.restore)
 app.command("eval")(evaluation.evaluate)
 app.command()(migrate.migrate)
 app.command()(query.ask)

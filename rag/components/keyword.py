@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from rag.components.write_gate import WriteGate, passing
 from rag.types import Chunk
 
 # CJK ideographs (basic, extension A, compatibility, and the supplementary planes).
@@ -168,9 +169,10 @@ class KeywordIndex:
     Every search and statistic of a collection depends on that collection's chunks only.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, gate: WriteGate | None = None):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self._gate = gate
         self._lock = threading.RLock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -185,7 +187,7 @@ class KeywordIndex:
     @contextmanager
     def _writing(self) -> Iterator[None]:
         """One write transaction: committed when the block ends, rolled back if it raises."""
-        with self._lock:
+        with passing(self._gate), self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield

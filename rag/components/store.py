@@ -12,13 +12,15 @@ import fcntl
 import os
 import sys
 import threading
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Protocol
 
 import numpy as np
 
 from rag.components.embeddings import Vectors
+from rag.components.write_gate import WriteGate, passing
 from rag.errors import ConfigError, NotFound, StoreInUse, StoreUnavailable
 from rag.types import Chunk, Passage
 
@@ -181,19 +183,31 @@ class ChromaStore:
     """A `VectorStore` on Chroma, embedded or client/server.
 
     Each collection records the embedder it was built with. Querying or adding with
-    another embedder is refused, because vectors from two models don't compare.
+    another embedder is refused, because vectors from two models don't compare. A store
+    opened with no embedder name (None) is for inspecting and repairing: it reads any
+    collection, removes chunks, and makes none.
     """
 
-    def __init__(self, client: Any, embedder_name: str, folder: Path | None = None):
+    def __init__(
+        self,
+        client: Any,
+        embedder_name: str | None,
+        folder: Path | None = None,
+        gate: WriteGate | None = None,
+    ):
         self._client = client
         self._embedder_name = embedder_name
         self._folder = folder
+        self._gate = gate
 
     @classmethod
-    def embedded(cls, path: Path, embedder_name: str) -> ChromaStore:
+    def embedded(
+        cls, path: Path, embedder_name: str | None, gate: WriteGate | None = None
+    ) -> ChromaStore:
         """The Chroma folder at `path`. Any number of processes may read it; the first
         that writes holds it until it exits, and a write from another process is refused
-        with StoreInUse (two writers would damage its index)."""
+        with StoreInUse (two writers would damage its index). Each write passes `gate`
+        (rag/components/write_gate.py)."""
         import chromadb
         from chromadb.config import Settings as ChromaSettings
 
@@ -201,12 +215,15 @@ class ChromaStore:
         client = chromadb.PersistentClient(
             path=str(path), settings=ChromaSettings(anonymized_telemetry=False)
         )
-        return cls(client, embedder_name, path)
+        return cls(client, embedder_name, path, gate)
 
-    def _writing(self) -> None:
-        """Before any write to an embedded folder: hold it (`hold_folder`)."""
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Around any write: an embedded folder is held (`hold_folder`) and its gate passed."""
         if self._folder is not None:
             hold_folder(self._folder)
+        with passing(self._gate):
+            yield
 
     @classmethod
     def server(cls, host: str, port: int, ssl: bool, embedder_name: str) -> ChromaStore:
@@ -221,6 +238,10 @@ class ChromaStore:
         except Exception as exc:
             raise StoreUnavailable(f"Cannot reach the Chroma server at {host}:{port}.") from exc
         return cls(client, embedder_name)
+
+    def close(self) -> None:
+        """Let go of the client (an embedded folder's files); the store is not used after."""
+        self._client.close()
 
     # -- collections --------------------------------------------------------
 
@@ -237,6 +258,8 @@ class ChromaStore:
         return collection
 
     def _create_or_get(self, name: str) -> Any:
+        if self._embedder_name is None:
+            raise ConfigError(f"Collection '{name}' can't be made by a store opened to inspect it.")
         collection = self._client.get_or_create_collection(
             name,
             embedding_function=None,
@@ -247,7 +270,7 @@ class ChromaStore:
 
     def _check_embedder(self, collection: Any) -> None:
         built_with = (collection.metadata or {}).get("lore_embedder")
-        if built_with and built_with != self._embedder_name:
+        if built_with and self._embedder_name is not None and built_with != self._embedder_name:
             raise ConfigError(
                 f"Collection '{collection.name}' was built with the embedder '{built_with}', "
                 f"but '{self._embedder_name}' is configured. Use that embedder (embedding_model, "
@@ -264,14 +287,13 @@ class ChromaStore:
         return {str(name) for name in names if name}
 
     def create_collection(self, collection: str) -> None:
-        self._writing()
-        self._create_or_get(collection)
+        with self._writing():
+            self._create_or_get(collection)
 
     def drop_collection(self, collection: str) -> None:
         from chromadb.errors import NotFoundError
 
-        self._writing()
-        with contextlib.suppress(NotFoundError, ValueError):
+        with self._writing(), contextlib.suppress(NotFoundError, ValueError):
             self._client.delete_collection(collection)
 
     # -- chunks -------------------------------------------------------------
@@ -279,16 +301,16 @@ class ChromaStore:
     def add(self, collection: str, chunks: Sequence[Chunk], vectors: Vectors) -> None:
         if len(chunks) != len(vectors):
             raise ValueError("one vector per chunk")
-        self._writing()
-        target = self._create_or_get(collection)
-        for start in range(0, len(chunks), _WRITE_BATCH):
-            batch = chunks[start : start + _WRITE_BATCH]
-            target.upsert(
-                ids=[c.id for c in batch],
-                documents=[c.text for c in batch],
-                metadatas=[_metadata(c) for c in batch],
-                embeddings=np.asarray(vectors[start : start + _WRITE_BATCH], dtype=np.float32),
-            )
+        with self._writing():
+            target = self._create_or_get(collection)
+            for start in range(0, len(chunks), _WRITE_BATCH):
+                batch = chunks[start : start + _WRITE_BATCH]
+                target.upsert(
+                    ids=[c.id for c in batch],
+                    documents=[c.text for c in batch],
+                    metadatas=[_metadata(c) for c in batch],
+                    embeddings=np.asarray(vectors[start : start + _WRITE_BATCH], dtype=np.float32),
+                )
 
     def query(
         self,
@@ -348,10 +370,10 @@ class ChromaStore:
         ]
 
     def delete_chunks(self, collection: str, chunk_ids: Sequence[str]) -> None:
-        self._writing()
         target = self._existing(collection)
-        for start in range(0, len(chunk_ids), _WRITE_BATCH):
-            target.delete(ids=list(chunk_ids[start : start + _WRITE_BATCH]))
+        with self._writing():
+            for start in range(0, len(chunk_ids), _WRITE_BATCH):
+                target.delete(ids=list(chunk_ids[start : start + _WRITE_BATCH]))
 
     def chunk_counts(self, collection: str) -> dict[str, int]:
         # A full scan: for consistency checks, not for every request.

@@ -23,13 +23,14 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
-from contextlib import AbstractContextManager
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal, Protocol
 
 from rag.components import database
+from rag.components.write_gate import WriteGate, passing
 from rag.retrieval.filters import Filters, epoch_microseconds, name_globs, source_globs
 
 Status = Literal["pending", "indexed", "failed", "deleting"]
@@ -231,8 +232,9 @@ class DocumentManifest(Protocol):
 class Manifest:
     """Thread-safe access to the manifest database at `path` (created on first use)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, gate: WriteGate | None = None):
         self.path = path
+        self._gate = gate
         self._lock = threading.RLock()
         self._db = database.connect(path)
         self._db.executescript(_SCHEMA)
@@ -264,8 +266,10 @@ class Manifest:
         with self._lock:
             self._db.close()
 
-    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
-        return database.transaction(self._db, self._lock)
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with passing(self._gate), database.transaction(self._db, self._lock) as db:
+            yield db
 
     # -- reading ------------------------------------------------------------
 
