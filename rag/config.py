@@ -177,6 +177,9 @@ class Settings(BaseSettings):
     tls_cert: Path | None = None
     tls_key: Path | None = None
     max_upload_mb: int = Field(default=50, ge=1, le=4096)
+    # Uploads are refused (507) while the disk of data_dir has less free than this, and
+    # `lore doctor` reports it: a full disk mid-ingest fails the file, never the index.
+    min_free_mb: int = Field(default=1024, ge=0)
     max_question_chars: int = Field(default=2000, ge=1)
     # Server-side folders an ingest job may read (the API refuses any other path).
     ingest_roots: list[Path] = Field(default_factory=list)

@@ -16,6 +16,7 @@ from api.cli import (
     audit,
     backup,
     db,
+    doctor,
     documents,
     evaluation,
     feedback,
@@ -43,6 +44,7 @@ app.add_typer(db.app, name="db")
 app.command()(ingest.ingest)
 app.command()(backup.backup)
 app.command()(backup.restore)
+app.command()(doctor.doctor)
 app.command("eval")(evaluation.evaluate)
 app.command()(migrate.migrate)
 app.command()(query.ask)

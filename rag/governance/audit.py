@@ -34,7 +34,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -581,9 +581,27 @@ class AuditLog:
         and an anchor that does not lead to the first entry.
         """
         with self._snapshot() as db:
-            anchor = db.execute("SELECT seq, hash FROM anchor WHERE id = 1").fetchone()
-            start = (anchor["seq"], anchor["hash"]) if anchor else None
-            return check_chain(start, self._rows(db))
+            return self._verify(db)
+
+    @classmethod
+    def verify_file(cls, path: Path) -> VerifyResult:
+        """`verify` on the log at `path`, read only: nothing in the file changes (opening
+        an `AuditLog` would restore its schema, triggers included). A log that was never
+        written reads as intact and empty."""
+        if not path.is_file():
+            return check_chain(None, iter(()))
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            db.row_factory = sqlite3.Row
+            if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'entries'").fetchone() is None:
+                return check_chain(None, iter(()))
+            db.execute("BEGIN")
+            return cls._verify(db)
+
+    @classmethod
+    def _verify(cls, db: sqlite3.Connection) -> VerifyResult:
+        anchor = db.execute("SELECT seq, hash FROM anchor WHERE id = 1").fetchone()
+        start = (anchor["seq"], anchor["hash"]) if anchor else None
+        return check_chain(start, cls._rows(db))
 
     @staticmethod
     def _rows(db: sqlite3.Connection, cutoff: float | None = None) -> Iterator[sqlite3.Row]:
