@@ -25,7 +25,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.answers import audit
-from api.errors import error_response, http_error_response, status_for
+from api.errors import DAMAGED_MESSAGE, error_response, http_error_response, is_damage, status_for
 from api.limits import BodyLimit, GenerationGate, WindowRateLimit
 from api.observability import Metrics, request_id_var
 from api.routes import (
@@ -50,6 +50,7 @@ from rag.errors import (
     LoreError,
     ModelServerUnavailable,
     RateLimited,
+    StoreDamaged,
     StoreUnavailable,
     Unauthorized,
 )
@@ -221,6 +222,8 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error (request %s)", getattr(request.state, "request_id", ""))
+        if is_damage(exc):  # found mid-request: the log has the trace, the client a sentence
+            return error_response(503, StoreDamaged.code, DAMAGED_MESSAGE, request)
         return error_response(500, "internal_error", "Something went wrong on the server.", request)
 
     app.include_router(health.router)

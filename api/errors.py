@@ -10,6 +10,8 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 
 from api.schemas import ErrorOut
+from rag.components import database
+from rag.components.store import damaged_vector_store
 from rag.errors import (
     Busy,
     ConfigError,
@@ -84,3 +86,17 @@ def http_error_response(
     response = error_response(status, code, message, request)
     response.headers.update(headers or {})
     return response
+
+
+# What a client is told when a store file turns out damaged in the middle of a request.
+DAMAGED_MESSAGE = (
+    "A file of the server's data directory is damaged, so this request could not be "
+    "served. An administrator can run `lore doctor`, which names the file, then "
+    "`lore doctor --repair` or restore from a backup (`lore restore`)."
+)
+
+
+def is_damage(exc: BaseException) -> bool:
+    """Whether `exc` reports a damaged store file: SQLite's (rag/components/database.py)
+    or the vector store's."""
+    return database.is_damage(exc) or damaged_vector_store(exc)

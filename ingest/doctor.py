@@ -29,23 +29,35 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from ingest.jobs import SCHEMA_VERSION as JOBS_SCHEMA
+from rag.components.database import newer_schema, schema_version
+from rag.components.keyword import SCHEMA_VERSION as KEYWORDS_SCHEMA
+from rag.components.store import ChromaStore
+from rag.config import Settings
 from rag.container import Lore
-from rag.errors import LoreError, NotFound, SchemaMismatch
+from rag.errors import LoreError, NotFound, SchemaMismatch, StoreDamaged
+from rag.governance.access import SCHEMA_VERSION as KEYS_SCHEMA
+from rag.governance.audit import SCHEMA_VERSION as AUDIT_SCHEMA
 from rag.governance.audit import AuditLog
+from rag.governance.feedback import SCHEMA_VERSION as FEEDBACK_SCHEMA
 from rag.models import get_spec, status
+from rag.retrieval.manifest import SCHEMA_VERSION as MANIFEST_SCHEMA
 from rag.retrieval.manifest import DocumentRecord
 
 Severity = Literal["ok", "warning", "problem"]
 Progress = Callable[[str], None]
 
-SQLITE_STORES = (
-    "manifest.sqlite3",
-    "keywords.sqlite3",
-    "keys.sqlite3",
-    "audit.sqlite3",
-    "feedback.sqlite3",
-    "jobs.sqlite3",
-)
+# Each SQLite store, with the schema version this release writes.
+SQLITE_STORES = {
+    "manifest.sqlite3": MANIFEST_SCHEMA,
+    "keywords.sqlite3": KEYWORDS_SCHEMA,
+    "keys.sqlite3": KEYS_SCHEMA,
+    "audit.sqlite3": AUDIT_SCHEMA,
+    "feedback.sqlite3": FEEDBACK_SCHEMA,
+    "jobs.sqlite3": JOBS_SCHEMA,
+}
+# Small, and read before anything else is done: checked page by page before serving.
+CHECKED_AT_START = ("manifest.sqlite3", "keys.sqlite3")
 
 
 @dataclass(frozen=True)
@@ -98,17 +110,45 @@ def _quiet(step: str) -> None:
 # -- the checks ----------------------------------------------------------------
 
 
-def check_sqlite(path: Path) -> str | None:
-    """What is wrong with the SQLite file at `path` (None when it reads whole, or is
-    not there: a store not used yet)."""
+def sqlite_damage(path: Path) -> str | None:
+    """What SQLite's quick_check finds wrong with the file at `path` (None when it reads
+    whole, or is not there: a store not used yet)."""
     if not path.exists():
         return None
     try:
         with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
-            result = db.execute("PRAGMA quick_check").fetchone()[0]
+            result = str(db.execute("PRAGMA quick_check").fetchone()[0])
     except sqlite3.Error as exc:
-        return f"{path} cannot be read as a database ({exc})"
-    return None if result == "ok" else f"{path} is damaged: {result}"
+        return str(exc)
+    return None if result == "ok" else result
+
+
+def check_sqlite(path: Path) -> str | None:
+    """A sentence on what is wrong with the SQLite file at `path`; None when it is whole."""
+    damage = sqlite_damage(path)
+    return None if damage is None else f"{path} is damaged ({damage})"
+
+
+def check_stores_open(settings: Settings) -> None:
+    """Before serving an embedded data directory: StoreDamaged, naming the file and the
+    fix, for the first store that is not whole (the small ones checked page by page, the
+    rest opened), SchemaMismatch for one a newer release wrote. Changes nothing."""
+    data = settings.data_dir
+    for name, version in SQLITE_STORES.items():
+        path = data / name
+        if not path.is_file():
+            continue
+        try:
+            found = schema_version(path) or 0
+        except sqlite3.DatabaseError as exc:
+            raise StoreDamaged.file(path, exc) from None
+        if found > version:
+            raise newer_schema(path, found, version)
+        damage = sqlite_damage(path) if name in CHECKED_AT_START else None
+        if damage:
+            raise StoreDamaged.file(path, damage)
+    if settings.chroma_host is None and (settings.chroma_dir / "chroma.sqlite3").is_file():
+        ChromaStore.embedded(settings.chroma_dir, None).close()
 
 
 def _check_files(lore: Lore, report: Report) -> bool:
@@ -116,8 +156,15 @@ def _check_files(lore: Lore, report: Report) -> bool:
     or keyword index can't be used (the index checks are skipped then)."""
     usable = True
     data = lore.settings.data_dir
-    for name in SQLITE_STORES:
+    for name, version in SQLITE_STORES.items():
         problem = check_sqlite(data / name)
+        found = None if problem else schema_version(data / name)
+        if found is not None and found > version:
+            report.add("schema", "problem", str(newer_schema(data / name, found, version)))
+            usable = usable and name != "manifest.sqlite3"
+            continue
+        if found is not None:
+            report.add("schema", "ok", f"{name}: schema version {found} of {version}")
         if problem is None:
             continue
         keyword_index = name == "keywords.sqlite3"
@@ -148,8 +195,8 @@ def _check_models(lore: Lore, report: Report) -> None:
         if state.present:
             report.add("models", "ok", f"model {name}: sha256 matches the catalogue")
         else:
-            report.add("models", "problem", state.problem or f"model {name} is missing",
-                       f"`lore models install --force {name}`")  # fmt: skip
+            # The sentence names the command that mends it.
+            report.add("models", "problem", state.problem or f"model {name} is missing")
 
 
 def _counts(
@@ -322,8 +369,12 @@ def examine(lore: Lore, progress: Progress = _quiet) -> Report:
             lore.database  # noqa: B018 (opening it checks its schema)
         if usable:
             lore.manifest  # noqa: B018 (opening a store checks its schema version)
+            lore.store.list_collections()
     except SchemaMismatch as exc:
-        report.add("schema", "problem", str(exc), "run the release that wrote it, or upgrade")
+        report.add("schema", "problem", str(exc))
+        usable = False
+    except StoreDamaged as exc:
+        report.add("files", "problem", str(exc))
         usable = False
     progress("checking the models' sha256")
     _check_models(lore, report)

@@ -25,7 +25,7 @@ from typing import Any, Literal, Protocol
 
 from ingest.batch import BatchOptions, run_batch
 from ingest.pipeline import IngestResult
-from rag.components.database import connect, storable
+from rag.components.database import connect, open_schema, stamp_schema, storable
 from rag.container import Lore
 from rag.errors import Busy, LoreError, NotFound
 
@@ -165,6 +165,7 @@ def build_job_queue(
     return JobManager(lore, on_result=on_result, on_finish=on_finish)
 
 
+SCHEMA_VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id          TEXT PRIMARY KEY,
@@ -295,8 +296,10 @@ class JobManager:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._db_lock = threading.Lock()
-        self._db = connect(path or lore.settings.data_dir / "jobs.sqlite3")
-        self._db.executescript(_SCHEMA)
+        where = path or lore.settings.data_dir / "jobs.sqlite3"
+        self._db = connect(where)
+        open_schema(self._db, where, SCHEMA_VERSION, _SCHEMA)
+        stamp_schema(self._db, SCHEMA_VERSION)
         self._resume()
         self._thread = threading.Thread(target=self._run, name="lore-ingest-jobs", daemon=True)
         self._thread.start()

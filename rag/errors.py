@@ -62,6 +62,22 @@ class StoreInUse(StoreUnavailable):
     code = "store_in_use"
 
 
+class StoreDamaged(StoreUnavailable):
+    """A file of the data directory is damaged (truncated, overwritten): the message
+    names it and the fix. Retrying does not help; mending it does."""
+
+    code = "store_damaged"
+
+    @classmethod
+    def file(cls, path: object, detail: object) -> StoreDamaged:
+        return cls(
+            f"{path} is damaged ({detail}). Run `lore doctor` to see what else is, then "
+            "`lore doctor --repair` (it rebuilds the keyword index and mends the vector "
+            "store's agreement with the manifest), or restore the data directory from a "
+            "backup (`lore restore`)."
+        )
+
+
 class DatabaseUnavailable(StoreUnavailable):
     """The PostgreSQL server of `database_url` cannot be reached or went away mid-request."""
 

@@ -49,6 +49,10 @@ def serve(
         settings = settings.model_copy(update={"tls_cert": cert, "tls_key": key})
     if settings.database_url is not None:
         check_database(settings.database_url.get_secret_value())
+    else:
+        from ingest.doctor import check_stores_open
+
+        check_stores_open(settings)  # a damaged file: a sentence and exit 1, not a trace
     configure_json_logging()
     uvicorn.run(
         create_app(settings),

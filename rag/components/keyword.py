@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from rag.components import database
 from rag.components.write_gate import WriteGate, passing
 from rag.types import Chunk
 
@@ -37,6 +38,8 @@ from rag.types import Chunk
 _CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]+")
 _WORD = re.compile(r"\w+")
 
+# 1: one FTS5 table for every collection; 2: one a collection (`_split_shared_table`).
+SCHEMA_VERSION = 2
 _SCHEMA = """
 -- The number of each collection, which names its tables (see _tables).
 CREATE TABLE IF NOT EXISTS collections (
@@ -175,10 +178,11 @@ class KeywordIndex:
         self._gate = gate
         self._lock = threading.RLock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=30000")
-        self._db.executescript(_SCHEMA)
+        with database.naming_damage(path):
+            self._db.execute("PRAGMA busy_timeout=30000")
+        database.open_schema(self._db, path, SCHEMA_VERSION, _SCHEMA)
         self._split_shared_table()
+        database.stamp_schema(self._db, SCHEMA_VERSION)
 
     def close(self) -> None:
         with self._lock:

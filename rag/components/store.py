@@ -21,8 +21,19 @@ import numpy as np
 
 from rag.components.embeddings import Vectors
 from rag.components.write_gate import WriteGate, passing
-from rag.errors import ConfigError, NotFound, StoreInUse, StoreUnavailable
+from rag.errors import ConfigError, NotFound, StoreDamaged, StoreInUse, StoreUnavailable
 from rag.types import Chunk, Passage
+
+# What Chroma's errors say when a file of its folder is damaged (it names no file).
+_DAMAGE_SIGNS = ("malformed", "not a database", "corrupt")
+
+
+def damaged_vector_store(exc: BaseException) -> bool:
+    """Whether a Chroma error says a file of its folder is damaged."""
+    return type(exc).__module__.startswith("chromadb") and any(
+        sign in str(exc) for sign in _DAMAGE_SIGNS
+    )
+
 
 # Chroma caps one add() call; keep batches well below it.
 _WRITE_BATCH = 1000
@@ -212,9 +223,14 @@ class ChromaStore:
         from chromadb.config import Settings as ChromaSettings
 
         path.mkdir(parents=True, exist_ok=True)
-        client = chromadb.PersistentClient(
-            path=str(path), settings=ChromaSettings(anonymized_telemetry=False)
-        )
+        try:
+            client = chromadb.PersistentClient(
+                path=str(path), settings=ChromaSettings(anonymized_telemetry=False)
+            )
+        except Exception as exc:
+            if any(sign in str(exc) for sign in _DAMAGE_SIGNS):
+                raise StoreDamaged.file(path / "chroma.sqlite3", exc) from None
+            raise
         return cls(client, embedder_name, path, gate)
 
     @contextmanager

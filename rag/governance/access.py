@@ -30,6 +30,7 @@ _PREFIX = "lore_"
 # Compared against when a key id is unknown, so a miss takes as long as a wrong secret.
 _DUMMY_HASH = hashlib.sha256(b"no such key").hexdigest()
 
+SCHEMA_VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_keys (
     key_id       TEXT PRIMARY KEY,
@@ -188,7 +189,8 @@ class KeyStore:
     def __init__(self, path: Path):
         self._lock = threading.Lock()
         self._db = database.connect(path)
-        self._db.executescript(_SCHEMA)
+        database.open_schema(self._db, path, SCHEMA_VERSION, _SCHEMA)
+        database.stamp_schema(self._db, SCHEMA_VERSION)
 
     def create(
         self, name: str, role: str, collections: list[str] | tuple[str, ...] = ()

@@ -44,6 +44,7 @@ from rag.components import database
 
 ZERO_HASH = "0" * 64
 
+SCHEMA_VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
     seq         INTEGER PRIMARY KEY,
@@ -419,7 +420,8 @@ class AuditLog:
         self._clock = clock
         self._lock = threading.RLock()
         self._db = self._connect()
-        self._db.executescript(_SCHEMA)
+        database.open_schema(self._db, path, SCHEMA_VERSION, _SCHEMA)
+        database.stamp_schema(self._db, SCHEMA_VERSION)
 
     def _connect(self) -> sqlite3.Connection:
         return database.connect(self.path)

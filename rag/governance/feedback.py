@@ -24,6 +24,7 @@ from rag.components import database
 
 Rating = Literal["up", "down"]
 
+SCHEMA_VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS feedback (
     seq         INTEGER PRIMARY KEY,
@@ -178,7 +179,8 @@ class FeedbackStore:
         self._clock = clock
         self._lock = threading.RLock()
         self._db = database.connect(path)
-        self._db.executescript(_SCHEMA)
+        database.open_schema(self._db, path, SCHEMA_VERSION, _SCHEMA)
+        database.stamp_schema(self._db, SCHEMA_VERSION)
 
     def close(self) -> None:
         with self._lock:

@@ -35,6 +35,8 @@ from rag.retrieval.filters import Filters, epoch_microseconds, name_globs, sourc
 
 Status = Literal["pending", "indexed", "failed", "deleting"]
 
+# 1: documents and sources; 2: each source has a name (`_add_names` migrates 1).
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
     collection  TEXT NOT NULL,
@@ -237,8 +239,9 @@ class Manifest:
         self._gate = gate
         self._lock = threading.RLock()
         self._db = database.connect(path)
-        self._db.executescript(_SCHEMA)
+        database.open_schema(self._db, path, SCHEMA_VERSION, _SCHEMA)
         self._add_names()
+        database.stamp_schema(self._db, SCHEMA_VERSION)
 
     def _add_names(self) -> None:
         """Give a manifest made before sources had names a `name` column, each row the
