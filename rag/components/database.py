@@ -63,10 +63,10 @@ def storable(text: str) -> str:
 
 def open_schema(db: sqlite3.Connection, path: Path, version: int, script: str) -> int:
     """Bring the store at `path` to this release's schema: refuse it, changing nothing,
-    when a newer release wrote it (SchemaMismatch); else turn on write-ahead logging and
-    run `script` (idempotent CREATE ... IF NOT EXISTS). Returns the version it was at (0: written before
-    versions were recorded, or new). The caller runs its migrations from that version,
-    then calls `stamp_schema`.
+    when a newer release wrote it (SchemaMismatch); else turn on write-ahead logging
+    and run `script` (idempotent CREATE ... IF NOT EXISTS). Returns the version it was
+    at (0: written before versions were recorded, or new). The caller runs its
+    migrations from that version, then calls `stamp_schema`.
 
     The version is SQLite's `user_version`, one per file; `lore doctor` reads it too.
     """
