@@ -25,7 +25,14 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.answers import audit
-from api.errors import DAMAGED_MESSAGE, error_response, http_error_response, is_damage, status_for
+from api.errors import (
+    DAMAGED_MESSAGE,
+    DISK_FULL_MESSAGE,
+    error_response,
+    http_error_response,
+    is_damage,
+    status_for,
+)
 from api.limits import BodyLimit, GenerationGate, WindowRateLimit
 from api.observability import Metrics, request_id_var
 from api.routes import (
@@ -41,11 +48,13 @@ from api.routes import (
 )
 from ingest.jobs import audit_job, build_job_queue
 from ingest.pipeline import recover_unclaimed
+from rag.components.disk import is_disk_full
 from rag.config import Settings, load_settings
 from rag.container import Lore
 from rag.errors import (
     AuthThrottled,
     Busy,
+    DiskFull,
     LimitExceeded,
     LoreError,
     ModelServerUnavailable,
@@ -224,6 +233,8 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
         log.exception("unhandled error (request %s)", getattr(request.state, "request_id", ""))
         if is_damage(exc):  # found mid-request: the log has the trace, the client a sentence
             return error_response(503, StoreDamaged.code, DAMAGED_MESSAGE, request)
+        if is_disk_full(exc):
+            return error_response(507, DiskFull.code, DISK_FULL_MESSAGE, request)
         return error_response(500, "internal_error", "Something went wrong on the server.", request)
 
     app.include_router(health.router)

@@ -15,6 +15,7 @@ from rag.components.store import damaged_vector_store
 from rag.errors import (
     Busy,
     ConfigError,
+    DiskFull,
     Forbidden,
     GenerationFailed,
     InvalidInput,
@@ -46,6 +47,7 @@ _STATUS: dict[type[LoreError], int] = {
     Busy: 503,
     RateLimited: 429,
     TimedOut: 504,
+    DiskFull: 507,
     ConfigError: 500,
 }
 
@@ -93,6 +95,12 @@ DAMAGED_MESSAGE = (
     "A file of the server's data directory is damaged, so this request could not be "
     "served. An administrator can run `lore doctor`, which names the file, then "
     "`lore doctor --repair` or restore from a backup (`lore restore`)."
+)
+
+# ... and when the disk of the data directory turns out full in the middle of one.
+DISK_FULL_MESSAGE = (
+    "The server's disk is full, so this request could not be recorded or served. An "
+    "administrator must free space; nothing already stored was changed."
 )
 
 

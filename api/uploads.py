@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ingest.parsing import check_name
+from rag.components.disk import is_disk_full, require_free_space
 from rag.config import Settings
-from rag.errors import InvalidInput, LimitExceeded
+from rag.errors import DiskFull, InvalidInput, LimitExceeded
 
 
 def safe_filename(name: str | None) -> str:
@@ -29,10 +30,12 @@ def stage_upload(upload: BinaryIO, settings: Settings, collection: str, name: st
 
     Parsing reads the file there, so a title taken from the file name, and every error,
     name the user's file, never a staging name. The upload is refused once it passes the
-    size cap, and when it is empty; either way nothing is left. The caller moves the
+    size cap, when it is empty, and with DiskFull while the disk has less than
+    `min_free_mb` free or fills up; either way nothing is left. The caller moves the
     file to its place and then calls `unstage`.
     """
     limit = settings.max_upload_mb * 1024 * 1024
+    require_free_space(settings.data_dir, settings.min_free_mb)
     folder = settings.uploads_dir / collection
     folder.mkdir(parents=True, exist_ok=True)
     staged = Path(tempfile.mkdtemp(dir=folder, prefix=".upload-")) / name
@@ -48,6 +51,11 @@ def stage_upload(upload: BinaryIO, settings: Settings, collection: str, name: st
                 sink.write(block)
         if written == 0:
             raise InvalidInput(f"{name} is empty.")
+    except OSError as exc:
+        unstage(staged)
+        if is_disk_full(exc):
+            raise DiskFull(f"The server's disk filled up while {name} was received.") from None
+        raise
     except BaseException:
         unstage(staged)
         raise

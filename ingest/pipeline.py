@@ -39,10 +39,11 @@ from ingest.parsing import (
 )
 from rag.answering.injection import flagged as is_flagged
 from rag.components.claims import BatchClaims
+from rag.components.disk import is_disk_full
 from rag.components.embeddings import Vectors
 from rag.components.packaged_embeddings import packaged_token_length
 from rag.container import Lore
-from rag.errors import Busy, InvalidInput, LoreError, NotFound
+from rag.errors import Busy, DiskFull, InvalidInput, LoreError, NotFound
 from rag.retrieval.manifest import DocumentRecord, file_name
 from rag.types import Chunk
 
@@ -345,6 +346,39 @@ def write(
     """
     started = time.perf_counter()
     embedding = 0.0
+    try:
+        flagged, embedding = _write_visible(
+            lore, collection, todo, title, chunks, vectors, on_embedded
+        )
+    except Exception as exc:
+        if not is_disk_full(exc):
+            raise
+        return _disk_full(lore, collection, todo, exc)
+    if seconds is not None:
+        seconds["embed"] = seconds.get("embed", 0.0) + embedding
+        writing = time.perf_counter() - started - embedding
+        seconds["write"] = seconds.get("write", 0.0) + writing
+    if flagged:  # info: the CLI and job reports say it to whoever ingests
+        log.info(
+            "%s: %d passage(s) read as instructions to an AI assistant; their citations are "
+            "flagged", todo.name, flagged,
+        )  # fmt: skip
+    status: Status = "updated" if todo.replaces else "added"
+    return IngestResult(todo.source, todo.name, todo.doc_id, status, len(chunks), flagged=flagged)
+
+
+def _write_visible(
+    lore: Lore,
+    collection: str,
+    todo: Todo,
+    title: str,
+    chunks: list[Chunk],
+    vectors: Vectors | None,
+    on_embedded: EmbedProgress | None,
+) -> tuple[int, float]:
+    """`write`'s steps: pending, chunks written, visible, the replaced version purged.
+    Returns how many chunks were flagged and the seconds spent embedding."""
+    embedding = 0.0
     manifest = lore.manifest
     manifest.begin(collection, todo.doc_id, todo.sha256, pipeline_version(lore))
     # Leftovers of an interrupted run or an older pipeline share this doc id.
@@ -369,17 +403,23 @@ def write(
         size=todo.size, mtime_ns=todo.mtime_ns, name=todo.name,
     )  # fmt: skip
     purge(lore, collection, retired)
-    if seconds is not None:
-        seconds["embed"] = seconds.get("embed", 0.0) + embedding
-        writing = time.perf_counter() - started - embedding
-        seconds["write"] = seconds.get("write", 0.0) + writing
-    if flagged:  # info: the CLI and job reports say it to whoever ingests
-        log.info(
-            "%s: %d passage(s) read as instructions to an AI assistant; their citations are "
-            "flagged", todo.name, flagged,
-        )  # fmt: skip
-    status: Status = "updated" if todo.replaces else "added"
-    return IngestResult(todo.source, todo.name, todo.doc_id, status, len(chunks), flagged=flagged)
+    return flagged, embedding
+
+
+def _disk_full(lore: Lore, collection: str, todo: Todo, exc: Exception) -> IngestResult:
+    """The file failed with `disk_full`: it stays `pending`, invisible, its chunks written
+    so far removed when the disk still allows it (else by the next ingest's `recover`).
+    The version it was to replace, if any, still answers: `commit` never ran."""
+    message = (
+        f"{todo.name}: the disk of the data directory is full ({exc}). Free space, then "
+        "ingest again: files already indexed are unchanged."
+    )
+    log.error("%s", message)
+    try:
+        drop_chunks(lore, collection, todo.doc_id)
+    except Exception:
+        log.warning("%s: its partial chunks are left for the next ingest to remove", todo.name)
+    return IngestResult(todo.source, todo.name, todo.doc_id, "failed", 0, DiskFull.code, message)
 
 
 def ingest_file(

@@ -244,8 +244,13 @@ class Lore:
             return "override"
 
         def recorded() -> set[str]:  # asked only under `auto`, and only when it matters
-            store = self.store_override or build_store(self.settings, "")
-            return store.recorded_embedders()
+            if self.store_override is not None:
+                return self.store_override.recorded_embedders()
+            store = build_store(self.settings, "")
+            try:
+                return store.recorded_embedders()
+            finally:
+                store.close()
 
         return resolve_embedding_backend(self.settings, recorded)
 

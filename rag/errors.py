@@ -78,6 +78,12 @@ class StoreDamaged(StoreUnavailable):
         )
 
 
+class DiskFull(LoreError):
+    """The disk of the data directory is full, or under its reserve (min_free_mb)."""
+
+    code = "disk_full"
+
+
 class DatabaseUnavailable(StoreUnavailable):
     """The PostgreSQL server of `database_url` cannot be reached or went away mid-request."""
 

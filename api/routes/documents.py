@@ -24,6 +24,7 @@ from ingest import documents
 from ingest.parsing import check_supported
 from ingest.pipeline import ingest_replacing
 from rag.config import COLLECTION_PATTERN
+from rag.errors import DiskFull
 
 router = APIRouter(tags=["documents"])
 
@@ -35,7 +36,12 @@ DocIdPath = Annotated[str, PathParam(pattern=r"^[0-9a-f]{8,64}$")]
     "/v1/documents",
     response_model=IngestOut,
     status_code=201,
-    responses={413: {"model": ErrorOut}, 415: {"model": ErrorOut}, 422: {"model": ErrorOut}},
+    responses={
+        413: {"model": ErrorOut},
+        415: {"model": ErrorOut},
+        422: {"model": ErrorOut},
+        507: {"model": ErrorOut},
+    },
 )
 def upload_document(
     request: Request,
@@ -55,6 +61,8 @@ def upload_document(
         result = ingest_replacing(lore, staged, final, target)
     finally:
         unstage(staged)  # the file is gone already on success
+    if result.error_code == DiskFull.code:
+        raise DiskFull(result.error or "The server's disk is full.")
     metrics.count_ingested(result)
     audit(
         request,

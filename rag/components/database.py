@@ -81,8 +81,10 @@ def open_schema(db: sqlite3.Connection, path: Path, version: int, script: str) -
 
 
 def stamp_schema(db: sqlite3.Connection, version: int) -> None:
-    """Record that the store now has schema `version` (after `open_schema`'s migrations)."""
-    db.execute(f"PRAGMA user_version = {int(version)}")
+    """Record that the store now has schema `version` (after `open_schema`'s migrations).
+    Nothing is written when it says so already: a store must open on a full disk."""
+    if int(db.execute("PRAGMA user_version").fetchone()[0]) != version:
+        db.execute(f"PRAGMA user_version = {int(version)}")
 
 
 def schema_version(path: Path) -> int | None:

@@ -8,6 +8,7 @@ function would download a model at run time, so it is never created.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import sys
@@ -19,9 +20,17 @@ from typing import IO, Any, Protocol
 
 import numpy as np
 
+from rag.components.disk import is_disk_full, nearly_full
 from rag.components.embeddings import Vectors
 from rag.components.write_gate import WriteGate, passing
-from rag.errors import ConfigError, NotFound, StoreDamaged, StoreInUse, StoreUnavailable
+from rag.errors import (
+    ConfigError,
+    DiskFull,
+    NotFound,
+    StoreDamaged,
+    StoreInUse,
+    StoreUnavailable,
+)
 from rag.types import Chunk, Passage
 
 # What Chroma's errors say when a file of its folder is damaged (it names no file).
@@ -104,6 +113,10 @@ class VectorStore(Protocol):
         """Remove a collection and whatever it still holds (nothing happens if it is gone)."""
         ...
 
+    def close(self) -> None:
+        """Let go of the client; the store is not used afterwards."""
+        ...
+
 
 def require_collection(store: VectorStore, name: str, *, missing: str | None = None) -> None:
     """Returns if `store` holds the collection `name`; NotFound otherwise, saying `missing`
@@ -154,6 +167,26 @@ def _chunk(chunk_id: str, text: str | None, meta: dict[str, Any]) -> Chunk:
         heading=str(meta.get("heading", "")),
         orders=_orders(meta.get("orders")),
     )
+
+
+def _persistent_client(path: Path) -> Any:
+    """Chroma's client of the folder `path`; StoreDamaged when its database is damaged."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        return chromadb.PersistentClient(
+            path=str(path), settings=ChromaSettings(anonymized_telemetry=False)
+        )
+    except Exception as exc:
+        if any(sign in str(exc) for sign in _DAMAGE_SIGNS):
+            raise StoreDamaged.file(path / "chroma.sqlite3", exc) from None
+        if is_disk_full(exc):
+            raise DiskFull(
+                f"The vector store in {path} cannot open: its disk is full. Free space on it."
+            ) from None
+        raise
 
 
 # The folders this process holds, with the open lock file of each: a lock is held by its
@@ -210,6 +243,7 @@ class ChromaStore:
         self._embedder_name = embedder_name
         self._folder = folder
         self._gate = gate
+        self._failed_full = False  # the last write failed on a full disk
 
     @classmethod
     def embedded(
@@ -219,27 +253,45 @@ class ChromaStore:
         that writes holds it until it exits, and a write from another process is refused
         with StoreInUse (two writers would damage its index). Each write passes `gate`
         (rag/components/write_gate.py)."""
-        import chromadb
-        from chromadb.config import Settings as ChromaSettings
 
-        path.mkdir(parents=True, exist_ok=True)
-        try:
-            client = chromadb.PersistentClient(
-                path=str(path), settings=ChromaSettings(anonymized_telemetry=False)
-            )
-        except Exception as exc:
-            if any(sign in str(exc) for sign in _DAMAGE_SIGNS):
-                raise StoreDamaged.file(path / "chroma.sqlite3", exc) from None
-            raise
-        return cls(client, embedder_name, path, gate)
+        return cls(_persistent_client(path), embedder_name, path, gate)
 
     @contextmanager
     def _writing(self) -> Iterator[None]:
-        """Around any write: an embedded folder is held (`hold_folder`) and its gate passed."""
+        """Around any write: an embedded folder is held (`hold_folder`), its gate passed,
+        and a full disk reported as `_full_disk` does."""
         if self._folder is not None:
             hold_folder(self._folder)
-        with passing(self._gate):
+        with passing(self._gate), self._full_disk():
             yield
+
+    @contextmanager
+    def _full_disk(self) -> Iterator[None]:
+        """Around any call to an embedded Chroma: one that fails on a nearly full disk
+        raises OSError(ENOSPC), since Chroma's own error does not say why ("Failed to
+        apply logs to the metadata segment"); reads fail too then, as they apply its log.
+        While the disk stays that full, Chroma is not asked again: after such a failure
+        its next call would wait forever."""
+        if self._folder is None:
+            yield
+            return
+        if self._failed_full and nearly_full(self._folder):
+            raise OSError(errno.ENOSPC, "no space left for the vector store")
+        self._failed_full = False
+        try:
+            yield
+        except Exception as exc:
+            if type(exc).__name__ != "InternalError" or not nearly_full(self._folder):
+                raise
+            self._failed_full = True
+            self._client_after_failure(self._folder)
+            raise OSError(errno.ENOSPC, f"no space left for the vector store ({exc})") from exc
+
+    def _client_after_failure(self, folder: Path) -> None:
+        """After a write failed on a full disk, Chroma's embedded client hangs on the next
+        write, even once space is freed (chromadb 1.5): it is replaced by a new one."""
+        self._client.close()
+        self._client = _persistent_client(folder)
 
     @classmethod
     def server(cls, host: str, port: int, ssl: bool, embedder_name: str) -> ChromaStore:
@@ -335,6 +387,16 @@ class ChromaStore:
         k: int,
         doc_ids: Collection[str] | None = None,
     ) -> list[Passage]:
+        with self._full_disk():
+            return self._query(collection, vector, k, doc_ids)
+
+    def _query(
+        self,
+        collection: str,
+        vector: Sequence[float],
+        k: int,
+        doc_ids: Collection[str] | None,
+    ) -> list[Passage]:
         target = self._existing(collection)
         if doc_ids is not None and not doc_ids:
             return []
@@ -358,7 +420,8 @@ class ChromaStore:
 
     def document_chunks(self, collection: str, doc_id: str) -> list[Chunk]:
         target = self._existing(collection)
-        result = target.get(where={"doc_id": doc_id}, include=["documents", "metadatas"])
+        with self._full_disk():
+            result = target.get(where={"doc_id": doc_id}, include=["documents", "metadatas"])
         chunks = [
             _chunk(i, text, meta)
             for i, text, meta in zip(
@@ -373,7 +436,10 @@ class ChromaStore:
         target = self._existing(collection)
         if not chunk_ids:
             return []
-        result = target.get(ids=list(chunk_ids), include=["documents", "metadatas", "embeddings"])
+        with self._full_disk():
+            result = target.get(
+                ids=list(chunk_ids), include=["documents", "metadatas", "embeddings"]
+            )
         return [
             (_chunk(i, text, meta), np.asarray(vector, dtype=np.float32))
             for i, text, meta, vector in zip(
@@ -397,7 +463,8 @@ class ChromaStore:
         counts: dict[str, int] = {}
         total = target.count()
         for offset in range(0, total, _WRITE_BATCH):
-            page = target.get(include=["metadatas"], limit=_WRITE_BATCH, offset=offset)
+            with self._full_disk():
+                page = target.get(include=["metadatas"], limit=_WRITE_BATCH, offset=offset)
             for meta in page["metadatas"]:
                 doc_id = str(meta["doc_id"])
                 counts[doc_id] = counts.get(doc_id, 0) + 1
