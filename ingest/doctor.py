@@ -164,7 +164,8 @@ def _check_files(lore: Lore, report: Report) -> bool:
             usable = usable and name != "manifest.sqlite3"
             continue
         if found is not None:
-            report.add("schema", "ok", f"{name}: schema version {found} of {version}")
+            later = "" if found == version else f" (made version {version} when next opened)"
+            report.add("schema", "ok", f"{name}: schema version {found}{later}")
         if problem is None:
             continue
         keyword_index = name == "keywords.sqlite3"
