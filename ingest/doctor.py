@@ -21,7 +21,6 @@ a broken chain is evidence, and is reported, never "repaired".
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
 from collections.abc import Callable
 from contextlib import closing
@@ -31,6 +30,7 @@ from typing import Literal
 
 from ingest.jobs import SCHEMA_VERSION as JOBS_SCHEMA
 from rag.components.database import newer_schema, schema_version
+from rag.components.disk import free_mb
 from rag.components.keyword import SCHEMA_VERSION as KEYWORDS_SCHEMA
 from rag.components.store import ChromaStore
 from rag.config import Settings
@@ -344,17 +344,17 @@ def _check_audit(lore: Lore, report: Report) -> None:
 
 def _check_disk(lore: Lore, report: Report) -> None:
     folder = lore.settings.data_dir
-    free_mb = shutil.disk_usage(folder).free / (1 << 20)
+    free = free_mb(folder)
     floor = lore.settings.min_free_mb
-    if free_mb < floor:
+    if free < floor:
         report.add(
             "disk", "problem",
-            f"{free_mb:,.0f} MB free on the disk of {folder}, under min_free_mb ({floor:,} MB): "
+            f"{free:,.0f} MB free on the disk of {folder}, under min_free_mb ({floor:,} MB): "
             "uploads are refused",
             "free space on that disk, or move the data directory to a larger one",
         )  # fmt: skip
     else:
-        report.add("disk", "ok", f"{free_mb:,.0f} MB free on the disk of {folder}")
+        report.add("disk", "ok", f"{free:,.0f} MB free on the disk of {folder}")
 
 
 def examine(lore: Lore, progress: Progress = _quiet) -> Report:
@@ -441,7 +441,7 @@ def repair(lore: Lore, report: Report, progress: Progress = _quiet) -> list[str]
     """Mend what `examine` found and can be mended (see the module docstring); returns a
     sentence for each thing done. Needs the data directory to itself: a running `lore
     serve` holds the vector store, and this raises StoreInUse then."""
-    from ingest.pipeline import drop_chunks, recover
+    from ingest.pipeline import drop_chunks, recover_unclaimed
 
     done: list[str] = []
     data = lore.settings.data_dir
@@ -458,7 +458,7 @@ def repair(lore: Lore, report: Report, progress: Progress = _quiet) -> list[str]
         for collection in lore.manifest.collections():
             state = report.collections.setdefault(collection, CollectionState(collection))
             state.short_in_keywords.append("(all)")
-    fixed = recover(lore)
+    fixed = recover_unclaimed(lore)  # in a cluster, not what a worker is writing now
     if fixed:
         done.append(f"removed the leftovers of {fixed} unfinished document(s)")
     for collection, source in (
