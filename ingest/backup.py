@@ -365,9 +365,9 @@ def restore(settings: Settings, src: Path, progress: Progress = _quiet) -> Resto
     BackupDamaged for a damaged backup, InvalidInput for a data directory in use."""
     if settings.cluster:
         raise ConfigError("`lore restore` fills an embedded data directory; unset database_url.")
+    _check_empty(settings)
     progress("checking the backup's sha256 sums")
     manifest = read_backup(src)
-    _check_empty(settings)
     data = settings.data_dir
     data.mkdir(parents=True, exist_ok=True)
     progress("copying")

@@ -362,6 +362,11 @@ def examine(lore: Lore, progress: Progress = _quiet) -> Report:
     report = Report()
     progress("checking the database files")
     usable = lore.settings.cluster or _check_files(lore, report)
+    if not lore.settings.cluster and not (lore.settings.data_dir / "manifest.sqlite3").is_file():
+        # Nothing ingested yet; opening the stores would make them (and a restore then
+        # refuses the directory as not empty).
+        report.add("index", "ok", f"nothing ingested yet in {lore.settings.data_dir}")
+        usable = False
     keywords_usable = lore.settings.cluster or not check_sqlite(
         lore.settings.data_dir / "keywords.sqlite3"
     )

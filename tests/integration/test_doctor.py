@@ -202,3 +202,18 @@ def test_an_altered_model_is_reported(env: dict[str, str], tmp_path: Path) -> No
     assert code == 1
     [problem] = problems(report)
     assert "is corrupt" in problem
+
+
+def test_doctor_on_a_new_data_directory_creates_nothing(tmp_path: Path) -> None:
+    data = tmp_path / "not-yet"
+    env = {
+        "LORE_DATA_DIR": str(data),
+        "LORE_EMBEDDING_BACKEND": "hashing",
+        "LORE_LLM_BACKEND": "openai",
+        "LORE_LLM_BASE_URL": "http://127.0.0.1:9/v1",
+        "LORE_MIN_FREE_MB": "1",
+        "LORE_CONFIG": "",
+    }
+    code, report = doctor(env)
+    assert code == 0, report
+    assert not data.exists()  # so `lore restore` may still fill it
