@@ -93,14 +93,20 @@ class CollectionState:
 class Report:
     findings: list[Finding] = field(default_factory=list)
     collections: dict[str, CollectionState] = field(default_factory=dict)
-    repairs: list[str] = field(default_factory=list)
 
     @property
     def healthy(self) -> bool:
         return all(f.severity != "problem" for f in self.findings)
 
-    def add(self, *args: object, **kwargs: object) -> None:
-        self.findings.append(Finding(*args, **kwargs))  # type: ignore[arg-type]
+    def add(
+        self,
+        check: str,
+        severity: Severity,
+        message: str,
+        fix: str | None = None,
+        repairable: bool = False,
+    ) -> None:
+        self.findings.append(Finding(check, severity, message, fix, repairable))
 
 
 def _quiet(step: str) -> None:

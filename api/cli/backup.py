@@ -24,6 +24,10 @@ def _steps(as_json: bool) -> Callable[[str], None]:
     return say
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 def backup(
     dest: Annotated[
         Path, typer.Argument(help="A new folder for the backup, outside the data directory.")
@@ -59,8 +63,9 @@ def backup(
         )
         return
     typer.echo(
-        f"Backed up {documents} documents ({chunks} chunks in {len(report.collections)} "
-        f"collections) to {report.path}: {report.files} files, {report.bytes / 1e6:.1f} MB, "
+        f"Backed up {documents} documents ({chunks} chunks in "
+        f"{_count(len(report.collections), 'collection')}) to {report.path}: "
+        f"{report.files} files, {report.bytes / 1e6:.1f} MB, "
         f"in {report.seconds:.1f} s (writes paused {report.paused_s:.1f} s)."
     )
 
@@ -95,7 +100,7 @@ def restore(
         )
         return
     typer.echo(
-        f"Restored {documents} documents in {len(report.collections)} collections into "
+        f"Restored {documents} documents in {_count(len(report.collections), 'collection')} into "
         f"{report.data_dir} ({report.files} files, every sha256 checked)."
     )
     if report.recovered:
