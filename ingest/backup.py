@@ -38,6 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from rag.components.database import naming_damage, newer_schema, schema_version
 from rag.components.store import ChromaStore
 from rag.config import Settings
 from rag.container import Lore, data_gate
@@ -103,6 +104,7 @@ def copy_sqlite(source: Path, target: Path) -> None:
     with (
         closing(sqlite3.connect(f"file:{source}?mode=ro", uri=True)) as reading,
         closing(sqlite3.connect(target)) as writing,
+        naming_damage(source),
     ):
         reading.backup(writing)
         # One file, no write-ahead log beside it: the copy is whole on its own.
@@ -246,7 +248,11 @@ def backup(settings: Settings, dest: Path, progress: Progress = _quiet) -> Backu
     _check_destination(settings, dest)
     started = time.monotonic()
     partial = dest.with_name(dest.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)  # left by an interrupted backup
+    if partial.exists():
+        raise InvalidInput(
+            f"{partial} exists: the folder of an interrupted backup, or not Lore's. "
+            "Remove it, or name another destination."
+        )
     partial.mkdir(parents=True)
     try:
         progress("copying uploads")
@@ -349,7 +355,7 @@ def _check_empty(settings: Settings) -> None:
 
 def _move_upload_paths(manifest: Path, old: str, new: str) -> int:
     """Point the manifest's uploaded sources at the new uploads folder; returns how many."""
-    if old == new:
+    if not old or old == new:
         return 0
     with closing(sqlite3.connect(manifest)) as db, db:
         cursor = db.execute(
@@ -361,13 +367,50 @@ def _move_upload_paths(manifest: Path, old: str, new: str) -> int:
 
 def restore(settings: Settings, src: Path, progress: Progress = _quiet) -> RestoreReport:
     """Fill the empty data directory of `settings` from the backup at `src`, after
-    checking every file's sha256; then clean up the writes the backup caught half done.
-    BackupDamaged for a damaged backup, InvalidInput for a data directory in use."""
+    checking every file's sha256 and that this release reads each store's schema; then
+    clean up the writes the backup caught half done. BackupDamaged for a damaged backup,
+    SchemaMismatch for one a newer release made, InvalidInput for a data directory in
+    use. A restore that fails leaves the data directory as it found it."""
     if settings.cluster:
         raise ConfigError("`lore restore` fills an embedded data directory; unset database_url.")
     _check_empty(settings)
     progress("checking the backup's sha256 sums")
     manifest = read_backup(src)
+    _check_schemas(src)
+    data = settings.data_dir
+    before = _entries(data) | _entries(settings.chroma_dir)
+    try:
+        recovered, moved = _fill(settings, src, manifest, progress)
+        collections = check_copy(data / "manifest.sqlite3", settings.chroma_dir)
+    except BaseException:
+        for path in (_entries(data) | _entries(settings.chroma_dir)) - before:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        raise
+    return RestoreReport(data, len(manifest["files"]), collections, recovered, moved)
+
+
+def _entries(folder: Path) -> set[Path]:
+    return set(folder.iterdir()) if folder.is_dir() else set()
+
+
+def _check_schemas(src: Path) -> None:
+    """SchemaMismatch when a store of the backup has a schema this release doesn't read."""
+    from ingest.doctor import SQLITE_STORES
+
+    for name, version in SQLITE_STORES.items():
+        found = schema_version(src / name)
+        if found is not None and found > version:
+            raise newer_schema(src / name, found, version)
+
+
+def _fill(
+    settings: Settings, src: Path, manifest: dict[str, Any], progress: Progress
+) -> tuple[int, int]:
+    """Copy the backup's files into place, point uploads at their new folder and remove
+    half-written documents; returns how many documents and upload paths that changed."""
     data = settings.data_dir
     data.mkdir(parents=True, exist_ok=True)
     progress("copying")
@@ -393,8 +436,9 @@ def restore(settings: Settings, src: Path, progress: Progress = _quiet) -> Resto
         recovered = recover(lore)
     finally:
         lore.close_records()
-        lore.manifest.close()
-        lore.keywords.close()
+        for opened in ("manifest", "keywords"):
+            part = lore.__dict__.get(opened)
+            if part is not None:
+                part.close()
         store.close()
-    collections = check_copy(data / "manifest.sqlite3", settings.chroma_dir)
-    return RestoreReport(data, len(manifest["files"]), collections, recovered, moved)
+    return recovered, moved

@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Literal
 
 from ingest.jobs import SCHEMA_VERSION as JOBS_SCHEMA
-from rag.components.database import newer_schema, schema_version
+from rag.components.database import is_damage, newer_schema, schema_version
 from rag.components.disk import free_mb
 from rag.components.keyword import SCHEMA_VERSION as KEYWORDS_SCHEMA
-from rag.components.store import ChromaStore
+from rag.components.store import ChromaStore, hold_folder
 from rag.config import Settings
 from rag.container import Lore
 from rag.errors import LoreError, NotFound, SchemaMismatch, StoreDamaged
@@ -122,10 +122,12 @@ def sqlite_damage(path: Path) -> str | None:
     if not path.exists():
         return None
     try:
-        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)) as db:
             result = str(db.execute("PRAGMA quick_check").fetchone()[0])
-    except sqlite3.Error as exc:
-        return str(exc)
+    except sqlite3.DatabaseError as exc:
+        if is_damage(exc):
+            return str(exc)
+        raise
     return None if result == "ok" else result
 
 
@@ -336,7 +338,13 @@ def _check_audit(lore: Lore, report: Report) -> None:
     if lore.settings.cluster:
         result = lore.audit.verify()
     else:  # read only: the audit log's file is evidence, never changed here
-        result = AuditLog.verify_file(lore.settings.data_dir / "audit.sqlite3")
+        path = lore.settings.data_dir / "audit.sqlite3"
+        try:
+            result = AuditLog.verify_file(path)
+        except sqlite3.DatabaseError as exc:
+            fix = "restore audit.sqlite3 from a backup; keep this copy as evidence"
+            report.add("audit", "problem", f"{path} cannot be read ({exc})", fix)
+            return
     if result.ok:
         report.add("audit", "ok", f"audit chain intact: {result.entries} entries")
     else:
@@ -456,15 +464,18 @@ def repair(lore: Lore, report: Report, progress: Progress = _quiet) -> list[str]
 
     done: list[str] = []
     data = lore.settings.data_dir
+    if not lore.settings.cluster and lore.settings.chroma_dir.is_dir():
+        hold_folder(lore.settings.chroma_dir)  # StoreInUse, before anything changes
     if not lore.settings.cluster and check_sqlite(data / "keywords.sqlite3"):
-        lore.keywords.close()
+        opened = lore.__dict__.pop("keywords", None)  # opening a damaged one fails
+        if opened is not None:
+            opened.close()
         damaged = data / "keywords.sqlite3"
         aside = damaged.with_name("keywords.sqlite3.damaged")
         for suffix in ("", "-wal", "-shm"):
             part = Path(f"{damaged}{suffix}")
             if part.exists():
                 part.replace(Path(f"{aside}{suffix}"))
-        lore.__dict__.pop("keywords", None)
         done.append(f"moved the damaged keyword index aside to {aside}")
         for collection in lore.manifest.collections():
             state = report.collections.setdefault(collection, CollectionState(collection))

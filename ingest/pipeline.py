@@ -347,13 +347,21 @@ def write(
     started = time.perf_counter()
     embedding = 0.0
     try:
-        flagged, embedding = _write_visible(
+        flagged, embedding, retired = _write_visible(
             lore, collection, todo, title, chunks, vectors, on_embedded
         )
     except Exception as exc:
         if not is_disk_full(exc):
             raise
         return _disk_full(lore, collection, todo, exc)
+    try:
+        purge(lore, collection, retired)
+    except Exception as exc:
+        if not is_disk_full(exc):
+            raise
+        # The new version answers already; the old one is `deleting`, invisible, and the
+        # next ingest's `recover` removes its chunks.
+        log.warning("%s: the version it replaced is left for the next ingest to remove", todo.name)
     if seconds is not None:
         seconds["embed"] = seconds.get("embed", 0.0) + embedding
         writing = time.perf_counter() - started - embedding
@@ -375,9 +383,10 @@ def _write_visible(
     chunks: list[Chunk],
     vectors: Vectors | None,
     on_embedded: EmbedProgress | None,
-) -> tuple[int, float]:
-    """`write`'s steps: pending, chunks written, visible, the replaced version purged.
-    Returns how many chunks were flagged and the seconds spent embedding."""
+) -> tuple[int, float, str | None]:
+    """`write`'s steps up to making the document visible. Returns how many chunks were
+    flagged, the seconds spent embedding, and the id of the version it replaced when
+    nothing points at that one any more (`commit`'s answer), for `write` to purge."""
     embedding = 0.0
     manifest = lore.manifest
     manifest.begin(collection, todo.doc_id, todo.sha256, pipeline_version(lore))
@@ -402,8 +411,7 @@ def _write_visible(
         collection, todo.doc_id, title=title, chunks=len(chunks), source=todo.source,
         size=todo.size, mtime_ns=todo.mtime_ns, name=todo.name,
     )  # fmt: skip
-    purge(lore, collection, retired)
-    return flagged, embedding
+    return flagged, embedding, retired
 
 
 def _disk_full(lore: Lore, collection: str, todo: Todo, exc: Exception) -> IngestResult:

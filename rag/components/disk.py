@@ -37,8 +37,9 @@ def free_mb(folder: Path) -> float:
 
 
 def nearly_full(folder: Path) -> bool:
-    """Whether the disk of `folder` has under 64 MB free or under a tenth of its size: a
-    write that fails then failed for want of space, whatever its error says."""
+    """Whether the disk of `folder` has under 64 MB free (under a tenth of it, on a disk
+    smaller than 640 MB): a write that fails then failed for want of space, whatever its
+    error says."""
     usage = shutil.disk_usage(folder)
     return usage.free < min(64 << 20, usage.total // 10)
 

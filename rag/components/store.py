@@ -243,7 +243,7 @@ class ChromaStore:
         self._embedder_name = embedder_name
         self._folder = folder
         self._gate = gate
-        self._failed_full = False  # the last write failed on a full disk
+        self._closed = False  # closed by `_full_disk` after a failure; `_live` reopens it
 
     @classmethod
     def embedded(
@@ -267,31 +267,37 @@ class ChromaStore:
 
     @contextmanager
     def _full_disk(self) -> Iterator[None]:
-        """Around any call to an embedded Chroma: one that fails on a nearly full disk
-        raises OSError(ENOSPC), since Chroma's own error does not say why ("Failed to
-        apply logs to the metadata segment"); reads fail too then, as they apply its log.
-        While the disk stays that full, Chroma is not asked again: after such a failure
-        its next call would wait forever."""
+        """Around any call to an embedded Chroma. After one fails with Chroma's
+        InternalError, its client would wait forever on the next call (chromadb 1.5, seen
+        after a write found the disk full, even once space was freed): the client is
+        closed, and a new one opened on the next call (`_live`). On a nearly full disk the
+        failure is raised as OSError(ENOSPC), since Chroma's error does not say why
+        ("Failed to apply logs to the metadata segment"); reads fail too then, as they
+        apply its log."""
         if self._folder is None:
             yield
             return
-        if self._failed_full and nearly_full(self._folder):
-            raise OSError(errno.ENOSPC, "no space left for the vector store")
-        self._failed_full = False
         try:
             yield
         except Exception as exc:
-            if type(exc).__name__ != "InternalError" or not nearly_full(self._folder):
+            if type(exc).__name__ != "InternalError":
                 raise
-            self._failed_full = True
-            self._client_after_failure(self._folder)
+            self._client.close()
+            self._closed = True
+            if not nearly_full(self._folder):
+                raise
             raise OSError(errno.ENOSPC, f"no space left for the vector store ({exc})") from exc
 
-    def _client_after_failure(self, folder: Path) -> None:
-        """After a write failed on a full disk, Chroma's embedded client hangs on the next
-        write, even once space is freed (chromadb 1.5): it is replaced by a new one."""
-        self._client.close()
-        self._client = _persistent_client(folder)
+    @property
+    def _live(self) -> Any:
+        """The Chroma client, a new one when `_full_disk` closed the last; while the disk
+        stays nearly full, none (OSError(ENOSPC)): Chroma is not asked then."""
+        if self._closed and self._folder is not None:
+            if nearly_full(self._folder):
+                raise OSError(errno.ENOSPC, "no space left for the vector store")
+            self._client = _persistent_client(self._folder)
+            self._closed = False
+        return self._client
 
     @classmethod
     def server(cls, host: str, port: int, ssl: bool, embedder_name: str) -> ChromaStore:
@@ -317,7 +323,7 @@ class ChromaStore:
         from chromadb.errors import NotFoundError
 
         try:
-            collection = self._client.get_collection(name, embedding_function=None)
+            collection = self._live.get_collection(name, embedding_function=None)
         except (NotFoundError, ValueError):
             raise NotFound(
                 f"Collection '{name}' does not exist; ingest documents into it first."
@@ -328,7 +334,7 @@ class ChromaStore:
     def _create_or_get(self, name: str) -> Any:
         if self._embedder_name is None:
             raise ConfigError(f"Collection '{name}' can't be made by a store opened to inspect it.")
-        collection = self._client.get_or_create_collection(
+        collection = self._live.get_or_create_collection(
             name,
             embedding_function=None,
             metadata={"hnsw:space": "cosine", "lore_embedder": self._embedder_name},
@@ -348,10 +354,10 @@ class ChromaStore:
             )
 
     def list_collections(self) -> list[str]:
-        return sorted(c.name for c in self._client.list_collections())
+        return sorted(c.name for c in self._live.list_collections())
 
     def recorded_embedders(self) -> set[str]:
-        names = ((c.metadata or {}).get("lore_embedder") for c in self._client.list_collections())
+        names = ((c.metadata or {}).get("lore_embedder") for c in self._live.list_collections())
         return {str(name) for name in names if name}
 
     def create_collection(self, collection: str) -> None:
@@ -362,7 +368,7 @@ class ChromaStore:
         from chromadb.errors import NotFoundError
 
         with self._writing(), contextlib.suppress(NotFoundError, ValueError):
-            self._client.delete_collection(collection)
+            self._live.delete_collection(collection)
 
     # -- chunks -------------------------------------------------------------
 

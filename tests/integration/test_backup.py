@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
 
 import httpx
 import pytest
 
 from rag.governance.access import KeyStore
+from rag.models import sha256_of
 from tests.servers import REPO, ServerProcess, free_port, lore_env
 from tests.servers import models_dir as models_dir
 
@@ -152,3 +155,30 @@ def _answers(url: str) -> bool:
         return httpx.get(url, timeout=2).status_code == 200
     except httpx.TransportError:
         return False
+
+
+def test_a_backup_of_a_newer_release_is_refused_and_nothing_is_left(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from api.cli import app
+
+    data, docs = tmp_path / "data", tmp_path / "docs"
+    docs.mkdir()
+    (docs / "note.txt").write_text("A note about the archive's opening hours.", encoding="utf-8")
+    env = {"LORE_DATA_DIR": str(data), "LORE_EMBEDDING_BACKEND": "hashing", "LORE_CONFIG": ""}
+    runner = CliRunner()
+    assert runner.invoke(app, ["ingest", str(docs)], env=env).exit_code == 0
+    assert runner.invoke(app, ["backup", str(tmp_path / "b")], env=env).exit_code == 0
+    backup = tmp_path / "b"
+    with closing(sqlite3.connect(backup / "manifest.sqlite3")) as db:
+        db.execute("PRAGMA user_version = 99")
+    listing = json.loads((backup / "lore-backup.json").read_text())
+    entry = listing["files"]["manifest.sqlite3"]
+    entry["sha256"] = sha256_of(backup / "manifest.sqlite3")
+    entry["size"] = (backup / "manifest.sqlite3").stat().st_size
+    (backup / "lore-backup.json").write_text(json.dumps(listing))
+    target = {**env, "LORE_DATA_DIR": str(tmp_path / "fresh")}
+    refused = runner.invoke(app, ["restore", str(backup)], env=target)
+    assert refused.exit_code == 1
+    assert "newer release" in str(refused.exception)
+    assert not (tmp_path / "fresh").exists() or not any((tmp_path / "fresh").iterdir())

@@ -217,3 +217,34 @@ def test_doctor_on_a_new_data_directory_creates_nothing(tmp_path: Path) -> None:
     code, report = doctor(env)
     assert code == 0, report
     assert not data.exists()  # so `lore restore` may still fill it
+
+
+def _truncate(path: Path) -> None:
+    """Cut a SQLite file in half, its log written back into it first."""
+    with closing(sqlite3.connect(path)) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    with path.open("r+b") as handle:
+        handle.truncate(path.stat().st_size // 2)
+
+
+def test_a_damaged_keyword_index_is_moved_aside_and_rebuilt(env: dict[str, str]) -> None:
+    index = Path(env["LORE_DATA_DIR"]) / "keywords.sqlite3"
+    _truncate(index)
+    code, report = doctor(env)
+    assert code == 1
+    assert any(str(index) in p for p in problems(report))
+    code, report = doctor(env, "--repair")
+    assert code == 0, report
+    assert index.with_name("keywords.sqlite3.damaged").is_file()
+    found = CliRunner().invoke(app, ["search", "reading room seats", "-c", "main"], env=env)
+    assert found.exit_code == 0, found.output
+
+
+def test_a_damaged_audit_log_is_reported_not_a_trace(env: dict[str, str]) -> None:
+    audit = Path(env["LORE_DATA_DIR"]) / "audit.sqlite3"
+    _truncate(audit)
+    before = sha256_of(audit)
+    code, report = doctor(env, "--repair")
+    assert code == 1
+    assert any(str(audit) in p for p in problems(report))
+    assert sha256_of(audit) == before
