@@ -243,21 +243,17 @@ def collection_state(lore: Lore, collection: str, keywords_usable: bool = True) 
 
 def _check_collection(state: CollectionState, report: Report) -> None:
     name = state.name
-    if state.short_in_store:
-        report.add(
-            "index", "problem",
-            f"collection {name}: {len(state.short_in_store)} document(s) lack chunks in the "
-            f"vector store (first: {state.short_in_store[0]})",
-            "`lore doctor --repair` indexes them again from their files", repairable=True,
-        )  # fmt: skip
-    if state.short_in_keywords:
-        report.add(
-            "index", "problem",
-            f"collection {name}: {len(state.short_in_keywords)} document(s) lack rows in the "
-            f"keyword index (first: {state.short_in_keywords[0]})",
-            "`lore doctor --repair` rebuilds the keyword index from the vector store",
-            repairable=True,
-        )  # fmt: skip
+    for short, lack, fix in (
+        (state.short_in_store, "chunks in the vector store", "indexes them again from their files"),
+        (state.short_in_keywords, "rows in the keyword index",
+         "rebuilds the keyword index from the vector store"),
+    ):  # fmt: skip
+        if short:
+            report.add(
+                "index", "problem",
+                f"collection {name}: {len(short)} document(s) lack {lack} (first: {short[0]})",
+                f"`lore doctor --repair` {fix}", repairable=True,
+            )  # fmt: skip
     for where, orphans in (
         ("vector store", state.orphans_in_store),
         ("keyword index", state.orphans_in_keywords),

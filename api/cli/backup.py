@@ -3,7 +3,6 @@ into an empty one (ingest/backup.py). No model is loaded."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -11,17 +10,7 @@ import typer
 
 from api.cli.components import open_lore, read_settings, record
 from api.cli.options import JsonOption
-from api.cli.output import print_json
-
-
-def _steps(as_json: bool) -> Callable[[str], None]:
-    """Where the steps of a long copy are said: stderr, unless the output is JSON."""
-
-    def say(step: str) -> None:
-        if not as_json:
-            typer.echo(f"  {step}", err=True)
-
-    return say
+from api.cli.output import print_json, steps
 
 
 def _count(number: int, noun: str) -> str:
@@ -40,7 +29,7 @@ def backup(
     from ingest.backup import backup as make_backup
 
     settings = read_settings()
-    report = make_backup(settings, dest, _steps(as_json))
+    report = make_backup(settings, dest, steps(as_json))
     with open_lore(settings) as lore:
         record(lore, "backup", settings.collection)
     documents = sum(c.documents for c in report.collections.values())
@@ -80,7 +69,7 @@ def restore(
     from ingest.backup import restore as put_back
 
     settings = read_settings()
-    report = put_back(settings, src, _steps(as_json))
+    report = put_back(settings, src, steps(as_json))
     with open_lore(settings) as lore:
         record(lore, "restore", settings.collection)
     documents = sum(c.documents for c in report.collections.values())

@@ -8,7 +8,7 @@ import typer
 
 from api.cli.components import open_lore, read_settings
 from api.cli.options import JsonOption
-from api.cli.output import print_json
+from api.cli.output import print_json, steps
 
 _MARKS = {"ok": "ok     ", "warning": "warning", "problem": "PROBLEM"}
 
@@ -31,10 +31,7 @@ def doctor(
     from ingest.doctor import examine
     from ingest.doctor import repair as mend
 
-    def say(step: str) -> None:
-        if not as_json:
-            typer.echo(f"  {step}", err=True)
-
+    say = steps(as_json)
     settings = read_settings()
     with open_lore(settings) as lore:
         report = examine(lore, say)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -34,3 +34,13 @@ def write_lines(records: Iterable[dict[str, Any]], output: Path | None, what: st
 def stderr_console() -> Console:
     """Where progress bars go, so that stdout holds only the result."""
     return Console(stderr=True)
+
+
+def steps(quiet: bool) -> Callable[[str], None]:
+    """Where a long command says which step it is at: stderr, unless `quiet` (JSON output)."""
+
+    def say(step: str) -> None:
+        if not quiet:
+            typer.echo(f"  {step}", err=True)
+
+    return say

@@ -76,6 +76,19 @@ def problems(report: dict[str, object]) -> list[str]:
     return [f["message"] for f in findings if f["severity"] == "problem"]
 
 
+def found_then_mended(env: dict[str, str], problem: str, repaired: str) -> None:
+    """`lore doctor` reports `problem` (exit 1); `--repair` says `repaired` and leaves it
+    healthy (exit 0)."""
+    code, report = doctor(env)
+    assert code == 1
+    assert any(problem in p for p in problems(report)), problems(report)
+    code, report = doctor(env, "--repair")
+    assert code == 0, report
+    done = report["repaired"]
+    assert isinstance(done, list)
+    assert any(repaired in line for line in done), done
+
+
 def store(env: dict[str, str]) -> ChromaStore:
     return ChromaStore.embedded(Path(env["LORE_DATA_DIR"]) / "chroma", None)
 
@@ -102,25 +115,14 @@ def test_a_chunk_removed_from_chroma_is_found_and_indexed_again(env: dict[str, s
     chroma = store(env)
     chunks = chroma.document_chunks("main", doc_id)
     chroma.delete_chunks("main", [chunks[1].id])
-    code, report = doctor(env)
-    assert code == 1
-    assert any("lack chunks in the vector store" in p for p in problems(report))
-
-    code, report = doctor(env, "--repair")
-    assert code == 0, report
-    assert any("indexed rules-0.txt again" in line for line in report["repaired"])  # type: ignore[union-attr]
+    found_then_mended(env, "lack chunks in the vector store", "indexed rules-0.txt again")
     assert [c.id for c in chroma.document_chunks("main", doc_id)] == [c.id for c in chunks]
 
 
 def test_a_keyword_row_removed_is_found_and_the_index_rebuilt(env: dict[str, str]) -> None:
     with sqlite(env, "keywords.sqlite3") as db, db:
         db.execute("DELETE FROM chunk_rows WHERE rowid = (SELECT min(rowid) FROM chunk_rows)")
-    code, report = doctor(env)
-    assert code == 1
-    assert any("lack rows in the keyword index" in p for p in problems(report))
-    code, report = doctor(env, "--repair")
-    assert code == 0, report
-    assert any("rebuilt the keyword index" in line for line in report["repaired"])  # type: ignore[union-attr]
+    found_then_mended(env, "lack rows in the keyword index", "rebuilt the keyword index")
 
 
 def test_a_manifest_row_pointing_at_nothing_is_forgotten(env: dict[str, str]) -> None:
@@ -129,11 +131,7 @@ def test_a_manifest_row_pointing_at_nothing_is_forgotten(env: dict[str, str]) ->
             "INSERT INTO sources (collection, source, doc_id, size, mtime_ns, updated_at, name) "
             "VALUES ('main', '/nowhere/lost.pdf', 'no-such-document', 1, 1, 0, 'lost.pdf')"
         )
-    code, report = doctor(env)
-    assert code == 1
-    assert any("point at no document" in p for p in problems(report))
-    code, report = doctor(env, "--repair")
-    assert code == 0, report
+    found_then_mended(env, "point at no document", "forgot the source /nowhere/lost.pdf")
 
 
 def test_a_document_whose_chunks_and_file_are_gone_is_failed_not_half_shown(
@@ -156,11 +154,7 @@ def test_orphan_chunks_are_removed(env: dict[str, str]) -> None:
     orphan = Chunk("ghost-00000", "ghost", "a ghost passage", "/x", "x", 0, "h")
     writer = ChromaStore.embedded(Path(env["LORE_DATA_DIR"]) / "chroma", HashingEmbedder().name)
     writer.add("main", [orphan], np.ones((1, 256), dtype=np.float32))
-    code, report = doctor(env)
-    assert code == 1
-    assert any("belong to no document" in p for p in problems(report))
-    code, report = doctor(env, "--repair")
-    assert code == 0, report
+    found_then_mended(env, "belong to no document", "removed the orphan chunks of 1 document")
     assert store(env).document_chunks("main", "ghost") == []
 
 
