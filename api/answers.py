@@ -54,13 +54,16 @@ def start_answer(
         metrics.queue_depth.set(gate.depth)
 
     events = events_in_thread(
-        lambda: lore.answerer.stream(
-            question,
+        lambda: lore.stream_on_collection(
             collection,
-            top_k,
-            filters=filters,
-            history=history,
-            max_tokens=max_tokens,
+            lambda target: target.answerer.stream(
+                question,
+                collection,
+                top_k,
+                filters=filters,
+                history=history,
+                max_tokens=max_tokens,
+            ),
         ),
         timeout_s=lore.settings.generation_timeout_s,
         on_finish=finished,

@@ -48,6 +48,7 @@ from api.routes import (
 )
 from ingest.jobs import audit_job, build_job_queue
 from ingest.pipeline import recover_unclaimed
+from ingest.reindex import ReindexRunner
 from rag.components.disk import is_disk_full
 from rag.config import Settings, load_settings
 from rag.container import Lore
@@ -78,6 +79,8 @@ def _warm_up(lore: Lore) -> None:
     Also clears what an earlier crash left half-written (invisible, but taking space).
     """
     _ = lore.embedder, lore.store, lore.answerer, lore.keys, lore.feedback, lore.audit
+    for collection in lore.store.settle():
+        log.warning("Finished the switch of collection '%s' that a crash cut short", collection)
     recover_unclaimed(lore)
 
 
@@ -112,10 +115,12 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
                 on_finish=partial(audit_job, components),
             )
         )
+        app.state.reindexes = ReindexRunner(components)
         app.state.ready = True
         try:
             yield
         finally:
+            await run_in_threadpool(app.state.reindexes.close)
             await run_in_threadpool(app.state.jobs.close)
             components.close_records()
 

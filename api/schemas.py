@@ -219,6 +219,36 @@ class CollectionOut(BaseModel):
     chunks: int
 
 
+class ReindexIn(BaseModel):
+    embedding_model: str = Field(
+        min_length=1,
+        max_length=200,
+        description="The model to re-embed with: an installed catalogue name, or `hashing`.",
+    )
+
+
+class ReindexReportOut(BaseModel):
+    collection: str
+    embedder: str = Field(description="The embedder the collection answers with now.")
+    previous: str
+    chunks: int
+    embedded: int = Field(description="Chunks this run embedded (less when it resumed).")
+    resumed: bool
+    unchanged: bool = Field(description="It was built with that embedder already.")
+    switched: bool
+    seconds: float
+
+
+class ReindexOut(BaseModel):
+    collection: str
+    embedding_model: str
+    state: Literal["running", "switched", "unchanged", "stopped", "failed"]
+    done: int = Field(description="Chunks the re-embedded copy holds so far.")
+    total: int | None = Field(description="Chunks to copy (null until counted).")
+    error: str | None
+    report: ReindexReportOut | None
+
+
 class CollectionDeleteOut(BaseModel):
     name: str
     deleted_documents: int

@@ -216,6 +216,7 @@ def run_batch(
     started = time.perf_counter()
     if selected is None:
         selected = select_files(paths, options.include, options.exclude)
+    lore = lore.for_collection(collection)  # its own embedder, if `lore reindex` changed it
     with lore.claims.batch(collection) as claims:
         return _run_claimed(
             lore, paths, collection, options, progress, stop, selected, claims, started, pool,

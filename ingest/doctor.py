@@ -31,7 +31,9 @@ from typing import Literal
 from ingest.jobs import SCHEMA_VERSION as JOBS_SCHEMA
 from rag.components.database import is_damage, newer_schema, schema_version
 from rag.components.disk import free_mb
+from rag.components.hashing_embeddings import HashingEmbedder
 from rag.components.keyword import SCHEMA_VERSION as KEYWORDS_SCHEMA
+from rag.components.onnx_embeddings import onnx_embedder_name
 from rag.components.store import ChromaStore, hold_folder
 from rag.config import Settings
 from rag.container import Lore
@@ -330,6 +332,22 @@ def _check_sources(lore: Lore, report: Report, collections: list[str]) -> None:
             )  # fmt: skip
 
 
+def _check_reindexes(lore: Lore, report: Report) -> None:
+    """A reindex stopped before its switch leaves a hidden copy: said, not a problem."""
+    for collection, embedder in sorted(lore.store.staged().items()):
+        model = embedder.removesuffix(onnx_embedder_name(""))
+        if model == HashingEmbedder().name:
+            model = "hashing"
+        report.add(
+            "reindex",
+            "warning",
+            f"collection {collection}: a reindex to {embedder} stopped before its switch; "
+            "its partial copy takes space",
+            fix=f"`lore reindex --embedding-model {model} -c {collection}` goes on from where "
+            "it stopped; with --abandon instead, it drops the copy",
+        )
+
+
 def _check_audit(lore: Lore, report: Report) -> None:
     if lore.settings.cluster:
         result = lore.audit.verify()
@@ -402,6 +420,7 @@ def examine(lore: Lore, progress: Progress = _quiet) -> Report:
             report.collections[collection] = state
             _check_collection(state, report)
         _check_sources(lore, report, collections)
+        _check_reindexes(lore, report)
     progress("checking the audit chain")
     _check_audit(lore, report)
     _check_disk(lore, report)
@@ -462,6 +481,8 @@ def repair(lore: Lore, report: Report, progress: Progress = _quiet) -> list[str]
     data = lore.settings.data_dir
     if not lore.settings.cluster and lore.settings.chroma_dir.is_dir():
         hold_folder(lore.settings.chroma_dir)  # StoreInUse, before anything changes
+    for collection in lore.store.settle():
+        done.append(f"finished the switch of collection {collection} that a crash cut short")
     if not lore.settings.cluster and check_sqlite(data / "keywords.sqlite3"):
         opened = lore.__dict__.pop("keywords", None)  # opening a damaged one fails
         if opened is not None:

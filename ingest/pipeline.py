@@ -43,7 +43,7 @@ from rag.components.disk import is_disk_full
 from rag.components.embeddings import Vectors
 from rag.components.packaged_embeddings import packaged_token_length
 from rag.container import Lore
-from rag.errors import Busy, DiskFull, InvalidInput, LoreError, NotFound
+from rag.errors import Busy, DiskFull, EmbedderChanged, InvalidInput, LoreError, NotFound
 from rag.retrieval.manifest import DocumentRecord, file_name
 from rag.types import Chunk
 
@@ -347,9 +347,17 @@ def write(
     started = time.perf_counter()
     embedding = 0.0
     try:
-        flagged, embedding, retired = _write_visible(
-            lore, collection, todo, title, chunks, vectors, on_embedded
-        )
+        try:
+            flagged, embedding, retired = _write_visible(
+                lore, collection, todo, title, chunks, vectors, on_embedded
+            )
+        except EmbedderChanged:
+            # `lore reindex` switched the collection to another embedder since this batch
+            # began: the document is written again (still invisible), embedded anew.
+            lore = lore.for_collection(collection)
+            flagged, embedding, retired = _write_visible(
+                lore, collection, todo, title, chunks, None, on_embedded
+            )
     except Exception as exc:
         if not is_disk_full(exc):
             raise
@@ -444,6 +452,7 @@ def ingest_file(
     as `name` (by default its file name). Raises InvalidInput when `path` is not a
     file and UnsupportedFile for unknown types.
     """
+    lore = lore.for_collection(collection)
     planned = plan(lore, path, collection, source or str(path.resolve()), name)
     if isinstance(planned, IngestResult):
         return planned
@@ -466,6 +475,7 @@ def ingest_replacing(lore: Lore, staged: Path, final: Path, collection: str) -> 
     document by its file name.
     """
     source = str(final.resolve())
+    lore = lore.for_collection(collection)
     # In cluster mode the same name may be uploaded through two replicas at once: the
     # second waits for the first, then plans against what the first wrote.
     with lore.claims.batch(collection) as claims:
@@ -528,6 +538,7 @@ def ingest_paths(
     are removed as well.
     """
     paths = list(paths)
+    lore = lore.for_collection(collection)
     with lore.claims.batch(collection) as claims:
         if claims.sole:
             recover(lore, collection)

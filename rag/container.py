@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from rag.answering.answerer import Answerer, AnswerLimits
 from rag.answering.injection import InjectionDetector, SentenceClassifier
@@ -40,7 +41,7 @@ from rag.components.packaged_embeddings import packaged_embedder
 from rag.components.store import ChromaStore, VectorStore
 from rag.components.write_gate import WriteGate
 from rag.config import Settings
-from rag.errors import ConfigError, ModelMissing
+from rag.errors import ConfigError, EmbedderChanged, ModelMissing
 from rag.governance.access import ApiKeys, KeyStore
 from rag.governance.audit import AuditLog, AuditTrail
 from rag.governance.feedback import FeedbackLog, FeedbackStore
@@ -55,6 +56,11 @@ if TYPE_CHECKING:
 
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+E = TypeVar("E")
+# How many times a request chooses its collection's embedder (`Lore.on_collection`).
+_CHOOSE_AGAIN = 3
 
 
 def resolve_embedding_backend(settings: Settings, built_with: Callable[[], set[str]] = set) -> str:
@@ -221,17 +227,125 @@ def per_embedder(settings: Settings, name: str, default: float = 0.0) -> float:
     return default if measured is None else float(measured)
 
 
+def settings_for_model(settings: Settings, model: str) -> Settings:
+    """`settings` with the embedding model `model` (a catalogue name, or `hashing` for the
+    model-free test embedder), on the backend `embedding_backend` picks for it."""
+    if model == "hashing":
+        return settings.model_copy(update={"embedding_backend": "hashing"})
+    backend = "auto" if settings.embedding_backend == "hashing" else settings.embedding_backend
+    path = settings.embedding_model_path if model == settings.embedding_model else None
+    return settings.model_copy(
+        update={
+            "embedding_model": model,
+            "embedding_backend": backend,
+            "embedding_model_path": path,
+        }
+    )
+
+
+def settings_for_embedder(settings: Settings, name: str) -> Settings:
+    """`settings` with the embedder a collection recorded as `name` (`embedder_name`)."""
+    if name == HashingEmbedder().name:
+        return settings.model_copy(update={"embedding_backend": "hashing"})
+    onnx_suffix = onnx_embedder_name("")
+    if name.endswith(onnx_suffix):
+        model, backend = name[: -len(onnx_suffix)], "onnx"
+    else:
+        model, backend = name, "sentence_transformers"
+    path = settings.embedding_model_path if model == settings.embedding_model else None
+    return settings.model_copy(
+        update={
+            "embedding_model": model,
+            "embedding_backend": backend,
+            "embedding_model_path": path,
+        }
+    )
+
+
 @dataclass
 class Lore:
-    """Lore's components for one process; the `*_override` fields replace built ones."""
+    """Lore's components for one process; the `*_override` fields replace built ones.
+
+    A collection keeps the embedder it was built with, which may differ from the
+    configured one once `lore reindex` re-embedded it. `for_collection` gives the Lore
+    that reads and writes a collection: this one, or a sibling built for that embedder,
+    which shares this one's stores, records and chat model (`parent`).
+    """
 
     settings: Settings
     embedder_override: Embedder | None = field(default=None, repr=False)
     store_override: VectorStore | None = field(default=None, repr=False)
     generator_override: Generator | None = field(default=None, repr=False)
+    parent: Lore | None = field(default=None, repr=False)
+    _siblings: dict[str, Lore] = field(default_factory=dict, repr=False)
+    _siblings_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
         force_offline()
+
+    @property
+    def root(self) -> Lore:
+        """The Lore built from the configured settings; a sibling's parent."""
+        return self.parent or self
+
+    def for_collection(self, collection: str) -> Lore:
+        """The Lore whose embedder `collection` was built with: the configured one for a
+        collection that records it or none (a new one), else a sibling for its own.
+
+        Choose it for each request and each document written: a re-embedding switches
+        the collection at any moment, and the store refuses the embedder it had before
+        (EmbedderChanged), so a request that meets that chooses again."""
+        root = self.root
+        recorded = root.store.embedder_of(collection)
+        if recorded is None or recorded == root.embedder_name:
+            return root
+        return root._sibling(recorded, lambda: settings_for_embedder(root.settings, recorded))
+
+    def on_collection(self, collection: str, work: Callable[[Lore], T]) -> T:
+        """`work(lore)` with the Lore for `collection`, chosen again when the collection
+        was switched to another embedder meanwhile (a request never mixes the two)."""
+        for attempt in range(_CHOOSE_AGAIN):
+            try:
+                return work(self.for_collection(collection))
+            except EmbedderChanged:
+                if attempt == _CHOOSE_AGAIN - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def stream_on_collection(
+        self, collection: str, events: Callable[[Lore], Iterator[E]]
+    ) -> Iterator[E]:
+        """`on_collection` for a stream: chosen again only before its first event (an
+        answer searches before it says anything)."""
+        for attempt in range(_CHOOSE_AGAIN):
+            begun = False
+            try:
+                for event in events(self.for_collection(collection)):
+                    begun = True
+                    yield event
+                return
+            except EmbedderChanged:
+                if begun or attempt == _CHOOSE_AGAIN - 1:
+                    raise
+
+    def with_embedding_model(self, model: str) -> Lore:
+        """A sibling with the embedding model `model` (`settings_for_model`), for a
+        re-embedding into it (ingest/reindex.py)."""
+        root = self.root
+        probe = Lore(settings_for_model(root.settings, model), parent=root)
+        if probe.embedder_name == root.embedder_name and root.embedder_override is None:
+            return root
+        return root._sibling(probe.embedder_name, lambda: probe.settings, probe)
+
+    def _sibling(
+        self, name: str, settings: Callable[[], Settings], made: Lore | None = None
+    ) -> Lore:
+        with self._siblings_lock:
+            sibling = self._siblings.get(name)
+            if sibling is None:
+                sibling = made or Lore(settings(), parent=self)
+                self._siblings[name] = sibling
+            return sibling
 
     @cached_property
     def embedder(self) -> Embedder:
@@ -244,6 +358,8 @@ class Lore:
             return "override"
 
         def recorded() -> set[str]:  # asked only under `auto`, and only when it matters
+            if self.parent is not None:
+                return self.parent.store.recorded_embedders()
             if self.store_override is not None:
                 return self.store_override.recorded_embedders()
             store = build_store(self.settings, "")
@@ -269,6 +385,8 @@ class Lore:
 
     @cached_property
     def store(self) -> VectorStore:
+        if self.parent is not None:
+            return self.parent.store.for_embedder(self.embedder_name)
         if self.store_override is not None:
             return self.store_override
         return build_store(self.settings, self.embedder_name)
@@ -309,6 +427,8 @@ class Lore:
     def database(self) -> Database:
         """Cluster mode's PostgreSQL (database_url), its schema checked: SchemaMismatch
         naming `lore db upgrade` when it is not this release's. ConfigError when unset."""
+        if self.parent is not None:
+            return self.parent.database
         from rag.postgres.database import Database
 
         if self.settings.database_url is None:
@@ -321,6 +441,8 @@ class Lore:
 
     @cached_property
     def manifest(self) -> DocumentManifest:
+        if self.parent is not None:
+            return self.parent.manifest
         if self.settings.cluster:
             from rag.postgres.manifest import PgManifest
 
@@ -329,6 +451,8 @@ class Lore:
 
     @cached_property
     def keys(self) -> ApiKeys:
+        if self.parent is not None:
+            return self.parent.keys
         if self.settings.cluster:
             from rag.postgres.keys import PgKeyStore
 
@@ -337,6 +461,8 @@ class Lore:
 
     @cached_property
     def feedback(self) -> FeedbackLog:
+        if self.parent is not None:
+            return self.parent.feedback
         if self.settings.cluster:
             from rag.postgres.feedback import PgFeedbackStore
 
@@ -345,6 +471,8 @@ class Lore:
 
     @cached_property
     def audit(self) -> AuditTrail:
+        if self.parent is not None:
+            return self.parent.audit
         if self.settings.cluster:
             from rag.postgres.audit import PgAuditLog
 
@@ -364,6 +492,8 @@ class Lore:
 
     @cached_property
     def keywords(self) -> KeywordStore:
+        if self.parent is not None:
+            return self.parent.keywords
         if self.settings.cluster:
             from rag.postgres.keywords import PgKeywordIndex
 
@@ -372,7 +502,15 @@ class Lore:
 
     @cached_property
     def generator(self) -> Generator:
+        if self.parent is not None:
+            return self.parent.generator
         return self.generator_override or build_generator(self.settings)
+
+    @cached_property
+    def reranker(self) -> Reranker | None:
+        if self.parent is not None:
+            return self.parent.reranker
+        return build_reranker(self.settings)
 
     @cached_property
     def retriever(self) -> Retriever:
@@ -388,7 +526,7 @@ class Lore:
             min_evidence=per_embedder(self.settings, "min_evidence"),
             min_evidence_translated=per_embedder(self.settings, "min_evidence_translated"),
             mode=self.settings.retrieval_mode,
-            reranker=build_reranker(self.settings),
+            reranker=self.reranker,
             translator=(
                 ChatTranslator(lambda: self.generator)
                 if self.settings.translate_questions
@@ -400,6 +538,8 @@ class Lore:
     def claims(self) -> DocumentClaims:
         """Claims on documents being indexed (rag/components/claims.py): PostgreSQL
         advisory locks shared by the cluster, or none needed on one machine."""
+        if self.parent is not None:
+            return self.parent.claims
         if self.settings.cluster:
             from rag.postgres.claims import PgDocumentClaims
 

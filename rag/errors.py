@@ -13,6 +13,13 @@ class ConfigError(LoreError):
     code = "bad_config"
 
 
+class EmbedderChanged(ConfigError):
+    """A collection was built with another embedder than the one asked to read or write
+    it: its vectors don't compare with this one's. Mid-request, it means the collection
+    was switched to another embedder (`lore reindex`) since the request chose one, and
+    choosing again (`Lore.for_collection`) is the remedy."""
+
+
 class ModelMissing(LoreError):
     """A model file is absent or fails its checksum. The message names the file and the fix."""
 

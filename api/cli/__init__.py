@@ -25,6 +25,7 @@ from api.cli import (
     migrate,
     models,
     query,
+    reindex,
     serve,
     worker,
 )
@@ -49,6 +50,7 @@ app.command("eval")(evaluation.evaluate)
 app.command()(migrate.migrate)
 app.command()(query.ask)
 app.command()(query.search)
+app.command()(reindex.reindex)
 app.command()(serve.serve)
 app.command()(worker.worker)
 

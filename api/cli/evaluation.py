@@ -137,6 +137,7 @@ def _evaluate_with(
         typer.echo(
             f"{ingested.files} documents in '{target}', {ingested.chunks} new chunks.", err=True
         )
+        lore = lore.for_collection(target)  # its own embedder, if `lore reindex` changed it
         with Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
             console=stderr_console(),

@@ -46,11 +46,15 @@ def ask(
     target = collection or settings.collection
     started = time.perf_counter()
     with open_lore(settings) as lore:
-        _ = lore.answerer  # loads both models, so the timings below separate loading from answering
+        # Loads both models, so the timings below separate loading from answering.
+        _ = lore.for_collection(target).answerer
         loaded = time.perf_counter()
         first_token: float | None = None
         answer: Answer | None = None
-        for event in lore.answerer.stream(question, target, k, filters=filters):
+        events = lore.stream_on_collection(
+            target, lambda chosen: chosen.answerer.stream(question, target, k, filters=filters)
+        )
+        for event in events:
             if isinstance(event, TokenEvent):
                 if first_token is None:
                     first_token = time.perf_counter() - loaded
@@ -96,7 +100,9 @@ def search(
     question = check_question(question, settings)
     target = collection or settings.collection
     with open_lore(settings) as lore:
-        passages = lore.retriever.search(question, target, k, filters=filters)
+        passages = lore.on_collection(
+            target, lambda chosen: chosen.retriever.search(question, target, k, filters=filters)
+        )
         record(lore, "search", target, question, [p.chunk.id for p in passages])
         rows = passages_json(passages, SourceView(lore.manifest, target, admin=True))
     if as_json:

@@ -8,17 +8,21 @@ from fastapi import APIRouter, Request
 from fastapi import Path as PathParam
 
 from api.answers import audit
-from api.deps import CallerDep, LoreDep, readable, writable
+from api.deps import AdminDep, CallerDep, LoreDep, readable, writable
 from api.schemas import (
     CollectionDeleteOut,
     CollectionIn,
     CollectionOut,
     ErrorOut,
+    ReindexIn,
+    ReindexOut,
 )
 from ingest.documents import remove_collection
+from ingest.reindex import ReindexRunner
 from rag.components.store import require_collection
 from rag.config import COLLECTION_PATTERN
 from rag.container import Lore
+from rag.errors import NotFound
 
 router = APIRouter(tags=["collections"])
 
@@ -75,6 +79,40 @@ def delete_collection(
     return CollectionDeleteOut(
         name=name, deleted_documents=len(removed.doc_ids), deleted_chunks=removed.chunks
     )
+
+
+@router.post(
+    "/v1/collections/{name}/reindex",
+    response_model=ReindexOut,
+    status_code=202,
+    responses={
+        403: {"model": ErrorOut},
+        404: {"model": ErrorOut},
+        503: {"model": ErrorOut},
+    },
+)
+def start_reindex(name: CollectionPath, body: ReindexIn, request: Request, caller: AdminDep) -> Any:
+    """Re-embed a collection with another embedding model, in the background (an admin
+    may). It answers from its old vectors until the copy is whole, then switches at once.
+    A reindex stopped (the server stopping) resumes where it was when asked again."""
+    runner: ReindexRunner = request.app.state.reindexes
+    task = runner.start(name, body.embedding_model)
+    audit(request, "collections.reindex", collection=name, status=202)
+    return task.as_json()
+
+
+@router.get(
+    "/v1/collections/{name}/reindex",
+    response_model=ReindexOut,
+    responses={403: {"model": ErrorOut}, 404: {"model": ErrorOut}},
+)
+def get_reindex(name: CollectionPath, request: Request, caller: AdminDep) -> Any:
+    """How the collection's reindex goes: the chunks copied so far, then its outcome."""
+    runner: ReindexRunner = request.app.state.reindexes
+    task = runner.get(name)
+    if task is None:
+        raise NotFound(f"No reindex of '{name}' has run since the server started.")
+    return task.as_json()
 
 
 def _collection_out(lore: Lore, name: str) -> CollectionOut:

@@ -82,7 +82,12 @@ def search(
     filters = _filters(body.filters, caller)
     require_collection(lore.store, collection)
     started = time.perf_counter()
-    passages = lore.retriever.search(body.question, collection, body.top_k, filters=filters)
+    passages = lore.on_collection(
+        collection,
+        lambda target: target.retriever.search(
+            body.question, collection, body.top_k, filters=filters
+        ),
+    )
     metrics.retrieval.observe(time.perf_counter() - started)
     audit(
         request,

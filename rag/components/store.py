@@ -10,11 +10,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import os
 import sys
 import threading
+import time
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -26,6 +29,7 @@ from rag.components.write_gate import WriteGate, passing
 from rag.errors import (
     ConfigError,
     DiskFull,
+    EmbedderChanged,
     NotFound,
     StoreDamaged,
     StoreInUse,
@@ -46,6 +50,8 @@ def damaged_vector_store(exc: BaseException) -> bool:
 
 # Chroma caps one add() call; keep batches well below it.
 _WRITE_BATCH = 1000
+# Ids read a page at a time.
+_READ_PAGE = 5000
 
 
 class VectorStore(Protocol):
@@ -97,12 +103,60 @@ class VectorStore(Protocol):
         """How many chunks each document of the collection has ({} when it is empty)."""
         ...
 
+    def chunk_ids(self, collection: str) -> set[str]:
+        """The ids of every chunk the collection holds."""
+        ...
+
+    def chunk_pages(self, collection: str, size: int) -> Iterator[list[Chunk]]:
+        """Every chunk of the collection, `size` at a time (the last page may be shorter).
+        Chunks added or removed meanwhile may be missed or given twice."""
+        ...
+
     def list_collections(self) -> list[str]:
-        """The names of the collections that exist, sorted."""
+        """The names of the collections that exist, sorted (the hidden copies that
+        `stage` makes are not among them)."""
         ...
 
     def recorded_embedders(self) -> set[str]:
         """The embedder names the existing collections were built with ({} for none)."""
+        ...
+
+    def embedder_of(self, collection: str) -> str | None:
+        """The embedder `collection` was built with; None when it records none, or when
+        the collection does not exist."""
+        ...
+
+    def for_embedder(self, embedder_name: str) -> VectorStore:
+        """This store, reading and writing as the embedder `embedder_name`: for the
+        collections built with it. It shares this store's client; closing it does nothing."""
+        ...
+
+    # -- re-embedding a collection (ingest/reindex.py) -------------------------
+
+    def stage(self, collection: str) -> tuple[str, bool]:
+        """A hidden collection to re-embed `collection` into, built with this store's
+        embedder: its name, and whether it was there already (a re-embedding resumed).
+        One built with another embedder is dropped first, and a new one made."""
+        ...
+
+    def staged(self) -> dict[str, str]:
+        """The collections with a hidden copy staged: {collection: the copy's embedder}."""
+        ...
+
+    def switch(self, collection: str) -> None:
+        """Put `collection`'s staged copy in its place and drop the old one: readers
+        find either the old collection or the new, never both or neither (a reader that
+        comes between the two steps waits for the second). NotFound when nothing is
+        staged for it."""
+        ...
+
+    def settle(self) -> list[str]:
+        """Finish the switches a crash interrupted; the names of the collections whose
+        switch was finished ([] for none)."""
+        ...
+
+    def drop_staged(self, collection: str) -> bool:
+        """Drop `collection`'s staged copy; whether there was one."""
         ...
 
     def create_collection(self, collection: str) -> None:
@@ -127,6 +181,40 @@ def require_collection(store: VectorStore, name: str, *, missing: str | None = N
     """
     if name not in store.list_collections():
         raise NotFound(missing or f"Collection '{name}' does not exist.")
+
+
+# A hidden collection's metadata says what it is ("staged": a copy being re-embedded;
+# "retired": the collection it replaced, for the moment of the switch) and of which
+# collection. Hidden collections are named by a digest of that collection's name, so a
+# name of any length fits Chroma's limit.
+_HIDDEN = "lore_hidden"
+_OF = "lore_copy_of"
+# How long a reader waits for a switch between its two steps (milliseconds, normally).
+_SWITCH_WAIT_S = 5.0
+
+
+def _hidden_name(kind: str, collection: str) -> str:
+    return f"lore-{kind}-{hashlib.sha256(collection.encode()).hexdigest()[:24]}"
+
+
+def _hidden(collection: Any) -> tuple[str, str] | None:
+    """(kind, of which collection) for a hidden collection, None for one readers see."""
+    meta = collection.metadata or {}
+    if _HIDDEN not in meta:
+        return None
+    return str(meta[_HIDDEN]), str(meta.get(_OF, ""))
+
+
+def _own_metadata(collection: Any, **changes: str | None) -> dict[str, Any]:
+    """A collection's metadata as `modify` takes it (Chroma's `hnsw:` keys left out: they
+    may not change), with `changes` made (None removes a key)."""
+    meta = {k: v for k, v in (collection.metadata or {}).items() if not k.startswith("hnsw:")}
+    for key, value in changes.items():
+        if value is None:
+            meta.pop(key, None)
+        else:
+            meta[key] = value
+    return meta
 
 
 def _metadata(chunk: Chunk) -> dict[str, str | int]:
@@ -223,6 +311,15 @@ def hold_folder(path: Path) -> None:
         _HELD[key] = handle
 
 
+@dataclass
+class _Connection:
+    """A Chroma client, shared by a store and the stores its `for_embedder` gives; closed
+    by `_full_disk` after a failure, and a new one opened on the next call (`_live`)."""
+
+    client: Any
+    closed: bool = False
+
+
 class ChromaStore:
     """A `VectorStore` on Chroma, embedded or client/server.
 
@@ -239,11 +336,11 @@ class ChromaStore:
         folder: Path | None = None,
         gate: WriteGate | None = None,
     ):
-        self._client = client
+        self._conn = _Connection(client)  # shared with the stores `for_embedder` gives
+        self._owner = True
         self._embedder_name = embedder_name
         self._folder = folder
         self._gate = gate
-        self._closed = False  # closed by `_full_disk` after a failure; `_live` reopens it
 
     @classmethod
     def embedded(
@@ -282,8 +379,8 @@ class ChromaStore:
         except Exception as exc:
             if type(exc).__name__ != "InternalError":
                 raise
-            self._client.close()
-            self._closed = True
+            self._conn.client.close()
+            self._conn.closed = True
             if not nearly_full(self._folder):
                 raise
             raise OSError(errno.ENOSPC, f"no space left for the vector store ({exc})") from exc
@@ -292,12 +389,13 @@ class ChromaStore:
     def _live(self) -> Any:
         """The Chroma client, a new one when `_full_disk` closed the last; while the disk
         stays nearly full, none (OSError(ENOSPC)): Chroma is not asked then."""
-        if self._closed and self._folder is not None:
+        conn = self._conn
+        if conn.closed and self._folder is not None:
             if nearly_full(self._folder):
                 raise OSError(errno.ENOSPC, "no space left for the vector store")
-            self._client = _persistent_client(self._folder)
-            self._closed = False
-        return self._client
+            conn.client = _persistent_client(self._folder)
+            conn.closed = False
+        return conn.client
 
     @classmethod
     def server(cls, host: str, port: int, ssl: bool, embedder_name: str) -> ChromaStore:
@@ -314,20 +412,46 @@ class ChromaStore:
         return cls(client, embedder_name)
 
     def close(self) -> None:
-        """Let go of the client (an embedded folder's files); the store is not used after."""
-        self._client.close()
+        """Let go of the client (an embedded folder's files); the store is not used after.
+        A store `for_embedder` gave leaves the client to the store it came from."""
+        if self._owner:
+            self._conn.client.close()
+
+    def for_embedder(self, embedder_name: str) -> ChromaStore:
+        sibling = ChromaStore(None, embedder_name, self._folder, self._gate)
+        sibling._conn = self._conn
+        sibling._owner = False
+        return sibling
 
     # -- collections --------------------------------------------------------
 
-    def _existing(self, name: str) -> Any:
+    def _get(self, name: str) -> Any | None:
+        """The collection `name`, or None."""
         from chromadb.errors import NotFoundError
 
         try:
-            collection = self._live.get_collection(name, embedding_function=None)
+            return self._live.get_collection(name, embedding_function=None)
         except (NotFoundError, ValueError):
-            raise NotFound(
-                f"Collection '{name}' does not exist; ingest documents into it first."
-            ) from None
+            return None
+
+    def _existing(self, name: str) -> Any:
+        collection = self._get(name)
+        # Between a switch's two steps the collection is briefly absent, its old self
+        # retired: wait for the new one.
+        deadline = time.monotonic() + _SWITCH_WAIT_S
+        while collection is None and time.monotonic() < deadline:
+            if self._get(_hidden_name("retired", name)) is None:
+                break
+            time.sleep(0.01)
+            collection = self._get(name)
+        if collection is None:
+            raise NotFound(f"Collection '{name}' does not exist; ingest documents into it first.")
+        return collection
+
+    def _checked(self, name: str) -> Any:
+        """`_existing`, for reading vectors: EmbedderChanged when it was built with
+        another embedder than this store's (its vectors don't compare)."""
+        collection = self._existing(name)
         self._check_embedder(collection)
         return collection
 
@@ -345,7 +469,7 @@ class ChromaStore:
     def _check_embedder(self, collection: Any) -> None:
         built_with = (collection.metadata or {}).get("lore_embedder")
         if built_with and self._embedder_name is not None and built_with != self._embedder_name:
-            raise ConfigError(
+            raise EmbedderChanged(
                 f"Collection '{collection.name}' was built with the embedder '{built_with}', "
                 f"but '{self._embedder_name}' is configured. Use that embedder (embedding_model, "
                 "and embedding_backend: onnx for a name ending in -onnx-int8, else "
@@ -354,21 +478,111 @@ class ChromaStore:
             )
 
     def list_collections(self) -> list[str]:
-        return sorted(c.name for c in self._live.list_collections())
+        names = set()
+        for collection in self._live.list_collections():
+            hidden = _hidden(collection)
+            if hidden is None:
+                names.add(collection.name)
+            elif hidden[0] == "retired":  # a switch between its two steps, or cut short
+                names.add(hidden[1])
+        return sorted(names)
 
     def recorded_embedders(self) -> set[str]:
-        names = ((c.metadata or {}).get("lore_embedder") for c in self._live.list_collections())
+        collections = self._live.list_collections()
+        names = ((c.metadata or {}).get("lore_embedder") for c in collections if not _hidden(c))
         return {str(name) for name in names if name}
+
+    def embedder_of(self, collection: str) -> str | None:
+        found = self._get(collection)
+        built_with = (found.metadata or {}).get("lore_embedder") if found is not None else None
+        return str(built_with) if built_with else None
+
+    # -- re-embedding -------------------------------------------------------
+
+    def stage(self, collection: str) -> tuple[str, bool]:
+        if self._embedder_name is None:
+            raise ConfigError("A store opened to inspect collections can't stage one.")
+        name = _hidden_name("staged", collection)
+        with self._writing():
+            found = self._get(name)
+            if found is not None:
+                if (found.metadata or {}).get("lore_embedder") == self._embedder_name:
+                    return name, True
+                self._live.delete_collection(name)
+            self._live.create_collection(
+                name,
+                embedding_function=None,
+                metadata={
+                    "hnsw:space": "cosine",
+                    "lore_embedder": self._embedder_name,
+                    _HIDDEN: "staged",
+                    _OF: collection,
+                },
+            )
+        return name, False
+
+    def staged(self) -> dict[str, str]:
+        found = {}
+        for collection in self._live.list_collections():
+            hidden = _hidden(collection)
+            if hidden is not None and hidden[0] == "staged":
+                found[hidden[1]] = str((collection.metadata or {}).get("lore_embedder", ""))
+        return found
+
+    def switch(self, collection: str) -> None:
+        staged = self._get(_hidden_name("staged", collection))
+        if staged is None:
+            raise NotFound(f"Nothing is staged to replace collection '{collection}'.")
+        retired = _hidden_name("retired", collection)
+        with self._writing():
+            old = self._get(collection)
+            if old is not None:
+                old.modify(
+                    name=retired,
+                    metadata=_own_metadata(old, **{_HIDDEN: "retired", _OF: collection}),
+                )
+            staged.modify(
+                name=collection, metadata=_own_metadata(staged, **{_HIDDEN: None, _OF: None})
+            )
+            self._drop(retired)
+
+    def settle(self) -> list[str]:
+        finished = []
+        for collection in self._live.list_collections():
+            hidden = _hidden(collection)
+            if hidden is None or hidden[0] != "retired":
+                continue
+            of = hidden[1]
+            with self._writing():
+                if self._get(of) is None:  # cut short between the two steps
+                    staged = self._get(_hidden_name("staged", of))
+                    back = staged if staged is not None else collection
+                    back.modify(name=of, metadata=_own_metadata(back, **{_HIDDEN: None, _OF: None}))
+                self._drop(collection.name)
+            finished.append(of)
+        return sorted(finished)
+
+    def drop_staged(self, collection: str) -> bool:
+        name = _hidden_name("staged", collection)
+        if self._get(name) is None:
+            return False
+        with self._writing():
+            self._drop(name)
+        return True
+
+    def _drop(self, name: str) -> None:
+        from chromadb.errors import NotFoundError
+
+        with contextlib.suppress(NotFoundError, ValueError):
+            self._live.delete_collection(name)
 
     def create_collection(self, collection: str) -> None:
         with self._writing():
             self._create_or_get(collection)
 
     def drop_collection(self, collection: str) -> None:
-        from chromadb.errors import NotFoundError
-
-        with self._writing(), contextlib.suppress(NotFoundError, ValueError):
-            self._live.delete_collection(collection)
+        with self._writing():
+            self._drop(collection)
 
     # -- chunks -------------------------------------------------------------
 
@@ -403,7 +617,7 @@ class ChromaStore:
         k: int,
         doc_ids: Collection[str] | None,
     ) -> list[Passage]:
-        target = self._existing(collection)
+        target = self._checked(collection)
         if doc_ids is not None and not doc_ids:
             return []
         result = target.query(
@@ -439,7 +653,7 @@ class ChromaStore:
     def chunks_with_vectors(
         self, collection: str, chunk_ids: Sequence[str]
     ) -> list[tuple[Chunk, Vectors]]:
-        target = self._existing(collection)
+        target = self._checked(collection)
         if not chunk_ids:
             return []
         with self._full_disk():
@@ -462,6 +676,31 @@ class ChromaStore:
         with self._writing():
             for start in range(0, len(chunk_ids), _WRITE_BATCH):
                 target.delete(ids=list(chunk_ids[start : start + _WRITE_BATCH]))
+
+    def chunk_ids(self, collection: str) -> set[str]:
+        target = self._existing(collection)
+        ids: set[str] = set()
+        total = target.count()
+        for offset in range(0, total, _READ_PAGE):
+            with self._full_disk():
+                ids.update(target.get(include=[], limit=_READ_PAGE, offset=offset)["ids"])
+        return ids
+
+    def chunk_pages(self, collection: str, size: int) -> Iterator[list[Chunk]]:
+        target = self._existing(collection)
+        offset = 0
+        while True:
+            with self._full_disk():
+                page = target.get(include=["documents", "metadatas"], limit=size, offset=offset)
+            if not page["ids"]:
+                return
+            yield [
+                _chunk(i, text, meta)
+                for i, text, meta in zip(
+                    page["ids"], page["documents"], page["metadatas"], strict=True
+                )
+            ]
+            offset += len(page["ids"])
 
     def chunk_counts(self, collection: str) -> dict[str, int]:
         # A full scan: for consistency checks, not for every request.

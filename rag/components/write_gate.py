@@ -29,6 +29,15 @@ from rag.errors import Busy
 # One shared lock a process and gate file, with how many threads are inside.
 _OPEN: dict[Path, tuple[IO[bytes], int]] = {}
 _OPEN_LOCK = threading.Lock()
+# The gates this thread holds closed, as `closed(writer=True)` does: it passes them.
+_HOLDING = threading.local()
+
+
+def _held_here() -> set[Path]:
+    held: set[Path] | None = getattr(_HOLDING, "gates", None)
+    if held is None:
+        held = _HOLDING.gates = set()
+    return held
 
 
 class WriteGate:
@@ -39,8 +48,12 @@ class WriteGate:
 
     @contextmanager
     def passing(self) -> Iterator[None]:
-        """Hold the gate open (shared) for one write; waits while a backup holds it closed."""
+        """Hold the gate open (shared) for one write; waits while a backup holds it closed.
+        The thread that holds it closed to write alone (`closed(writer=True)`) passes."""
         key = self.path.resolve() if self.path.parent.exists() else self.path
+        if key in _held_here():
+            yield
+            return
         with _OPEN_LOCK:
             handle, inside = _OPEN.get(key, (None, 0))
             if handle is None:
@@ -63,13 +76,14 @@ class WriteGate:
                     _OPEN[key] = (handle, inside - 1)
 
     @contextmanager
-    def closed(self, patience_s: float = 120.0) -> Iterator[None]:
+    def closed(self, patience_s: float = 120.0, *, writer: bool = False) -> Iterator[None]:
         """Hold the gate closed (exclusive): no write to the gated stores starts, in any
         process, until the block ends; writes under way finish first. Busy when they
         have not finished within `patience_s`.
 
-        Never called by a process that writes while inside: its own writes would wait
-        for it forever.
+        With `writer`, this thread writes alone inside the block (a re-embedding's
+        switch, ingest/reindex.py): its writes pass, every other thread's wait. Without
+        it, writes from this thread inside the block would wait for it forever.
         """
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle = self.path.open("ab")
@@ -87,9 +101,13 @@ class WriteGate:
                             retry_after_s=60,
                         ) from None
                     time.sleep(0.05)
+            key = self.path.resolve()
+            if writer:
+                _held_here().add(key)
             try:
                 yield
             finally:
+                _held_here().discard(key)
                 fcntl.flock(handle, fcntl.LOCK_UN)
         finally:
             handle.close()

@@ -332,6 +332,16 @@ class PgManifest:
             self._writing(conn, collection)
             return self._point(conn, collection, source, name, doc_id, size, mtime_ns, time.time())
 
+    def repipe(self, collection: str, old: str, new: str) -> int:
+        with self._db.transaction() as conn:
+            self._writing(conn, collection)
+            cursor = conn.execute(
+                "UPDATE manifest_documents SET pipeline = %s "
+                "WHERE collection = %s AND pipeline = %s",
+                (new, collection, old),
+            )
+            return cursor.rowcount
+
     def rename(self, collection: str, source: str, name: str) -> None:
         """Record `name` as what readers call `source`."""
         with self._db.transaction() as conn:

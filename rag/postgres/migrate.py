@@ -135,23 +135,28 @@ def _move_chunks(
     """Write the chunks and vectors of `collection`'s indexed documents to the target's
     vector store and keyword index, BATCH chunks a write (of as many documents as fill
     it); returns how many chunks moved."""
-    target.store.create_collection(collection)
+    # Vectors move as they are, so the target's collection records the embedder that
+    # made them (the configured one, or another that `lore reindex` switched it to).
+    built_with = source.store.embedder_of(collection)
+    source_store = source.store.for_embedder(built_with) if built_with else source.store
+    target_store = target.store.for_embedder(built_with) if built_with else target.store
+    target_store.create_collection(collection)
     documents = _live_documents(manifest, collection)
     moved = 0
     waiting: list[str] = []
 
     def flush() -> None:
         nonlocal moved
-        pairs = source.store.chunks_with_vectors(collection, waiting)
+        pairs = source_store.chunks_with_vectors(collection, waiting)
         if pairs:
             chunks = [chunk for chunk, _ in pairs]
-            target.store.add(collection, chunks, np.stack([vector for _, vector in pairs]))
+            target_store.add(collection, chunks, np.stack([vector for _, vector in pairs]))
             target.keywords.add(collection, chunks)
             moved += len(chunks)
         waiting.clear()
 
     for number, doc_id in enumerate(documents, 1):
-        waiting += [chunk.id for chunk in source.store.document_chunks(collection, doc_id)]
+        waiting += [chunk.id for chunk in source_store.document_chunks(collection, doc_id)]
         if len(waiting) >= BATCH or number == len(documents):
             flush()
             if progress is not None:

@@ -157,6 +157,11 @@ class DocumentManifest(Protocol):
         until `commit`. Beginning a recorded document again makes it `pending` again."""
         ...
 
+    def repipe(self, collection: str, old: str, new: str) -> int:
+        """Record the documents of `collection` made by the pipeline `old` as made by
+        `new` (their chunks were re-embedded: ingest/reindex.py); how many there were."""
+        ...
+
     def commit(
         self,
         collection: str,
@@ -483,6 +488,13 @@ class Manifest:
         """Point `source` at an existing document (same bytes seen under another name)."""
         with self._transaction() as db:
             return self._point(db, collection, source, name, doc_id, size, mtime_ns, time.time())
+
+    def repipe(self, collection: str, old: str, new: str) -> int:
+        with self._transaction() as db:
+            return db.execute(
+                "UPDATE documents SET pipeline = ? WHERE collection = ? AND pipeline = ?",
+                (new, collection, old),
+            ).rowcount
 
     def rename(self, collection: str, source: str, name: str) -> None:
         """Record `name` as what readers call `source` (a file ingested from another folder)."""

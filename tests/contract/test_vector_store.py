@@ -5,14 +5,15 @@ A new store passes by subclassing `VectorStoreContract` and giving the `store` f
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from rag.components.store import ChromaStore, VectorStore
-from rag.errors import NotFound
+from rag.components.store import ChromaStore, VectorStore, _hidden_name
+from rag.errors import EmbedderChanged, NotFound
 from rag.types import Chunk
 
 pytestmark = pytest.mark.contract
@@ -171,12 +172,95 @@ class VectorStoreContract:
         filled.create_collection("alpha")
         assert filled.chunk_counts("alpha") == {}
 
+    # -- re-embedding: a hidden copy, then a switch (ingest/reindex.py) -------------
+
+    def test_a_collection_says_its_embedder(self, filled: VectorStore) -> None:
+        assert filled.embedder_of("alpha") == "contract-test"
+        assert filled.embedder_of("missing") is None
+
+    def test_chunks_are_read_by_pages_and_ids(self, filled: VectorStore) -> None:
+        pages = list(filled.chunk_pages("alpha", 2))
+        assert sorted(len(page) for page in pages) == [1, 2]
+        ids = {c.id for page in pages for c in page}
+        assert ids == filled.chunk_ids("alpha") == {"d1-00000", "d1-00001", "d2-00000"}
+        with pytest.raises(NotFound):
+            filled.chunk_ids("missing")
+
+    def test_a_staged_copy_is_hidden_until_it_switches_in(self, filled: VectorStore) -> None:
+        other = filled.for_embedder("other-model")
+        staged, resumed = other.stage("alpha")
+        assert not resumed
+        assert filled.list_collections() == ["alpha"]
+        assert filled.recorded_embedders() == {"contract-test"}
+        assert filled.staged() == {"alpha": "other-model"}
+        other.add(staged, [chunk("d1", 0, "re-embedded")], vectors(axis(0, 0, 0, 1)))
+        assert other.stage("alpha") == (staged, True)  # a second run resumes it
+        assert other.chunk_ids(staged) == {"d1-00000"}
+        assert filled.query("alpha", axis(1), 5)[0].chunk.id == "d1-00000"
+
+        filled.switch("alpha")
+        assert filled.list_collections() == ["alpha"]
+        assert filled.staged() == {}
+        assert filled.embedder_of("alpha") == "other-model"
+        found = other.query("alpha", axis(0, 0, 0, 1), 5)
+        assert [(p.chunk.id, p.chunk.text) for p in found] == [("d1-00000", "re-embedded")]
+        with pytest.raises(EmbedderChanged):  # vectors of two embedders never meet
+            filled.query("alpha", axis(1), 5)
+        with pytest.raises(EmbedderChanged):
+            filled.add("alpha", [chunk("d3", 0)], vectors(axis(1)))
+        # Reading and removing chunks needs no embedder.
+        assert [c.id for c in filled.document_chunks("alpha", "d1")] == ["d1-00000"]
+        filled.delete_chunks("alpha", ["d1-00000"])
+        assert other.chunk_ids("alpha") == set()
+
+    def test_a_copy_staged_for_another_embedder_is_begun_again(self, filled: VectorStore) -> None:
+        first, _ = filled.for_embedder("model-a").stage("alpha")
+        filled.for_embedder("model-a").add(first, [chunk("d1", 0)], vectors(axis(1)))
+        second, resumed = filled.for_embedder("model-b").stage("alpha")
+        assert not resumed
+        assert filled.for_embedder("model-b").chunk_ids(second) == set()
+        assert filled.staged() == {"alpha": "model-b"}
+
+    def test_a_staged_copy_can_be_dropped(self, filled: VectorStore) -> None:
+        with pytest.raises(NotFound):
+            filled.switch("alpha")  # nothing staged
+        filled.for_embedder("other-model").stage("alpha")
+        assert filled.drop_staged("alpha")
+        assert not filled.drop_staged("alpha")
+        assert filled.staged() == {}
+        assert filled.embedder_of("alpha") == "contract-test"
+        assert filled.settle() == []
+
 
 @pytest.mark.unit
 class TestChromaDirectory(VectorStoreContract):
     @pytest.fixture
     def store(self, tmp_path: Path) -> VectorStore:
         return ChromaStore.embedded(tmp_path / "chroma", "contract-test")
+
+    def test_a_switch_cut_short_is_finished_and_readers_wait_for_it(
+        self, store: VectorStore
+    ) -> None:
+        assert isinstance(store, ChromaStore)
+        store.add("alpha", [chunk("d1", 0)], vectors(axis(1)))
+        other = store.for_embedder("other-model")
+        staged, _ = other.stage("alpha")
+        other.add(staged, [chunk("d1", 0)], vectors(axis(0, 1)))
+        # The switch's first step alone, as a crash between the two would leave it.
+        store._live.get_collection("alpha").modify(
+            name=_hidden_name("retired", "alpha"),
+            metadata={"lore_embedder": "contract-test", "lore_hidden": "retired",
+                      "lore_copy_of": "alpha"},
+        )  # fmt: skip
+        assert store.list_collections() == ["alpha"]  # still there for its readers
+        # A reader meanwhile waits for the second step (here, `settle` finishing it).
+        finisher = threading.Timer(0.3, store.settle)
+        finisher.start()
+        assert [p.chunk.id for p in other.query("alpha", axis(0, 1), 5)] == ["d1-00000"]
+        finisher.join()
+        assert store.embedder_of("alpha") == "other-model"
+        assert store.staged() == {}
+        assert store.settle() == []
 
 
 @pytest.mark.integration
@@ -188,3 +272,5 @@ class TestChromaServer(VectorStoreContract):
         yield store
         for name in store.list_collections():  # the server outlives this test
             store.drop_collection(name)
+        for name in store.staged():
+            store.drop_staged(name)
