@@ -282,6 +282,8 @@ def _run_claimed(
     def flush(batch: _Batch) -> None:
         # Small documents are embedded together; a big one streams through `write`,
         # EMBED_GROUP chunks at a time, so its vectors never all sit in memory.
+        nonlocal lore
+        lore = lore.for_collection(collection)  # `lore reindex` may have switched it
         small = [item for item in batch.items if len(item[2]) <= EMBED_GROUP]
         texts = [c.embedding_text() for _, _, chunks in small for c in chunks]
         began = time.perf_counter()

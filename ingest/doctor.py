@@ -454,6 +454,7 @@ def _reindex(lore: Lore, record: DocumentRecord) -> str:
     from ingest.pipeline import drop_chunks, ingest_file, pipeline_version
 
     collection, doc_id = record.collection, record.doc_id
+    lore = lore.for_collection(collection)
     drop_chunks(lore, collection, doc_id)
     lore.manifest.begin(collection, doc_id, record.sha256, pipeline_version(lore))
     for source, name in zip(record.sources, record.names, strict=True):

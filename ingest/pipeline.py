@@ -260,6 +260,7 @@ def plan(
     if not path.is_file():
         raise InvalidInput(f"{name} is not a file.")
     check_name(path.name)
+    lore = lore.for_collection(collection)  # its pipeline names the collection's embedder
     check_supported(path)
     manifest = lore.manifest
     pipeline = pipeline_version(lore)

@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from ingest.pipeline import pipeline_version
@@ -111,8 +111,11 @@ def reindex(
     with _writes_paused(lore, collection, patience_s):
         report.embedded += _catch_up(old, new, collection, staged)
         report.chunks = len(new.store.chunk_ids(staged))
-        lore.manifest.repipe(collection, pipeline_version(old), pipeline_version(new))
         new.store.switch(collection)
+        # Its documents are now as the new embedder's ingest would make them, but for
+        # how the text was cut (see docs/operations.md): a later ingest of the same files
+        # finds them current. A crash before this line costs that ingest its speed only.
+        lore.manifest.repipe(collection, pipeline_version(old), pipeline_version(new))
     report.switched = True
     report.seconds = time.perf_counter() - started
     return report
@@ -173,6 +176,10 @@ def _catch_up(old: Lore, new: Lore, collection: str, staged: str) -> int:
 
 
 def _embed_into(new: Lore, staged: str, chunks: list[Chunk]) -> None:
+    """Embed `chunks` with the new embedder into the copy, their sentences that read as
+    orders to an AI assistant found again as the new embedder's ingest would find them
+    (rag/answering/injection.py: its classifier is made for one embedder)."""
+    chunks = new.injection.marked([replace(chunk, orders=()) for chunk in chunks])
     vectors = new.embedder.embed_documents([chunk.embedding_text() for chunk in chunks])
     new.store.add(staged, chunks, vectors)
 
@@ -182,15 +189,15 @@ def _writes_paused(lore: Lore, collection: str, patience_s: float) -> Iterator[N
     """No document is written into `collection` by anyone else inside the block: the
     data directory's write gate is closed (this thread alone writes), and in cluster mode
     no other batch holds the collection (Busy when one does: they run on other hosts)."""
-    gate = data_gate(lore.settings).closed(patience_s, writer=True)
-    with gate, lore.claims.batch(collection) as claims:
+    with lore.claims.batch(collection) as claims:
         if not claims.sole:
             raise Busy(
                 f"Documents are being written into '{collection}' by another process; the "
                 "re-embedded copy is kept, so run the reindex again once that ingest is done.",
                 retry_after_s=60,
             )
-        yield
+        with data_gate(lore.settings).closed(patience_s, writer=True):
+            yield
 
 
 def check_model_name(model: str) -> str:
@@ -259,15 +266,11 @@ class ReindexRunner:
         """Begin re-embedding `collection` with `model`; Busy while another runs here.
         A missing collection or model is said now (NotFound, ModelMissing)."""
         model = check_model_name(model)
+        with self._lock:
+            self._refuse_while_running()
         prepare(self._lore, collection, model)
         with self._lock:
-            if self._thread is not None and self._thread.is_alive():
-                running = next(t for t in self._tasks.values() if t.state == "running")
-                raise Busy(
-                    f"The reindex of '{running.collection}' is running; one runs at a time. "
-                    f"Follow it at GET /v1/collections/{running.collection}/reindex.",
-                    retry_after_s=60,
-                )
+            self._refuse_while_running()
             task = ReindexTask(collection, model)
             self._tasks[collection] = task
             self._thread = threading.Thread(
@@ -275,6 +278,17 @@ class ReindexRunner:
             )
             self._thread.start()
             return task
+
+    def _refuse_while_running(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            return
+        running = [t.collection for t in self._tasks.values() if t.state == "running"]
+        name = running[0] if running else "a collection"
+        raise Busy(
+            f"The reindex of '{name}' is running; one runs at a time. Follow it at "
+            f"GET /v1/collections/{name}/reindex.",
+            retry_after_s=60,
+        )
 
     def get(self, collection: str) -> ReindexTask | None:
         """The last reindex of `collection` this process ran or runs; None for none."""

@@ -344,6 +344,7 @@ class Lore:
             sibling = self._siblings.get(name)
             if sibling is None:
                 sibling = made or Lore(settings(), parent=self)
+                _ = sibling.embedder  # loaded once, here, however many requests ask at once
                 self._siblings[name] = sibling
             return sibling
 

@@ -130,14 +130,20 @@ def _evaluate_with(
 ) -> EvalReport:
     """Ingest `docs` into `target` with these settings, then evaluate `items` there."""
     from ingest.batch import BatchOptions, run_batch
+    from rag.errors import ConfigError
     from rag.evaluation import evaluate
 
     with open_lore(settings) as lore:
+        built_with = lore.store.embedder_of(target)
+        if built_with not in (None, lore.embedder_name):
+            raise ConfigError(
+                f"Collection '{target}' is built with {built_with}, but these settings "
+                f"evaluate {lore.embedder_name}: evaluate in another collection."
+            )
         ingested = run_batch(lore, [docs], target, BatchOptions(sync=True))
         typer.echo(
             f"{ingested.files} documents in '{target}', {ingested.chunks} new chunks.", err=True
         )
-        lore = lore.for_collection(target)  # its own embedder, if `lore reindex` changed it
         with Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
             console=stderr_console(),

@@ -40,7 +40,7 @@ def create_collection(
 ) -> Any:
     """Create an empty collection (an admin, or a writer key naming it, may)."""
     writable(caller, body.name)
-    lore.store.create_collection(body.name)
+    lore.for_collection(body.name).store.create_collection(body.name)
     audit(request, "collections.create", collection=body.name, status=201)
     return CollectionOut(name=body.name, documents=0, chunks=0)
 

@@ -370,14 +370,20 @@ class ChromaStore:
         closed, and a new one opened on the next call (`_live`). On a nearly full disk the
         failure is raised as OSError(ENOSPC), since Chroma's error does not say why
         ("Failed to apply logs to the metadata segment"); reads fail too then, as they
-        apply its log."""
-        if self._folder is None:
-            yield
-            return
+        apply its log.
+
+        Embedded or not, a collection that vanished under a call already given its
+        handle was switched for its re-embedded copy (or dropped) meanwhile: that is
+        EmbedderChanged, for the caller to choose its collection's embedder again."""
         try:
             yield
         except Exception as exc:
-            if type(exc).__name__ != "InternalError":
+            if type(exc).__name__ == "NotFoundError":
+                raise EmbedderChanged(
+                    "The collection was switched to another embedder during this request; "
+                    "ask again."
+                ) from exc
+            if self._folder is None or type(exc).__name__ != "InternalError":
                 raise
             self._conn.client.close()
             self._conn.closed = True
@@ -458,6 +464,8 @@ class ChromaStore:
     def _create_or_get(self, name: str) -> Any:
         if self._embedder_name is None:
             raise ConfigError(f"Collection '{name}' can't be made by a store opened to inspect it.")
+        if self._get(name) is None and self._get(_hidden_name("retired", name)) is not None:
+            self.settle()  # a switch cut short: finish it, rather than make the name anew
         collection = self._live.get_or_create_collection(
             name,
             embedding_function=None,
@@ -541,9 +549,14 @@ class ChromaStore:
                     name=retired,
                     metadata=_own_metadata(old, **{_HIDDEN: "retired", _OF: collection}),
                 )
-            staged.modify(
-                name=collection, metadata=_own_metadata(staged, **{_HIDDEN: None, _OF: None})
-            )
+            try:
+                staged.modify(
+                    name=collection, metadata=_own_metadata(staged, **{_HIDDEN: None, _OF: None})
+                )
+            except Exception:
+                if old is not None:  # put the old one back: the switch did not happen
+                    old.modify(name=collection, metadata=_own_metadata(old))
+                raise
             self._drop(retired)
 
     def settle(self) -> list[str]:
@@ -553,6 +566,11 @@ class ChromaStore:
             if hidden is None or hidden[0] != "retired":
                 continue
             of = hidden[1]
+            staged = self._get(_hidden_name("staged", of))
+            if self._get(of) is not None and staged is not None:
+                # Not a switch cut short (its second step renames the staged copy): leave
+                # both copies for `lore doctor` to show rather than drop either.
+                continue
             with self._writing():
                 if self._get(of) is None:  # cut short between the two steps
                     staged = self._get(_hidden_name("staged", of))
@@ -672,8 +690,9 @@ class ChromaStore:
         ]
 
     def delete_chunks(self, collection: str, chunk_ids: Sequence[str]) -> None:
-        target = self._existing(collection)
+        self._existing(collection)  # NotFound now, before waiting on the gate
         with self._writing():
+            target = self._existing(collection)  # as it is once the gate lets us in
             for start in range(0, len(chunk_ids), _WRITE_BATCH):
                 target.delete(ids=list(chunk_ids[start : start + _WRITE_BATCH]))
 

@@ -232,6 +232,22 @@ class VectorStoreContract:
         assert filled.settle() == []
 
 
+def _cut_short_switch(store: VectorStore) -> VectorStore:
+    """Collection "alpha" re-embedded for "other-model" and its switch's first step taken
+    alone, as a crash between the two would leave it; returns the store for that model."""
+    assert isinstance(store, ChromaStore)
+    store.add("alpha", [chunk("d1", 0)], vectors(axis(1)))
+    other = store.for_embedder("other-model")
+    staged, _ = other.stage("alpha")
+    other.add(staged, [chunk("d1", 0)], vectors(axis(0, 1)))
+    store._live.get_collection("alpha").modify(
+        name=_hidden_name("retired", "alpha"),
+        metadata={"lore_embedder": "contract-test", "lore_hidden": "retired",
+                  "lore_copy_of": "alpha"},
+    )  # fmt: skip
+    return other
+
+
 @pytest.mark.unit
 class TestChromaDirectory(VectorStoreContract):
     @pytest.fixture
@@ -241,17 +257,7 @@ class TestChromaDirectory(VectorStoreContract):
     def test_a_switch_cut_short_is_finished_and_readers_wait_for_it(
         self, store: VectorStore
     ) -> None:
-        assert isinstance(store, ChromaStore)
-        store.add("alpha", [chunk("d1", 0)], vectors(axis(1)))
-        other = store.for_embedder("other-model")
-        staged, _ = other.stage("alpha")
-        other.add(staged, [chunk("d1", 0)], vectors(axis(0, 1)))
-        # The switch's first step alone, as a crash between the two would leave it.
-        store._live.get_collection("alpha").modify(
-            name=_hidden_name("retired", "alpha"),
-            metadata={"lore_embedder": "contract-test", "lore_hidden": "retired",
-                      "lore_copy_of": "alpha"},
-        )  # fmt: skip
+        other = _cut_short_switch(store)
         assert store.list_collections() == ["alpha"]  # still there for its readers
         # A reader meanwhile waits for the second step (here, `settle` finishing it).
         finisher = threading.Timer(0.3, store.settle)
@@ -260,6 +266,15 @@ class TestChromaDirectory(VectorStoreContract):
         finisher.join()
         assert store.embedder_of("alpha") == "other-model"
         assert store.staged() == {}
+        assert store.settle() == []
+
+    def test_a_write_after_a_switch_cut_short_finishes_it_rather_than_start_anew(
+        self, store: VectorStore
+    ) -> None:
+        other = _cut_short_switch(store)
+        other.add("alpha", [chunk("d2", 0)], vectors(axis(0, 0, 1)))
+        assert other.chunk_ids("alpha") == {"d1-00000", "d2-00000"}  # nothing was lost
+        assert store.list_collections() == ["alpha"]
         assert store.settle() == []
 
 
