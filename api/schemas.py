@@ -237,6 +237,7 @@ class ReindexReportOut(BaseModel):
     unchanged: bool = Field(description="It was built with that embedder already.")
     switched: bool
     seconds: float
+    paused_s: float = Field(description="How long writes waited for the switch.")
 
 
 class ReindexOut(BaseModel):

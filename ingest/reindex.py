@@ -62,6 +62,7 @@ class ReindexReport:
     unchanged: bool = False  # the collection was built with that embedder already
     switched: bool = False  # the copy took the collection's place
     seconds: float = 0.0
+    paused_s: float = 0.0  # how long writes waited for the switch
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -74,6 +75,7 @@ class ReindexReport:
             "unchanged": self.unchanged,
             "switched": self.switched,
             "seconds": round(self.seconds, 1),
+            "paused_s": round(self.paused_s, 2),
         }
 
 
@@ -109,9 +111,11 @@ def reindex(
     report.embedded = _copy(old, new, collection, staged, progress, stop)
     report.embedded += _catch_up(old, new, collection, staged)  # most of it, writes going on
     with _writes_paused(lore, collection, patience_s):
+        pause_began = time.perf_counter()
         report.embedded += _catch_up(old, new, collection, staged)
         report.chunks = len(new.store.chunk_ids(staged))
         new.store.switch(collection)
+        report.paused_s = time.perf_counter() - pause_began
         # Its documents are now as the new embedder's ingest would make them, but for
         # how the text was cut (see docs/operations.md): a later ingest of the same files
         # finds them current. A crash before this line costs that ingest its speed only.
@@ -201,13 +205,18 @@ def _writes_paused(lore: Lore, collection: str, patience_s: float) -> Iterator[N
 
 
 def check_model_name(model: str) -> str:
-    """`model` stripped: `hashing` or an embedding model of the catalogue. InvalidInput
-    for no name or a chat model's, ModelMissing for a name the catalogue lacks."""
+    """`model` stripped: `hashing` or an embedding model of the catalogue; InvalidInput
+    for anything else."""
     name = model.strip()
     if not name:
         raise InvalidInput("Name the embedding model to re-embed with (--embedding-model).")
     if name != "hashing":
         known = sorted(s.name for s in CATALOGUE.values() if s.kind == "embedding")
+        if name not in CATALOGUE:
+            raise InvalidInput(
+                f"Unknown embedding model '{name}'. Embedding models: {', '.join(known)} "
+                "(or `hashing`, for tests)."
+            )
         if get_spec(name).kind != "embedding":
             raise InvalidInput(
                 f"'{name}' is a chat model, not an embedding model. Embedding models: "

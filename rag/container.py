@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from rag.answering.answerer import Answerer, AnswerLimits
 from rag.answering.injection import InjectionDetector, SentenceClassifier
+from rag.components.disk import is_disk_full
 from rag.components.embeddings import (
     CrossEncoderReranker,
     Embedder,
@@ -296,7 +297,14 @@ class Lore:
         the collection at any moment, and the store refuses the embedder it had before
         (EmbedderChanged), so a request that meets that chooses again."""
         root = self.root
-        recorded = root.store.embedder_of(collection)
+        try:
+            recorded = root.store.embedder_of(collection)
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            # The store is not asked while its disk is full (ChromaStore._live): what is
+            # done next fails as a full disk says, whichever embedder it was given.
+            return root
         if recorded is None or recorded == root.embedder_name:
             return root
         return root._sibling(recorded, lambda: settings_for_embedder(root.settings, recorded))

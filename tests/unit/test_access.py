@@ -136,6 +136,8 @@ CASES = [
     Case("GET", "/v1/collections", "any"),
     Case("GET", "/v1/collections/{name}", "read"),
     Case("DELETE", "/v1/collections/{name}", "write", destructive=True),
+    Case("POST", "/v1/collections/{name}/reindex", "admin"),
+    Case("GET", "/v1/collections/{name}/reindex", "admin"),
     Case("POST", "/v1/documents", "write"),
     Case("GET", "/v1/documents", "read"),
     Case("GET", "/v1/documents/{doc_id}", "read"),
@@ -181,8 +183,11 @@ def _call(world: World, case: Case, caller: str, docs: Path) -> Any:
             "messages": [{"role": "user", "content": "Which port?"}],
         },
         "/v1/embeddings": {"model": "any", "input": "hello"},
+        "/v1/collections/alpha/reindex": {"embedding_model": "hashing"},
     }
     headers = _headers(world, caller)
+    if case.method == "GET" and path.endswith("/reindex"):  # there is one to show
+        world.client.post(path, json=bodies[path], headers=_headers(world, "admin"))
     if case.method == "POST" and path in ("/v1/documents", "/v1/ingest/jobs"):
         field = "file" if path == "/v1/documents" else "files"
         with (docs / "ports.md").open("rb") as handle:
