@@ -61,7 +61,8 @@ def main() -> None:
                 began = time.perf_counter()
                 try:
                     lore.on_collection(
-                        "main", lambda chosen: chosen.retriever.search(question, "main", 5)
+                        "main",
+                        lambda chosen, q=question: chosen.retriever.search(q, "main", 5),
                     )
                     timings[phase[0]].append(time.perf_counter() - began)
                 except Exception:
