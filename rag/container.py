@@ -234,14 +234,7 @@ def settings_for_model(settings: Settings, model: str) -> Settings:
     if model == "hashing":
         return settings.model_copy(update={"embedding_backend": "hashing"})
     backend = "auto" if settings.embedding_backend == "hashing" else settings.embedding_backend
-    path = settings.embedding_model_path if model == settings.embedding_model else None
-    return settings.model_copy(
-        update={
-            "embedding_model": model,
-            "embedding_backend": backend,
-            "embedding_model_path": path,
-        }
-    )
+    return _with_embedder(settings, model, backend)
 
 
 def settings_for_embedder(settings: Settings, name: str) -> Settings:
@@ -253,6 +246,11 @@ def settings_for_embedder(settings: Settings, name: str) -> Settings:
         model, backend = name[: -len(onnx_suffix)], "onnx"
     else:
         model, backend = name, "sentence_transformers"
+    return _with_embedder(settings, model, backend)
+
+
+def _with_embedder(settings: Settings, model: str, backend: str) -> Settings:
+    """`settings` with `model` on `backend`; a configured model path kept for its model."""
     path = settings.embedding_model_path if model == settings.embedding_model else None
     return settings.model_copy(
         update={
@@ -341,7 +339,7 @@ class Lore:
         re-embedding into it (ingest/reindex.py)."""
         root = self.root
         probe = Lore(settings_for_model(root.settings, model), parent=root)
-        if probe.embedder_name == root.embedder_name and root.embedder_override is None:
+        if probe.embedder_name == root.embedder_name:
             return root
         return root._sibling(probe.embedder_name, lambda: probe.settings, probe)
 

@@ -48,14 +48,7 @@ def env(tmp_path: Path) -> dict[str, str]:
     upload = data / "uploads" / "main" / "uploaded.txt"
     upload.parent.mkdir(parents=True)
     upload.write_text("An uploaded note about the archive's winter hours.", encoding="utf-8")
-    values = {
-        "LORE_DATA_DIR": str(data),
-        "LORE_EMBEDDING_BACKEND": "hashing",
-        "LORE_LLM_BACKEND": "openai",
-        "LORE_LLM_BASE_URL": "http://127.0.0.1:9/v1",
-        "LORE_MIN_FREE_MB": "1",
-        "LORE_CONFIG": "",
-    }
+    values = _settings_env(data)
     for path in (docs, upload):
         done = CliRunner().invoke(app, ["ingest", str(path), "-c", "main"], env=values)
         assert done.exit_code == 0, done.output
@@ -63,6 +56,18 @@ def env(tmp_path: Path) -> dict[str, str]:
         done = CliRunner().invoke(app, ["search", question, "-c", "main"], env=values)
         assert done.exit_code == 0, done.output
     return values
+
+
+def _settings_env(data: Path) -> dict[str, str]:
+    """Lore's settings for the data directory `data`: the hashing embedder, no chat model."""
+    return {
+        "LORE_DATA_DIR": str(data),
+        "LORE_EMBEDDING_BACKEND": "hashing",
+        "LORE_LLM_BACKEND": "openai",
+        "LORE_LLM_BASE_URL": "http://127.0.0.1:9/v1",
+        "LORE_MIN_FREE_MB": "1",
+        "LORE_CONFIG": "",
+    }
 
 
 def doctor(env: dict[str, str], *options: str) -> tuple[int, dict[str, object]]:
@@ -200,14 +205,7 @@ def test_an_altered_model_is_reported(env: dict[str, str], tmp_path: Path) -> No
 
 def test_doctor_on_a_new_data_directory_creates_nothing(tmp_path: Path) -> None:
     data = tmp_path / "not-yet"
-    env = {
-        "LORE_DATA_DIR": str(data),
-        "LORE_EMBEDDING_BACKEND": "hashing",
-        "LORE_LLM_BACKEND": "openai",
-        "LORE_LLM_BASE_URL": "http://127.0.0.1:9/v1",
-        "LORE_MIN_FREE_MB": "1",
-        "LORE_CONFIG": "",
-    }
+    env = _settings_env(data)
     code, report = doctor(env)
     assert code == 0, report
     assert not data.exists()  # so `lore restore` may still fill it
