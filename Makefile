@@ -15,13 +15,15 @@ PORT ?= 8000
 
 .PHONY: run test install models demo lint types unit integration clean system-deps
 
-# OCR (tesseract, Chinese and English) and LibreOffice for legacy .doc/.ppt, from Debian.
+# OCR (tesseract, Chinese and English) and LibreOffice for legacy .doc/.ppt and WPS files
+# (.wps .et .dps; Calc converts the spreadsheets), from Debian.
 # Chromium runs the web page's browser tests (headless). PostgreSQL, Redis and nginx are
 # cluster mode's database, shared rate limits and load balancer (docs/cluster.md,
 # docs/deploy.md); the tests start throwaway servers of their own from them.
 # `make run` uses none of them.
 SYSTEM_PACKAGES := tesseract-ocr tesseract-ocr-chi-sim tesseract-ocr-eng \
-	libreoffice-writer-nogui libreoffice-impress-nogui chromium postgresql \
+	libreoffice-writer-nogui libreoffice-impress-nogui libreoffice-calc-nogui \
+	chromium postgresql \
 	redis-server nginx
 
 $(INSTALLED): pyproject.toml
@@ -46,6 +48,7 @@ install: $(INSTALLED) $(WEB_VENDOR)
 
 system-deps:
 	@if command -v tesseract >/dev/null && command -v soffice >/dev/null \
+		&& test -e /usr/lib/libreoffice/program/libsclo.so \
 		&& command -v chromium >/dev/null \
 		&& ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
 		&& command -v redis-server >/dev/null && command -v nginx >/dev/null \

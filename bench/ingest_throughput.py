@@ -33,7 +33,8 @@ from pathlib import Path
 
 import psutil
 
-from ingest.batch import BatchOptions, default_workers, run_batch, select_files
+from ingest.batch import BatchOptions, default_workers, run_batch
+from ingest.pipeline import iter_files, skip_reason
 from rag.components.offline import force_offline
 from rag.config import Settings, default_data_dir
 from rag.container import Lore
@@ -206,7 +207,7 @@ def main() -> None:
         with PeakMemory(args.memory_series) as memory:
             report = run_batch(lore, args.paths, "bench", BatchOptions(workers=args.workers))
         # Counted after the job, so that the PDF library this loads isn't counted in its memory.
-        pages = sum(count_pages(f) for f, _ in select_files(args.paths, (), ()))
+        pages = sum(count_pages(f) for f, n in iter_files(args.paths) if not skip_reason(f, n))
         data = report.as_json()
         total = data["seconds"]["total"]
 

@@ -9,7 +9,6 @@ kill -9, power loss) keeps every file it finished, and the next run picks up the
 
 from __future__ import annotations
 
-import fnmatch
 import multiprocessing
 import resource
 import signal
@@ -17,7 +16,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +38,8 @@ from ingest.pipeline import (
     record_failure,
     recover,
     remove_missing,
+    skip_reason,
+    skipped,
     write,
 )
 from rag.components.claims import BatchClaims
@@ -80,6 +81,11 @@ class BatchReport:
     counts: dict[str, int] = field(default_factory=dict)
     chunks: int = 0
     failures: list[dict[str, str]] = field(default_factory=list)
+    # Files found but left out, each with its reason (ingest/pipeline.py, SKIP_REASONS).
+    skips: list[dict[str, str]] = field(default_factory=list)
+    # Files unchanged since they failed: counted `unchanged` (or `duplicate`), not read
+    # again, and listed here with the failure recorded then.
+    still_failing: list[dict[str, str]] = field(default_factory=list)
     # Files with passages that read as instructions to an AI assistant, and how many.
     flagged: list[dict[str, str | int]] = field(default_factory=list)
     seconds: dict[str, float] = field(
@@ -101,6 +107,24 @@ class BatchReport:
             self.flagged.append(
                 {"source": result.name, "path": result.source, "passages": result.flagged}
             )
+        if result.status in ("unchanged", "duplicate") and result.error_code:
+            self.still_failing.append(
+                {
+                    "source": result.name,
+                    "path": result.source,
+                    "code": result.error_code,
+                    "error": result.error or "",
+                }
+            )
+        if result.status == "skipped":
+            self.skips.append(
+                {
+                    "source": result.name,
+                    "path": result.source,
+                    "reason": result.error_code or "",
+                    "error": result.error or "",
+                }
+            )
         if result.status == "failed":
             # Named as in every JSON Lore writes: `source` for readers, `path` for admins.
             self.failures.append(
@@ -119,33 +143,20 @@ class BatchReport:
             **{status: self.counts.get(status, 0) for status in _STATUSES},
             "chunks": self.chunks,
             "failures": self.failures,
+            "skipped_files": self.skips,
+            "still_failing": self.still_failing,
             "flagged": self.flagged,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
             "interrupted": self.interrupted,
         }
 
 
-_STATUSES = ("added", "updated", "unchanged", "duplicate", "failed", "removed")
+_STATUSES = ("added", "updated", "unchanged", "duplicate", "failed", "skipped", "removed")
 
 Progress = Callable[[int, int, IngestResult], None]
 # Chunks embedded so far, of the chunks of the files parsed so far: what moves while one
 # large file is being embedded.
 ChunkProgress = Callable[[int, int], None]
-
-
-def select_files(
-    paths: Iterable[Path], include: tuple[str, ...], exclude: tuple[str, ...]
-) -> list[tuple[Path, str]]:
-    """Supported files under `paths`, each with its name (its path relative to the root,
-    see `iter_files`), filtered by globs on that name."""
-    chosen = []
-    for path, name in iter_files(paths):
-        if include and not any(fnmatch.fnmatch(name, g) for g in include):
-            continue
-        if any(fnmatch.fnmatch(name, g) for g in exclude):
-            continue
-        chosen.append((path, name))
-    return chosen
 
 
 def _worker_setup(memory_mb: int) -> None:
@@ -204,7 +215,7 @@ def run_batch(
     On KeyboardInterrupt, or when `stop` is set, the job stops cleanly between files:
     finished documents stay indexed, the rest are picked up by the next run, and the
     report says `interrupted`. `selected`, when given, are the files to ingest, each
-    with its name (as `select_files` gives them); `paths` then only names the folders
+    with its name (as `iter_files` gives them); `paths` then only names the folders
     that `options.sync` looks in.
 
     Each file is claimed (`lore.claims`) from its plan until it is handled, so that no
@@ -215,7 +226,7 @@ def run_batch(
     """
     started = time.perf_counter()
     if selected is None:
-        selected = select_files(paths, options.include, options.exclude)
+        selected = list(iter_files(paths))
     lore = lore.for_collection(collection)  # its own embedder, if `lore reindex` changed it
     with lore.claims.batch(collection) as claims:
         return _run_claimed(
@@ -386,6 +397,10 @@ def _run_claimed(
         set_aside: list[tuple[Path, str, str]] = []
         for path, name in files:
             stop_if_asked()
+            reason = skip_reason(path, name, options.include, options.exclude)
+            if reason is not None:
+                finish(skipped(path, name, reason))
+                continue
             source = str(path.resolve())
             seen.add(source)
             if claims.claim(source):

@@ -48,12 +48,24 @@ PDF_SUFFIXES = frozenset({".pdf"})
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
 TEXT_SUFFIXES = frozenset({".txt", ".text", ".log"})
 ZIP_SUFFIXES = frozenset({".docx", ".pptx", ".xlsx", ".odt", ".epub"})
+DELIMITED_SUFFIXES = frozenset({".csv", ".tsv"})
+# Kingsoft WPS Office files, converted by LibreOffice to what unstructured reads.
+WPS_FORMATS = {".wps": "docx", ".et": "xlsx", ".dps": "pptx"}
+# Binary Office files (OLE compound files), which a password encrypts as a whole.
+OLE_SUFFIXES = frozenset({".doc", ".ppt", ".xls", *WPS_FORMATS})
 UNSTRUCTURED_SUFFIXES = frozenset(
-    {".md", ".markdown", ".html", ".htm", ".doc", ".ppt", ".csv", ".tsv", ".eml", ".msg"}
+    {".md", ".markdown", ".html", ".htm", ".doc", ".ppt", ".xls", ".eml", ".msg"}
     | {".rtf", ".json", ".xml"}
     | ZIP_SUFFIXES
 )
-SUPPORTED_SUFFIXES = PDF_SUFFIXES | IMAGE_SUFFIXES | TEXT_SUFFIXES | UNSTRUCTURED_SUFFIXES
+SUPPORTED_SUFFIXES = (
+    PDF_SUFFIXES
+    | IMAGE_SUFFIXES
+    | TEXT_SUFFIXES
+    | DELIMITED_SUFFIXES
+    | UNSTRUCTURED_SUFFIXES
+    | frozenset(WPS_FORMATS)
+)
 # Bump when parsing changes what a file yields: documents are then indexed again.
 # Not bumped when hidden HTML and Word text began to be dropped: that would embed every
 # document again for a change few files show. Such a file is read anew when it changes
@@ -183,12 +195,18 @@ def parse(path: Path, limits: Limits | None = None) -> ParsedDocument:
         check_archive(path, limits)
     if suffix == ".eml":
         check_email_depth(path, limits)
+    if suffix in OLE_SUFFIXES:
+        check_not_encrypted(path)
     if suffix in PDF_SUFFIXES:
         parsed = _parse_pdf(path, limits)
     elif suffix in IMAGE_SUFFIXES:
         parsed = ParsedDocument(path.stem, (Section(_ocr_file(path)),), "tesseract")
     elif suffix in TEXT_SUFFIXES:
         parsed = _parse_text(path)
+    elif suffix in DELIMITED_SUFFIXES:
+        parsed = _parse_delimited(path)
+    elif suffix in WPS_FORMATS:
+        parsed = _parse_converted(path, WPS_FORMATS[suffix])
     else:
         parsed = _parse_unstructured(path)
     if not any(s.text.strip() for s in parsed.sections):
@@ -262,10 +280,31 @@ def check_email_depth(path: Path, limits: Limits) -> None:
         )
 
 
+def check_not_encrypted(path: Path) -> None:
+    """Raise EncryptedDocument for a binary Office or WPS file (.doc .xls .ppt .wps .et
+    .dps) that a password protects; the parsers would only call it damaged."""
+    import msoffcrypto
+    from msoffcrypto.exceptions import FileFormatError
+
+    with path.open("rb") as handle:
+        if handle.read(8) != _OLE_MAGIC:
+            return  # not a compound file at all: the parser says what it is
+        handle.seek(0)
+        try:
+            encrypted = msoffcrypto.OfficeFile(handle).is_encrypted()
+        except (FileFormatError, OSError, ValueError, AssertionError):
+            return  # a compound file msoffcrypto does not know: left to the parser
+    if encrypted:
+        raise EncryptedDocument(f"{path.name}: the document is password-protected.")
+
+
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+
+
 def _looks_encrypted_office(path: Path) -> bool:
     """Encrypted .docx/.xlsx/.pptx are OLE compound files, not zip archives."""
     with path.open("rb") as handle:
-        return handle.read(8) == b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+        return handle.read(8) == _OLE_MAGIC
 
 
 # -- PDF and images ------------------------------------------------------------
@@ -635,6 +674,65 @@ def _parse_text(path: Path) -> ParsedDocument:
     if not text.strip():
         raise EmptyDocument(f"{path.name}: the file contains only whitespace.")
     return ParsedDocument(path.stem, (Section(text),), "text")
+
+
+# What a delimited text file may separate its cells with, in the order tried when
+# several would fit as well.
+_DELIMITERS = ",;\t|"
+
+
+def _parse_delimited(path: Path) -> ParsedDocument:
+    """A CSV or TSV file as one table: decoded as plain text is (any encoding), its
+    delimiter found by the csv module's sniffer (a TSV's is a tab unless it plainly is
+    not), each cell's white space collapsed."""
+    import csv
+    import io
+
+    text = _decode_text(path)
+    if not text.strip():
+        raise EmptyDocument(f"{path.name}: the file contains only whitespace.")
+    sample = text[: 64 * 1024]
+    try:
+        delimiter = csv.Sniffer().sniff(sample, delimiters=_DELIMITERS).delimiter
+    except csv.Error:  # a single column, or nothing regular enough to tell
+        delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+    except csv.Error as exc:
+        raise MalformedDocument(f"{path.name}: the file is not valid CSV ({exc}).") from exc
+    grid = [[" ".join(cell.split()) for cell in row] for row in rows]
+    table, titles = table_from_grid(grid)
+    return ParsedDocument(path.stem, (Section(table.text(), None, " ".join(titles), table),), "csv")
+
+
+def _parse_converted(path: Path, target: str) -> ParsedDocument:
+    """A Kingsoft WPS file (.wps .et .dps), converted by LibreOffice to `target`
+    (docx, xlsx, pptx), then read as that format is."""
+    from unstructured.partition.common.common import convert_office_doc
+
+    with tempfile.TemporaryDirectory(prefix="lore-convert-") as scratch:
+        # Copied under a plain name: LibreOffice names its output after the input.
+        source = Path(scratch) / f"document{path.suffix.lower()}"
+        source.write_bytes(path.read_bytes())
+        try:
+            convert_office_doc(str(source), scratch, target_format=target)
+        except Exception as exc:  # soffice missing, or it gave up on the file
+            raise MalformedDocument(
+                f"{path.name}: LibreOffice could not convert the file ({type(exc).__name__})."
+            ) from exc
+        converted = Path(scratch) / f"document.{target}"
+        if not converted.is_file():
+            raise MalformedDocument(f"{path.name}: LibreOffice could not read the file.")
+        try:
+            parsed = _parse_unstructured(converted)
+        except MalformedDocument as exc:
+            raise MalformedDocument(
+                f"{path.name}: the file LibreOffice made of it could not be read."
+            ) from exc
+    title = path.stem if parsed.title == "document" else parsed.title
+    return ParsedDocument(
+        title, parsed.sections, f"libreoffice+{parsed.parser}", parsed.hidden_passages
+    )
 
 
 def _parse_unstructured(path: Path) -> ParsedDocument:

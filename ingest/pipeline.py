@@ -18,12 +18,13 @@ within the folder it was ingested from, or its file name when it came on its own
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal
 
 import numpy as np
@@ -49,7 +50,7 @@ from rag.types import Chunk
 
 log = logging.getLogger(__name__)
 
-Status = Literal["added", "updated", "unchanged", "duplicate", "failed", "removed"]
+Status = Literal["added", "updated", "unchanged", "duplicate", "failed", "removed", "skipped"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,8 @@ class IngestResult:
     # Chunks that read as instructions to an AI assistant (rag/answering/injection.py): their
     # citations will be flagged, so whoever ingests a file learns it at once.
     flagged: int = 0
+    # A `skipped` file's reason is `error_code` (see SKIP_REASONS), its sentence `error`;
+    # an `unchanged` or `duplicate` one with an `error_code` failed before, and still does.
 
 
 def document_id(sha256: str) -> str:
@@ -225,10 +228,10 @@ def _handled(record: DocumentRecord | None, pipeline: str) -> bool:
 
 
 def _result_for(source: str, name: str, record: DocumentRecord, status: Status) -> IngestResult:
+    """`status` for a file whose bytes were handled before. One that could not be read
+    then is not read again: it keeps its recorded failure's code and sentence."""
     if record.status == "failed":
-        return IngestResult(
-            source, name, record.doc_id, "failed", 0, record.error_code, record.error
-        )
+        return IngestResult(source, name, record.doc_id, status, 0, record.error_code, record.error)
     return IngestResult(source, name, record.doc_id, status, record.chunks)
 
 
@@ -496,19 +499,52 @@ def ingest_replacing(lore: Lore, staged: Path, final: Path, collection: str) -> 
 
 
 def iter_files(paths: Iterable[Path]) -> Iterator[tuple[Path, str]]:
-    """Files named directly, plus supported files under named directories (sorted, not
-    hidden), each with its name for readers: its path within the directory named (such
-    as `policies/2024/leave.pdf`), or, for a file named directly, its file name."""
+    """Files named directly, plus every file under named directories (sorted, hidden ones
+    and those Lore cannot read included: `skip_reason` tells which to leave out), each
+    with its name for readers: its path within the directory named (such as
+    `policies/2024/leave.pdf`), or, for a file named directly, its file name."""
     for path in paths:
         if path.is_dir():
             for found in sorted(path.rglob("*")):
-                relative = found.relative_to(path)
-                if any(part.startswith(".") for part in relative.parts):
-                    continue
-                if found.is_file() and found.suffix.lower() in SUPPORTED_SUFFIXES:
-                    yield found, relative.as_posix()
+                if not found.is_dir():
+                    yield found, found.relative_to(path).as_posix()
         else:
             yield path, path.name
+
+
+# Why a file found is left out, and what the report says of it.
+SKIP_REASONS = {
+    "hidden": "a hidden file, or in a hidden folder (its name starts with '.')",
+    "unsupported_type": "a type Lore does not read",
+    "excluded": "left out by --include or --exclude",
+    "not_a_file": "not a regular file (a broken link, a socket, a pipe)",
+}
+
+
+def skip_reason(
+    path: Path, name: str, include: tuple[str, ...] = (), exclude: tuple[str, ...] = ()
+) -> str | None:
+    """Why the file found at `path` (named `name`, see `iter_files`) is left out, as a
+    key of SKIP_REASONS; None when it is to be ingested. `include` and `exclude` are
+    globs on the name."""
+    if any(part.startswith(".") for part in PurePosixPath(name).parts):
+        return "hidden"
+    if include and not any(fnmatch.fnmatch(name, g) for g in include):
+        return "excluded"
+    if any(fnmatch.fnmatch(name, g) for g in exclude):
+        return "excluded"
+    if not path.is_file():
+        return "not_a_file"
+    if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+        return "unsupported_type"
+    return None
+
+
+def skipped(path: Path, name: str, reason: str) -> IngestResult:
+    """The result of a file left out for `reason` (a key of SKIP_REASONS)."""
+    suffix = f" ('{path.suffix}')" if reason == "unsupported_type" and path.suffix else ""
+    why = f"{name}: skipped, {SKIP_REASONS[reason]}{suffix}."
+    return IngestResult(str(path.resolve()), name, "", "skipped", error_code=reason, error=why)
 
 
 def remove_missing(lore: Lore, collection: str, folder: Path, seen: set[str]) -> list[IngestResult]:
@@ -533,7 +569,8 @@ def ingest_paths(
     on_result: Callable[[IngestResult], None] | None = None,
 ) -> list[IngestResult]:
     """Ingest files and directory trees, each file named as `iter_files` names it. A file
-    that fails is reported, and the rest go on.
+    that fails is reported, and the rest go on; one left out (`skip_reason`) is reported
+    `skipped`.
 
     With `sync`, documents recorded under the given directories whose files are gone
     are removed as well.
@@ -546,6 +583,12 @@ def ingest_paths(
     results = []
     seen: set[str] = set()
     for path, name in iter_files(paths):
+        reason = skip_reason(path, name)
+        if reason is not None:
+            results.append(skipped(path, name, reason))
+            if on_result is not None:
+                on_result(results[-1])
+            continue
         source = str(path.resolve())
         seen.add(source)
         try:

@@ -45,9 +45,9 @@ from procrastinate.exceptions import ConnectorException
 from procrastinate.types import JSONDict
 from procrastinate.worker import Worker
 
-from ingest.batch import BatchOptions, BatchReport, parse_pool, run_batch, select_files
+from ingest.batch import BatchOptions, BatchReport, parse_pool, run_batch
 from ingest.jobs import Job, job_failure
-from ingest.pipeline import IngestResult
+from ingest.pipeline import IngestResult, iter_files
 from rag.container import Lore
 from rag.errors import Busy, LoreError, NotFound
 from rag.postgres.jobs import Connection, PgJobStore, Row
@@ -303,7 +303,7 @@ class ClusterJobQueue:
             return
         paths = [Path(os.fsdecode(path)) for path in row["paths"]]
         try:
-            files = select_files(paths, self._options.include, self._options.exclude)
+            files = list(iter_files(paths))
         except Exception as exc:  # an unreadable folder, say
             log.exception("ingest job %s could not list its files", job_id)
             failed = self._store.fail(job_id, job_failure(exc), time.time())

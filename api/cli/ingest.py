@@ -5,8 +5,9 @@ from __future__ import annotations
 import getpass
 import json
 import time
+from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import (
@@ -122,18 +123,49 @@ def ingest(
     else:
         for line in failures:
             typer.echo(line, err=True)
-        counts = ", ".join(
-            f"{data[s]} {s}"
-            for s in ("added", "updated", "unchanged", "duplicate", "failed", "removed")
-            if data[s]
-        )
-        typer.echo(
-            f"{outcome.files} files into '{target}': {counts or 'nothing to do'}; "
-            f"{outcome.chunks} chunks in {data['seconds']['total']:.1f} s."
-        )
+        typer.echo(_summary(data, target, report))
     if outcome.interrupted:
         typer.echo("Interrupted. Run the same command again to continue.", err=True)
         raise typer.Exit(130)
+
+
+# How the summary line names each reason a file was skipped for (SKIP_REASONS).
+_SKIP_WORDS = {
+    "hidden": "hidden",
+    "unsupported_type": "unsupported type",
+    "excluded": "excluded by a glob",
+    "not_a_file": "not a regular file",
+}
+
+
+def _summary(data: dict[str, Any], target: str, report: Path | None) -> str:
+    """The line that ends `lore ingest`: the files found, what became of each, the chunks
+    written and the time taken."""
+    parts = []
+    for status in ("added", "updated", "unchanged", "duplicate", "failed", "skipped", "removed"):
+        if not data[status]:
+            continue
+        part = f"{data[status]} {status}"
+        if status == "skipped":
+            reasons = Counter(skip["reason"] for skip in data["skipped_files"])
+            part += (
+                " ("
+                + ", ".join(
+                    f"{count} {_SKIP_WORDS.get(reason, reason)}"
+                    for reason, count in reasons.items()
+                )
+                + ")"
+            )
+        parts.append(part)
+    line = (
+        f"{data['files']} files into '{target}': {', '.join(parts) or 'nothing to do'}; "
+        f"{data['chunks']} chunks in {data['seconds']['total']:.1f} s."
+    )
+    if data["still_failing"]:
+        line += f" {len(data['still_failing'])} unchanged files still cannot be read, as before."
+    if (data["skipped"] or data["still_failing"]) and report is None:
+        line += " --report FILE lists them."
+    return line
 
 
 def _enqueue(

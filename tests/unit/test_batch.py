@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 import ingest.batch
-from ingest.batch import BatchOptions, run_batch, select_files
+from ingest.batch import BatchOptions, run_batch
 from ingest.pipeline import PROGRESS_STEP
 from rag.container import Lore
 
@@ -23,12 +23,28 @@ def _tree(root: Path) -> Path:
     return root
 
 
-def test_select_files_applies_include_and_exclude(tmp_path: Path) -> None:
+def test_batch_skips_files_by_glob_hidden_and_type_and_reports_each(
+    lore: Lore, tmp_path: Path
+) -> None:
     root = _tree(tmp_path / "tree")
-    names = lambda files: sorted(name for _, name in files)  # noqa: E731
-    assert names(select_files([root], (), ())) == ["drafts/c.md", "keep/a.md", "keep/b.txt"]
-    assert names(select_files([root], ("*.md",), ())) == ["drafts/c.md", "keep/a.md"]
-    assert names(select_files([root], (), ("drafts/*",))) == ["keep/a.md", "keep/b.txt"]
+    (root / "keep" / "tool.exe").write_bytes(b"MZ")
+    (root / ".git").mkdir()
+    (root / ".git" / "config").write_text("[core]")
+    options = BatchOptions(workers=1, include=("keep/*", "drafts/*"), exclude=("drafts/*",))
+    report = run_batch(lore, [root], "default", options).as_json()
+    reasons = {skip["source"]: skip["reason"] for skip in report["skipped_files"]}
+    assert reasons == {
+        ".hidden.md": "hidden",
+        ".git/config": "hidden",
+        "drafts/c.md": "excluded",
+        "keep/tool.exe": "unsupported_type",
+    }
+    assert (report["added"], report["skipped"]) == (2, 4)
+    counted = sum(report[s] for s in ("added", "updated", "unchanged", "duplicate", "failed"))
+    assert report["files"] == counted + report["skipped"] == 6
+    assert all(
+        skip["error"].startswith(skip["source"] + ": skipped") for skip in report["skipped_files"]
+    )
 
 
 def test_batch_reports_counts_stages_and_resumes(lore: Lore, tmp_path: Path) -> None:
@@ -39,13 +55,14 @@ def test_batch_reports_counts_stages_and_resumes(lore: Lore, tmp_path: Path) -> 
         lore, [root], "default", BatchOptions(workers=1), lambda d, t, _: seen.append((d, t))
     )
     data = report.as_json()
-    assert (data["files"], data["added"], data["failed"]) == (4, 3, 1)
+    assert (data["files"], data["added"], data["failed"], data["skipped"]) == (5, 3, 1, 1)
     assert data["failures"][0]["code"] == "empty"
-    assert seen[-1] == (4, 4)
+    assert seen[-1] == (5, 5)
     assert data["chunks"] == sum(r.chunks for r in lore.manifest.documents("default"))
     assert set(data["seconds"]) == {"plan", "parse", "embed", "write", "total"}
     again = run_batch(lore, [root], "default", BatchOptions(workers=1)).as_json()
-    assert (again["unchanged"], again["failed"], again["added"]) == (3, 1, 0)
+    assert (again["unchanged"], again["failed"], again["added"]) == (4, 0, 0)
+    assert [f["code"] for f in again["still_failing"]] == ["empty"]
 
 
 def _slow_parse(*args: object, **kwargs: object) -> object:

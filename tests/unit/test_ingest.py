@@ -108,15 +108,18 @@ def test_unsupported_and_empty_files_fail_with_reasons(lore: Lore, tmp_path: Pat
     (record,) = lore.manifest.documents("default")
     assert (record.status, record.error_code) == ("failed", "empty")
     again = ingest_paths(lore, [tmp_path / "empty.txt"], "default")
-    assert again[0].status == "failed", "an unchanged broken file keeps its recorded failure"
+    assert again[0].status == "unchanged", "an unchanged broken file is not read again"
+    assert again[0].error_code == "empty", "and keeps its recorded failure"
 
 
-def test_directory_walk_ingests_supported_files(lore: Lore, docs: Path) -> None:
+def test_directory_walk_ingests_supported_files_and_skips_the_rest(lore: Lore, docs: Path) -> None:
     (docs / "notes.xyz").write_text("ignored")
     results = ingest_paths(lore, [docs], "default")
-    assert sorted(Path(r.source).name for r in results) == ["ports.md", "zh.txt"]
+    assert sorted((r.name, r.status) for r in results) == [
+        ("notes.xyz", "skipped"), ("ports.md", "added"), ("zh.txt", "added"),
+    ]  # fmt: skip
     listed = {s for d in lore.manifest.documents("default") for s in d.sources}
-    assert listed == {r.source for r in results}
+    assert listed == {r.source for r in results if r.status == "added"}
 
 
 def test_sync_removes_documents_whose_files_are_gone(lore: Lore, docs: Path) -> None:
