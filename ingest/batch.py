@@ -24,15 +24,18 @@ from typing import Any
 
 from pebble import ProcessExpired, ProcessFuture, ProcessPool
 
+from ingest.parsing import is_archive
 from ingest.pipeline import (
     EMBED_GROUP,
     ChunkPlan,
+    Failure,
     IngestResult,
     Todo,
     build_chunks,
     chunk_plan,
     content_key,
     embed_in_steps,
+    ingest_archive,
     iter_files,
     plan,
     record_failure,
@@ -86,6 +89,9 @@ class BatchReport:
     # Files unchanged since they failed: counted `unchanged` (or `duplicate`), not read
     # again, and listed here with the failure recorded then.
     still_failing: list[dict[str, str]] = field(default_factory=list)
+    # The members of the archives unpacked, by outcome; they are listed with the files
+    # in `failures`, `skipped_files` and the rest, named `archive.zip!/member`.
+    members: dict[str, int] = field(default_factory=dict)
     # Files with passages that read as instructions to an AI assistant, and how many.
     flagged: list[dict[str, str | int]] = field(default_factory=list)
     seconds: dict[str, float] = field(
@@ -100,41 +106,27 @@ class BatchReport:
     interrupted: bool = False
 
     def add(self, result: IngestResult) -> None:
+        """Count a file found; an archive's members are counted in `members`."""
         self.counts[result.status] = self.counts.get(result.status, 0) + 1
         if result.status in ("added", "updated"):
-            self.chunks += result.chunks
-        if result.flagged:
-            self.flagged.append(
-                {"source": result.name, "path": result.source, "passages": result.flagged}
-            )
+            self.chunks += result.chunks  # an archive's: its members'
+        self._list(result)
+        for member in result.members:
+            self.members[member.status] = self.members.get(member.status, 0) + 1
+            self._list(member)
+
+    def _list(self, result: IngestResult) -> None:
+        # Named as in every JSON Lore writes: `source` for readers, `path` for admins.
+        entry = {"source": result.name, "path": result.source}
+        if result.flagged and not result.members:
+            self.flagged.append({**entry, "passages": result.flagged})
+        said = {"code": result.error_code or "", "error": result.error or ""}
         if result.status in ("unchanged", "duplicate") and result.error_code:
-            self.still_failing.append(
-                {
-                    "source": result.name,
-                    "path": result.source,
-                    "code": result.error_code,
-                    "error": result.error or "",
-                }
-            )
+            self.still_failing.append({**entry, **said})
         if result.status == "skipped":
-            self.skips.append(
-                {
-                    "source": result.name,
-                    "path": result.source,
-                    "reason": result.error_code or "",
-                    "error": result.error or "",
-                }
-            )
+            self.skips.append({**entry, "reason": said["code"], "error": said["error"]})
         if result.status == "failed":
-            # Named as in every JSON Lore writes: `source` for readers, `path` for admins.
-            self.failures.append(
-                {
-                    "source": result.name,
-                    "path": result.source,
-                    "code": result.error_code or "",
-                    "error": result.error or "",
-                }
-            )
+            self.failures.append({**entry, **said})
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -142,6 +134,7 @@ class BatchReport:
             "files": self.files,
             **{status: self.counts.get(status, 0) for status in _STATUSES},
             "chunks": self.chunks,
+            "archive_members": {status: self.members.get(status, 0) for status in _STATUSES},
             "failures": self.failures,
             "skipped_files": self.skips,
             "still_failing": self.still_failing,
@@ -235,6 +228,26 @@ def run_batch(
         )  # fmt: skip
 
 
+def _outcome(
+    future: ProcessFuture[Any], todo: Todo, options: BatchOptions
+) -> tuple[str, list[Chunk], float] | Failure:
+    """What a parsing process made of a file: its title, chunks and seconds, or why it
+    gave none."""
+    try:
+        result: tuple[str, list[Chunk], float] = future.result()
+    except FutureTimeout:
+        return Failure("timeout", f"{todo.name}: parsing took longer than {options.timeout_s:g} s.")
+    except MemoryError:
+        return Failure(
+            "too_large", f"{todo.name}: parsing needed more than {options.memory_mb} MB of memory."
+        )
+    except ProcessExpired:
+        return Failure("parser_crashed", f"{todo.name}: the parser crashed on this file.")
+    except LoreError as exc:
+        return Failure(exc.code, str(exc))
+    return result
+
+
 def parse_pool(options: BatchOptions) -> ProcessPool:
     """Parsing processes as `options` asks for. A batch makes its own and closes it; a
     process that runs batch after batch (a worker) may keep one and hand it to each, so
@@ -318,25 +331,11 @@ def _run_claimed(
 
     def settle(todo: Todo, future: ProcessFuture[Any], batch: _Batch) -> None:
         nonlocal parsed
-        try:
-            title, chunks, seconds = future.result()
-        except FutureTimeout:
-            message = f"{todo.path.name}: parsing took longer than {options.timeout_s:g} s."
-            finish(record_failure(lore, collection, todo, "timeout", message))
+        outcome = _outcome(future, todo, options)
+        if isinstance(outcome, Failure):
+            finish(record_failure(lore, collection, todo, outcome.code, outcome.error))
             return
-        except MemoryError:
-            message = (
-                f"{todo.path.name}: parsing needed more than {options.memory_mb} MB of memory."
-            )
-            finish(record_failure(lore, collection, todo, "too_large", message))
-            return
-        except ProcessExpired:
-            message = f"{todo.path.name}: the parser crashed on this file."
-            finish(record_failure(lore, collection, todo, "parser_crashed", message))
-            return
-        except LoreError as exc:
-            finish(record_failure(lore, collection, todo, exc.code, str(exc)))
-            return
+        title, chunks, seconds = outcome
         report.seconds["parse"] += seconds
         parsed += len(chunks)
         if chunk_progress is not None:
@@ -351,7 +350,27 @@ def _run_claimed(
     own_pool = pool is None
     pool = pool or parse_pool(options)
 
+    def schedule(todo: Todo) -> ProcessFuture[Any]:
+        return pool.schedule(
+            parse_in_worker,
+            args=(str(todo.path), todo.doc_id, todo.sha256, todo.source, plan_for_chunks),
+            timeout=options.timeout_s,
+        )
+
+    def parse_member(todo: Todo) -> tuple[str, list[Chunk]] | Failure:
+        outcome = _outcome(schedule(todo), todo, options)
+        if isinstance(outcome, Failure):
+            return outcome
+        report.seconds["parse"] += outcome[2]
+        return outcome[0], outcome[1]
+
     def start(path: Path, name: str, source: str) -> None:
+        if is_archive(path.name):
+            # Its members are written together and made visible in one step: the files
+            # in flight are finished first, then the archive is handled here.
+            drain()
+            finish(ingest_archive(lore, path, collection, source, name, parse_member))
+            return
         began = time.perf_counter()
         planned = plan_or_failure(path, name, source)
         while isinstance(planned, Todo) and not claims.claim(content_key(planned.doc_id)):
@@ -367,12 +386,7 @@ def _run_claimed(
         if isinstance(planned, IngestResult):
             finish(planned)
             return
-        future = pool.schedule(
-            parse_in_worker,
-            args=(str(path), planned.doc_id, planned.sha256, planned.source, plan_for_chunks),
-            timeout=options.timeout_s,
-        )
-        window.append((planned, future))
+        window.append((planned, schedule(planned)))
         # A bounded window keeps memory flat however many files the tree holds.
         while len(window) > 2 * options.workers:
             settle(*window.popleft(), batch)

@@ -427,8 +427,9 @@ class JobManager:
             nonlocal saved
             job.done, job.total = done, total
             job.counts[result.status] = job.counts.get(result.status, 0) + 1
-            if result.status in _CHANGED:
-                job.doc_ids.append(result.doc_id)
+            for changed in (result, *result.members):  # an archive, and its members
+                if changed.status in _CHANGED:
+                    job.doc_ids.append(changed.doc_id)
             if saved is None or time.monotonic() - saved >= PROGRESS_EVERY_S:
                 self._record(job)
                 saved = time.monotonic()

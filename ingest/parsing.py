@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import posixpath
 import re
 import tempfile
 import unicodedata
@@ -31,7 +32,7 @@ import warnings
 import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from rag.errors import (
@@ -45,6 +46,8 @@ from rag.errors import (
 )
 
 PDF_SUFFIXES = frozenset({".pdf"})
+# OFD (GB/T 33190): China's fixed-layout format, a zip of XML parts, read with ofdkit.
+OFD_SUFFIXES = frozenset({".ofd"})
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
 TEXT_SUFFIXES = frozenset({".txt", ".text", ".log"})
 ZIP_SUFFIXES = frozenset({".docx", ".pptx", ".xlsx", ".odt", ".epub"})
@@ -58,8 +61,11 @@ UNSTRUCTURED_SUFFIXES = frozenset(
     | {".rtf", ".json", ".xml"}
     | ZIP_SUFFIXES
 )
+# Archives: each member Lore can read becomes a document of its own (ingest/archives.py).
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".7z")
 SUPPORTED_SUFFIXES = (
     PDF_SUFFIXES
+    | OFD_SUFFIXES
     | IMAGE_SUFFIXES
     | TEXT_SUFFIXES
     | DELIMITED_SUFFIXES
@@ -169,10 +175,20 @@ def check_name(name: str) -> None:
         )
 
 
+def is_archive(name: str) -> bool:
+    """Whether a file of this name is an archive Lore unpacks (.zip .tar .tar.gz .7z ...)."""
+    return name.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def is_supported(name: str) -> bool:
+    """Whether Lore reads files of this name: a document type, or an archive."""
+    return PurePosixPath(name).suffix.lower() in SUPPORTED_SUFFIXES or is_archive(name)
+
+
 def check_supported(path: Path) -> None:
     """Raise UnsupportedFile unless Lore can read files with this suffix."""
-    if path.suffix.lower() not in SUPPORTED_SUFFIXES:
-        kinds = " ".join(sorted(SUPPORTED_SUFFIXES))
+    if not is_supported(path.name):
+        kinds = " ".join(sorted(SUPPORTED_SUFFIXES | set(ARCHIVE_SUFFIXES)))
         suffix = path.suffix or "(none)"
         raise UnsupportedFile(f"{path.name}: files of type '{suffix}' are not supported ({kinds}).")
 
@@ -191,7 +207,7 @@ def parse(path: Path, limits: Limits | None = None) -> ParsedDocument:
     if size > limits.max_file_mb * 1024 * 1024:
         raise LimitExceeded(f"{path.name}: the file is larger than {limits.max_file_mb} MB.")
     suffix = path.suffix.lower()
-    if suffix in ZIP_SUFFIXES:
+    if suffix in ZIP_SUFFIXES or suffix in OFD_SUFFIXES:
         check_archive(path, limits)
     if suffix == ".eml":
         check_email_depth(path, limits)
@@ -199,6 +215,8 @@ def parse(path: Path, limits: Limits | None = None) -> ParsedDocument:
         check_not_encrypted(path)
     if suffix in PDF_SUFFIXES:
         parsed = _parse_pdf(path, limits)
+    elif suffix in OFD_SUFFIXES:
+        parsed = _parse_ofd(path, limits)
     elif suffix in IMAGE_SUFFIXES:
         parsed = ParsedDocument(path.stem, (Section(_ocr_file(path)),), "tesseract")
     elif suffix in TEXT_SUFFIXES:
@@ -345,6 +363,83 @@ def _parse_pdf(path: Path, limits: Limits) -> ParsedDocument:
     return ParsedDocument(
         metadata_title or path.stem, tuple(sections), "pdfium+ocr" if ocr_used else "pdfium"
     )
+
+
+def _parse_ofd(path: Path, limits: Limits) -> ParsedDocument:
+    """An OFD file's text, page by page, in reading order (ofdkit). A page with no text
+    of its own but images on it (a scan) is read by OCR from those images."""
+    import ofdkit
+    from ofdkit.errors import OFDError
+
+    try:
+        with ofdkit.open(path) as document:
+            if len(document.pages) > limits.max_pages:
+                raise LimitExceeded(
+                    f"{path.name}: the document has {len(document.pages)} pages; the limit "
+                    f"is {limits.max_pages}."
+                )
+            pages = [(page.index + 1, page.location, page.text()) for page in document.pages]
+            title = (document.info.title or "").strip()
+        scanned = [loc for _, loc, text in pages if loc and len(text.strip()) < _MIN_PAGE_TEXT]
+        images = _ofd_page_images(path, scanned) if scanned else {}
+    except OFDError as exc:
+        raise MalformedDocument(f"{path.name}: the OFD file is damaged ({exc}).") from exc
+    sections: list[Section] = []
+    ocr_used = False
+    for number, location, text in pages:
+        read = [t for t in map(_ocr_bytes, images.get(location or "", [])) if t.strip()]
+        if read:
+            text, ocr_used = "\n\n".join(read), True
+        if text.strip():
+            sections.append(Section(text, page=number))
+    parser = "ofdkit+ocr" if ocr_used else "ofdkit"
+    return ParsedDocument(title or path.stem, tuple(sections), parser)
+
+
+def _ofd_page_images(path: Path, locations: list[str]) -> dict[str, list[bytes]]:
+    """The images drawn on the OFD pages whose content lies at `locations`, by location.
+
+    A page's ImageObject names a resource id; the MultiMedia of that id, in one of the
+    file's resource parts (PublicRes, DocumentRes, a page's own), names the image file,
+    relative to that part's BaseLoc folder.
+    """
+    from ofdkit.package import Package
+
+    with Package(path) as package:
+        media: dict[str, str] = {}  # resource id -> entry name
+        for part in package.names:
+            if not part.lower().endswith("res.xml"):
+                continue
+            resources = package.read_xml(part)
+            folder = (resources.get("BaseLoc") or "").strip()
+            for item in resources.iter():
+                if not item.tag.endswith("MultiMedia") or not item.get("ID"):
+                    continue
+                file = next((f.text for f in item.iter() if f.tag.endswith("MediaFile")), None)
+                found = package.resolve(part, posixpath.join(folder, (file or "").strip()))
+                if file and found is not None:
+                    media[item.get("ID", "")] = found
+        images: dict[str, list[bytes]] = {}
+        for location in locations:
+            drawn = package.read_xml(location).iter()
+            ids = [i.get("ResourceID", "") for i in drawn if i.tag.endswith("ImageObject")]
+            images[location] = [package.read(media[i]) for i in ids if i in media]
+    return images
+
+
+def _ocr_bytes(data: bytes) -> str:
+    """The text in an image given as bytes; "" for an image Pillow cannot open (an
+    e-invoice's JBIG2 seal)."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            return _ocr_image(image)
+    except (UnidentifiedImageError, OSError):
+        return ""
 
 
 def _pdf_text(text: str) -> str:

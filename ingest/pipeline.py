@@ -21,21 +21,24 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import logging
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
+from ingest.archives import Member, unpack
 from ingest.chunking import Chunker, tokenizer_length
 from ingest.parsing import (
     PARSER_VERSION,
-    SUPPORTED_SUFFIXES,
     Limits,
     check_name,
     check_supported,
+    is_archive,
+    is_supported,
     parse,
 )
 from rag.answering.injection import flagged as is_flagged
@@ -45,7 +48,7 @@ from rag.components.embeddings import Vectors
 from rag.components.packaged_embeddings import packaged_token_length
 from rag.container import Lore
 from rag.errors import Busy, DiskFull, EmbedderChanged, InvalidInput, LoreError, NotFound
-from rag.retrieval.manifest import DocumentRecord, file_name
+from rag.retrieval.manifest import MEMBER_MARK, DocumentRecord, GroupEntry, file_name
 from rag.types import Chunk
 
 log = logging.getLogger(__name__)
@@ -67,6 +70,14 @@ class IngestResult:
     flagged: int = 0
     # A `skipped` file's reason is `error_code` (see SKIP_REASONS), its sentence `error`;
     # an `unchanged` or `duplicate` one with an `error_code` failed before, and still does.
+    # An archive's members, when it was unpacked (ingest_archive); `chunks` counts theirs.
+    members: tuple[IngestResult, ...] = ()
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> IngestResult:
+        """The result `dataclasses.asdict` made `data` of."""
+        members = tuple(cls.from_json(member) for member in data.get("members", ()))
+        return cls(**{**data, "members": members})
 
 
 def document_id(sha256: str) -> str:
@@ -399,9 +410,26 @@ def _write_visible(
     """`write`'s steps up to making the document visible. Returns how many chunks were
     flagged, the seconds spent embedding, and the id of the version it replaced when
     nothing points at that one any more (`commit`'s answer), for `write` to purge."""
+    flagged, embedding = _write_pending(lore, collection, todo, chunks, vectors, on_embedded)
+    retired = lore.manifest.commit(
+        collection, todo.doc_id, title=title, chunks=len(chunks), source=todo.source,
+        size=todo.size, mtime_ns=todo.mtime_ns, name=todo.name,
+    )  # fmt: skip
+    return flagged, embedding, retired
+
+
+def _write_pending(
+    lore: Lore,
+    collection: str,
+    todo: Todo,
+    chunks: list[Chunk],
+    vectors: Vectors | None,
+    on_embedded: EmbedProgress | None,
+) -> tuple[int, float]:
+    """Record the document `pending` and write its chunks, invisible until it is
+    committed. Returns how many chunks were flagged and the seconds spent embedding."""
     embedding = 0.0
-    manifest = lore.manifest
-    manifest.begin(collection, todo.doc_id, todo.sha256, pipeline_version(lore))
+    lore.manifest.begin(collection, todo.doc_id, todo.sha256, pipeline_version(lore))
     # Leftovers of an interrupted run or an older pipeline share this doc id.
     drop_chunks(lore, collection, todo.doc_id)
     flagged = 0
@@ -419,11 +447,7 @@ def _write_visible(
         embedding += time.perf_counter() - began
         lore.store.add(collection, group, group_vectors)
         lore.keywords.add(collection, group)
-    retired = manifest.commit(
-        collection, todo.doc_id, title=title, chunks=len(chunks), source=todo.source,
-        size=todo.size, mtime_ns=todo.mtime_ns, name=todo.name,
-    )  # fmt: skip
-    return flagged, embedding, retired
+    return flagged, embedding
 
 
 def _disk_full(lore: Lore, collection: str, todo: Todo, exc: Exception) -> IngestResult:
@@ -457,7 +481,10 @@ def ingest_file(
     file and UnsupportedFile for unknown types.
     """
     lore = lore.for_collection(collection)
-    planned = plan(lore, path, collection, source or str(path.resolve()), name)
+    source = source or str(path.resolve())
+    if is_archive(path.name) and path.is_file():
+        return ingest_archive(lore, path, collection, source, name or path.name)
+    planned = plan(lore, path, collection, source, name)
     if isinstance(planned, IngestResult):
         return planned
     try:
@@ -467,6 +494,179 @@ def ingest_file(
     except LoreError as exc:
         return record_failure(lore, collection, planned, exc.code, str(exc))
     return write(lore, collection, planned, title, chunks)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why a planned file gave no chunks: an error code and a sentence naming it."""
+
+    code: str
+    error: str
+
+
+# Parses a planned file into its title and chunks, or says why it could not.
+MemberParser = Callable[[Todo], "tuple[str, list[Chunk]] | Failure"]
+
+
+def parse_here(plan: ChunkPlan) -> MemberParser:
+    """A MemberParser that parses in this process."""
+
+    def parse_one(todo: Todo) -> tuple[str, list[Chunk]] | Failure:
+        try:
+            return build_chunks(todo.path, todo.doc_id, todo.sha256, todo.source, plan)
+        except LoreError as exc:
+            return Failure(exc.code, str(exc))
+
+    return parse_one
+
+
+def ingest_archive(
+    lore: Lore,
+    path: Path,
+    collection: str,
+    source: str,
+    name: str,
+    parse_one: MemberParser | None = None,
+    *,
+    refuse: bool = False,
+) -> IngestResult:
+    """Index the members of the archive at `path`, each a document of its own, recorded
+    under `source!/member` and shown as `name!/member`.
+
+    The archive itself is recorded as a document without chunks, which makes an
+    unchanged archive recognised without unpacking it and deleting it delete its
+    members. A changed archive replaces its members in one manifest step: readers see
+    its old members or its new ones, never a mix. A member that cannot be read, or
+    trips a limit, fails alone; an unsupported or hidden one is reported skipped.
+    `parse_one` parses a member (by default in this process). An archive that cannot
+    be opened is recorded failed, or with `refuse`, raises its LoreError.
+    """
+    lore = lore.for_collection(collection)
+    manifest = lore.manifest
+    pipeline = pipeline_version(lore)
+    stat = path.stat()
+    known = manifest.source(collection, source)
+    if known and (known.size, known.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
+        record = manifest.document(collection, known.doc_id)
+        if record is not None and _handled(record, pipeline):
+            return _result_for(source, name, record, "unchanged")
+    sha256 = file_sha256(path)
+    record = manifest.document(collection, document_id(sha256))
+    if known and known.doc_id == document_id(sha256) and record and _handled(record, pipeline):
+        # Touched, not changed: its new mtime is recorded, its members stay as they are.
+        manifest.attach(collection, source, known.doc_id, stat.st_size, stat.st_mtime_ns, name)
+        return _result_for(source, name, record, "unchanged")
+    archive = Todo(
+        path, source, name, sha256, document_id(sha256), stat.st_size, stat.st_mtime_ns,
+        known is not None,
+    )  # fmt: skip
+    plan_for_chunks = chunk_plan(lore)
+    with tempfile.TemporaryDirectory(prefix="lore-archive-") as scratch:
+        try:
+            members = unpack(path, Path(scratch), plan_for_chunks.limits)
+        except LoreError as exc:
+            if refuse:
+                raise
+            return record_failure(lore, collection, archive, exc.code, str(exc))
+        try:
+            return _ingest_members(
+                lore, collection, archive, members, parse_one or parse_here(plan_for_chunks)
+            )
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
+            # The members written so far are `pending`, invisible; `recover` removes them.
+            return _disk_full(lore, collection, archive, exc)
+
+
+def _ingest_members(
+    lore: Lore, collection: str, archive: Todo, members: list[Member], parse_one: MemberParser
+) -> IngestResult:
+    manifest = lore.manifest
+    pipeline = pipeline_version(lore)
+    manifest.begin(collection, archive.doc_id, archive.sha256, pipeline)
+    entries: list[GroupEntry] = []
+    results: list[IngestResult] = []
+    written: set[str] = set()
+    for member in members:
+        source = f"{archive.source}{MEMBER_MARK}{member.name}"
+        name = f"{archive.name}{MEMBER_MARK}{member.name}"
+        if member.skip is not None:
+            results.append(skipped(Path(member.name), name, member.skip, source))
+            continue
+        if member.path is None or member.failure is not None:
+            code, error = member.failure or ("malformed", f"{name}: the member could not be read.")
+            # A member never unpacked has no bytes of its own: its id comes from its place.
+            sha256 = (
+                file_sha256(member.path) if member.path else _sha256_text(source + archive.sha256)
+            )
+            entries.append(
+                GroupEntry(source, name, document_id(sha256), 0, 0, error_code=code,
+                           error=error, sha256=sha256, pipeline=pipeline)
+            )  # fmt: skip
+            results.append(
+                IngestResult(source, name, document_id(sha256), "failed", 0, code, error)
+            )
+            continue
+        stat = member.path.stat()
+        sha256 = file_sha256(member.path)
+        doc_id = document_id(sha256)
+        known = manifest.source(collection, source)
+        record = manifest.document(collection, doc_id)
+        entry = GroupEntry(source, name, doc_id, stat.st_size, stat.st_mtime_ns)
+        if doc_id in written or (record is not None and _handled(record, pipeline)):
+            entries.append(entry)
+            same = known is not None and known.doc_id == doc_id
+            results.append(
+                _result_for(source, name, record, "unchanged" if same else "duplicate")
+                if record is not None and doc_id not in written
+                else IngestResult(source, name, doc_id, "duplicate")
+            )
+            continue
+        todo = Todo(
+            member.path, source, name, sha256, doc_id, stat.st_size, stat.st_mtime_ns,
+            known is not None,
+        )  # fmt: skip
+        parsed = parse_one(todo)
+        if isinstance(parsed, Failure):
+            entries.append(
+                GroupEntry(source, name, doc_id, stat.st_size, stat.st_mtime_ns,
+                           error_code=parsed.code, error=parsed.error, sha256=sha256,
+                           pipeline=pipeline)
+            )  # fmt: skip
+            results.append(
+                IngestResult(source, name, doc_id, "failed", 0, parsed.code, parsed.error)
+            )
+            continue
+        title, chunks = parsed
+        try:
+            flagged, _ = _write_pending(lore, collection, todo, chunks, None, None)
+        except EmbedderChanged:  # `lore reindex` switched the collection: embedded anew
+            lore = lore.for_collection(collection)
+            flagged, _ = _write_pending(lore, collection, todo, chunks, None, None)
+        written.add(doc_id)
+        entries.append(
+            GroupEntry(source, name, doc_id, stat.st_size, stat.st_mtime_ns, title=title,
+                       chunks=len(chunks))
+        )  # fmt: skip
+        status: Status = "updated" if todo.replaces else "added"
+        results.append(IngestResult(source, name, doc_id, status, len(chunks), flagged=flagged))
+    entries.append(
+        GroupEntry(archive.source, archive.name, archive.doc_id, archive.size, archive.mtime_ns,
+                   title=archive.path.name)
+    )  # fmt: skip
+    for retired in manifest.commit_group(collection, entries, replacing=archive.source):
+        purge(lore, collection, retired)
+    status = "updated" if archive.replaces else "added"
+    total = sum(r.chunks for r in results if r.status in ("added", "updated"))
+    return IngestResult(
+        archive.source, archive.name, archive.doc_id, status, total,
+        flagged=sum(r.flagged for r in results), members=tuple(results),
+    )  # fmt: skip
+
+
+def _sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def ingest_replacing(lore: Lore, staged: Path, final: Path, collection: str) -> IngestResult:
@@ -484,6 +684,11 @@ def ingest_replacing(lore: Lore, staged: Path, final: Path, collection: str) -> 
     # second waits for the first, then plans against what the first wrote.
     with lore.claims.batch(collection) as claims:
         _claimed(claims, source)
+        if is_archive(final.name):
+            # An archive that cannot be opened raises, and changes nothing.
+            result = ingest_archive(lore, staged, collection, source, final.name, refuse=True)
+            staged.replace(final)
+            return result
         planned = plan(lore, staged, collection, source, final.name)
         while isinstance(planned, Todo) and not claims.claim(content_key(planned.doc_id)):
             _claimed(claims, content_key(planned.doc_id))  # the same bytes, elsewhere
@@ -533,28 +738,33 @@ def skip_reason(
         return "excluded"
     if any(fnmatch.fnmatch(name, g) for g in exclude):
         return "excluded"
-    if not path.is_file():
-        return "not_a_file"
-    if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+    if not path.is_file() and (path.exists() or path.is_symlink()):
+        return "not_a_file"  # a missing file is not skipped: it fails, as not a file
+    if not is_supported(path.name):
         return "unsupported_type"
     return None
 
 
-def skipped(path: Path, name: str, reason: str) -> IngestResult:
-    """The result of a file left out for `reason` (a key of SKIP_REASONS)."""
+def skipped(path: Path, name: str, reason: str, source: str | None = None) -> IngestResult:
+    """The result of a file left out for `reason` (a key of SKIP_REASONS), recorded
+    under `source` (by default the resolved `path`)."""
     suffix = f" ('{path.suffix}')" if reason == "unsupported_type" and path.suffix else ""
     why = f"{name}: skipped, {SKIP_REASONS[reason]}{suffix}."
-    return IngestResult(str(path.resolve()), name, "", "skipped", error_code=reason, error=why)
+    source = source or str(path.resolve())
+    return IngestResult(source, name, "", "skipped", error_code=reason, error=why)
 
 
 def remove_missing(lore: Lore, collection: str, folder: Path, seen: set[str]) -> list[IngestResult]:
     """Forget documents recorded under `folder` whose files are gone (`ingest --sync`)."""
     results = []
     for source in lore.manifest.sources_under(collection, str(folder.resolve())):
-        if source in seen or Path(source).is_file():
+        # An archive's members go with the archive (whose own source is in this list).
+        if MEMBER_MARK in source or source in seen or Path(source).is_file():
             continue
         record = lore.manifest.source(collection, source)
         purge(lore, collection, lore.manifest.detach(collection, source))
+        for member in lore.manifest.sources_under(collection, source + MEMBER_MARK.rstrip("/")):
+            purge(lore, collection, lore.manifest.detach(collection, member))
         name = record.name if record else file_name(source)
         results.append(IngestResult(source, name, record.doc_id if record else "", "removed"))
     return results
@@ -612,7 +822,18 @@ def delete_document(lore: Lore, collection: str, doc_id: str) -> tuple[int, list
     record = lore.manifest.document(collection, doc_id)
     if record is None or record.status == "deleting":
         raise NotFound(f"Document '{doc_id}' is not in collection '{collection}'.")
-    sources = lore.manifest.retire(collection, doc_id)
+    members = {
+        member.doc_id
+        for source in record.sources
+        for path in lore.manifest.sources_under(collection, source + MEMBER_MARK.rstrip("/"))
+        if (member := lore.manifest.source(collection, path)) is not None
+    }
+    sources = lore.manifest.retire(collection, doc_id)  # an archive's members with it
     count = drop_chunks(lore, collection, doc_id)
     lore.manifest.forget(collection, doc_id)
+    for member_id in sorted(members):
+        left = lore.manifest.document(collection, member_id)
+        if left is not None and left.status == "deleting":  # nothing else points at it
+            count += drop_chunks(lore, collection, member_id)
+            lore.manifest.forget(collection, member_id)
     return count, sources

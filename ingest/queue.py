@@ -384,7 +384,7 @@ class ClusterJobQueue:
 
     def _conclude(self, job: Row, results: builtins.list[str]) -> Row:
         """How a job ends, once its last part has: its status, report and changed documents."""
-        handled = [IngestResult(**json.loads(result)) for result in results]
+        handled = [IngestResult.from_json(json.loads(result)) for result in results]
         now = time.time()
         status = "done"
         if job["error"] is not None:
@@ -400,7 +400,12 @@ class ClusterJobQueue:
             summary.seconds["total"] = now - (job["started_at"] or now)
             summary.interrupted = status == "cancelled"
             report = summary.as_json()
-        changed = [result.doc_id for result in handled if result.status in _CHANGED]
+        changed = [
+            one.doc_id
+            for result in handled
+            for one in (result, *result.members)  # an archive, and its members
+            if one.status in _CHANGED
+        ]
         return {
             "status": status,
             "report": report,

@@ -16,14 +16,20 @@ translates each into a PostgreSQL regular expression that matches the same texts
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import psycopg
 
 from rag.postgres.database import Database, pg_text
 from rag.retrieval.filters import Filters, epoch_microseconds, name_globs, source_globs
-from rag.retrieval.manifest import DocumentRecord, SourceRecord, file_name
+from rag.retrieval.manifest import (
+    MEMBER_MARK,
+    DocumentRecord,
+    GroupEntry,
+    SourceRecord,
+    file_name,
+)
 
 Connection = psycopg.Connection[dict[str, Any]]
 
@@ -332,6 +338,67 @@ class PgManifest:
             self._writing(conn, collection)
             return self._point(conn, collection, source, name, doc_id, size, mtime_ns, time.time())
 
+    def commit_group(
+        self, collection: str, entries: Sequence[GroupEntry], *, replacing: str | None = None
+    ) -> list[str]:
+        """Each entry's document made visible or failed and its source pointed at it, with
+        the other members of `replacing` forgotten, in one step; returns the documents
+        nothing points at any more (`deleting`)."""
+        now = time.time()
+        with self._db.transaction() as conn:
+            self._writing(conn, collection)
+            for entry in entries:
+                if entry.error_code is not None:
+                    conn.execute(
+                        "INSERT INTO manifest_documents (collection, doc_id, sha256, status, "
+                        "error_code, error, pipeline, created_at, updated_at) "
+                        "VALUES (%s, %s, %s, 'failed', %s, %s, %s, %s, %s) "
+                        "ON CONFLICT (collection, doc_id) DO UPDATE SET status = 'failed', "
+                        "error_code = excluded.error_code, error = excluded.error, "
+                        "pipeline = excluded.pipeline, chunks = 0, "
+                        "updated_at = excluded.updated_at",
+                        (collection, entry.doc_id, entry.sha256, entry.error_code,
+                         pg_text(entry.error or ""), entry.pipeline, now, now),
+                    )  # fmt: skip
+                elif entry.title is not None:
+                    conn.execute(
+                        "UPDATE manifest_documents SET status = 'indexed', title = %s, "
+                        "chunks = %s, error_code = NULL, error = NULL, updated_at = %s "
+                        "WHERE collection = %s AND doc_id = %s",
+                        (pg_text(entry.title), entry.chunks, now, collection, entry.doc_id),
+                    )
+            # Retired once every source points where it will (see the SQLite manifest).
+            left: set[str] = set()
+            for entry in entries:
+                row = conn.execute(
+                    "SELECT doc_id FROM manifest_sources WHERE collection = %s AND source = %s",
+                    (collection, entry.source),
+                ).fetchone()
+                self._upsert_source(conn, collection, entry, now)
+                if row is not None and row["doc_id"] != entry.doc_id:
+                    left.add(row["doc_id"])
+            if replacing is not None:
+                rows = conn.execute(
+                    "DELETE FROM manifest_sources WHERE collection = %s "
+                    "AND starts_with(source, %s) AND NOT source = ANY(%s) RETURNING doc_id",
+                    (collection, replacing + MEMBER_MARK, [e.source for e in entries]),
+                ).fetchall()
+                left.update(row["doc_id"] for row in rows)
+            retired = (self._retire_if_orphan(conn, collection, doc, now) for doc in sorted(left))
+            return [doc for doc in retired if doc is not None]
+
+    @staticmethod
+    def _upsert_source(conn: Connection, collection: str, entry: GroupEntry, now: float) -> None:
+        conn.execute(
+            "INSERT INTO manifest_sources (collection, source, name, doc_id, size, mtime_ns, "
+            "updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (collection, source) DO UPDATE SET name = excluded.name, "
+            "doc_id = excluded.doc_id, size = excluded.size, mtime_ns = excluded.mtime_ns, "
+            "updated_at = excluded.updated_at",
+            (collection, entry.source, pg_text(entry.name), entry.doc_id, entry.size,
+             entry.mtime_ns, now),
+        )  # fmt: skip
+
     def repipe(self, collection: str, old: str, new: str) -> int:
         with self._db.transaction() as conn:
             self._writing(conn, collection)
@@ -396,7 +463,8 @@ class PgManifest:
             return self._retire_if_orphan(conn, collection, row["doc_id"], time.time())
 
     def retire(self, collection: str, doc_id: str) -> list[str]:
-        """Hide a document now (`deleting`) and drop its sources; returns their paths."""
+        """Hide a document now (`deleting`) and drop its sources, with the members of an
+        archive; returns the paths dropped."""
         with self._db.transaction() as conn:
             self._writing(conn, collection)
             rows = conn.execute(
@@ -404,12 +472,23 @@ class PgManifest:
                 "RETURNING source",
                 (collection, doc_id),
             ).fetchall()
+            now = time.time()
             conn.execute(
                 "UPDATE manifest_documents SET status = 'deleting', updated_at = %s "
                 "WHERE collection = %s AND doc_id = %s",
-                (time.time(), collection, doc_id),
+                (now, collection, doc_id),
             )
-        return [row["source"] for row in rows]
+            dropped = [row["source"] for row in rows]
+            for source in list(dropped):
+                members = conn.execute(
+                    "DELETE FROM manifest_sources WHERE collection = %s "
+                    "AND starts_with(source, %s) RETURNING source, doc_id",
+                    (collection, source + MEMBER_MARK),
+                ).fetchall()
+                dropped += [member["source"] for member in members]
+                for member_doc in sorted({member["doc_id"] for member in members}):
+                    self._retire_if_orphan(conn, collection, member_doc, now)
+        return dropped
 
     def forget(self, collection: str, doc_id: str) -> None:
         """Remove a document's record, once its chunks are gone from the stores."""

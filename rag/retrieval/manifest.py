@@ -23,7 +23,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -92,6 +92,32 @@ class SourceRecord:
     size: int
     mtime_ns: int
     name: str
+
+
+# What separates an archive's source from the path of a member inside it:
+# `/data/reports.zip!/2024/q1.pdf`. A member of a member: `a.zip!/b.zip!/c.pdf`.
+MEMBER_MARK = "!/"
+
+
+@dataclass(frozen=True)
+class GroupEntry:
+    """One source of a group that `commit_group` makes visible at once (an archive and
+    its members). With `title` set, the document (begun already) becomes `indexed`
+    with that title and `chunks`; with `error_code` set, it is recorded `failed` (made
+    with `sha256` and `pipeline` when it has no record yet); with neither, the source
+    only points at a document already recorded."""
+
+    source: str
+    name: str
+    doc_id: str
+    size: int
+    mtime_ns: int
+    title: str | None = None
+    chunks: int = 0
+    error_code: str | None = None
+    error: str | None = None
+    sha256: str = ""
+    pipeline: str = ""
 
 
 def file_name(source: str) -> str:
@@ -196,6 +222,17 @@ class DocumentManifest(Protocol):
         returns the document it leaves behind, as `commit` does."""
         ...
 
+    def commit_group(
+        self, collection: str, entries: Sequence[GroupEntry], *, replacing: str | None = None
+    ) -> list[str]:
+        """Each entry's document made visible or recorded failed, and its source pointed
+        at it, all in one step (see `GroupEntry`). With `replacing` (an archive's
+        source), every other source inside it (`replacing!/...`) is forgotten in the
+        same step, so that readers see the archive's old members or its new ones, never
+        a mix. Returns the ids of the documents nothing points at any more: `deleting`
+        from this same step, their chunks to be removed next."""
+        ...
+
     def rename(self, collection: str, source: str, name: str) -> None:
         """Record `name` as what readers call `source`."""
         ...
@@ -224,7 +261,9 @@ class DocumentManifest(Protocol):
         ...
 
     def retire(self, collection: str, doc_id: str) -> list[str]:
-        """Hide a document now (`deleting`) and drop its sources; returns their paths."""
+        """Hide a document now (`deleting`) and drop its sources, and the sources inside
+        them when it is an archive (its members: `source!/...`), whose documents nothing
+        else points at are `deleting` too. Returns the paths dropped."""
         ...
 
     def forget(self, collection: str, doc_id: str) -> None:
@@ -489,6 +528,73 @@ class Manifest:
         with self._transaction() as db:
             return self._point(db, collection, source, name, doc_id, size, mtime_ns, time.time())
 
+    def commit_group(
+        self, collection: str, entries: Sequence[GroupEntry], *, replacing: str | None = None
+    ) -> list[str]:
+        now = time.time()
+        with self._transaction() as db:
+            for entry in entries:
+                if entry.error_code is not None:
+                    db.execute(
+                        "INSERT INTO documents (collection, doc_id, sha256, status, error_code, "
+                        "error, pipeline, created_at, updated_at) "
+                        "VALUES (?, ?, ?, 'failed', ?, ?, ?, ?, ?) "
+                        "ON CONFLICT (collection, doc_id) DO UPDATE SET status = 'failed', "
+                        "error_code = excluded.error_code, error = excluded.error, "
+                        "pipeline = excluded.pipeline, chunks = 0, "
+                        "updated_at = excluded.updated_at",
+                        (collection, entry.doc_id, entry.sha256, entry.error_code, entry.error,
+                         entry.pipeline, now, now),
+                    )  # fmt: skip
+                elif entry.title is not None:
+                    db.execute(
+                        "UPDATE documents SET status = 'indexed', title = ?, chunks = ?, "
+                        "error_code = NULL, error = NULL, updated_at = ? "
+                        "WHERE collection = ? AND doc_id = ?",
+                        (entry.title, entry.chunks, now, collection, entry.doc_id),
+                    )
+            # Documents left behind are retired once every source points where it will:
+            # one left by an entry may be the document of another.
+            left: set[str] = set()
+            for entry in entries:
+                previous = self._repoint(db, collection, entry, now)
+                if previous is not None:
+                    left.add(previous)
+            if replacing is not None:
+                kept = {entry.source for entry in entries}
+                prefix = replacing + MEMBER_MARK
+                rows = db.execute(
+                    "SELECT source, doc_id FROM sources WHERE collection = ? "
+                    "AND substr(source, 1, ?) = ?",
+                    (collection, len(prefix), prefix),
+                ).fetchall()
+                for row in rows:
+                    if row["source"] not in kept:
+                        db.execute(
+                            "DELETE FROM sources WHERE collection = ? AND source = ?",
+                            (collection, row["source"]),
+                        )
+                        left.add(row["doc_id"])
+            return [doc for doc in sorted(left) if self._retire_if_orphan(db, collection, doc, now)]
+
+    def _repoint(
+        self, db: sqlite3.Connection, collection: str, entry: GroupEntry, now: float
+    ) -> str | None:
+        """Point `entry.source` at its document; the id it pointed at before, if another."""
+        row = db.execute(
+            "SELECT doc_id FROM sources WHERE collection = ? AND source = ?",
+            (collection, entry.source),
+        ).fetchone()
+        db.execute(
+            "INSERT INTO sources (collection, source, name, doc_id, size, mtime_ns, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (collection, source) DO UPDATE SET "
+            "name = excluded.name, doc_id = excluded.doc_id, size = excluded.size, "
+            "mtime_ns = excluded.mtime_ns, updated_at = excluded.updated_at",
+            (collection, entry.source, entry.name, entry.doc_id, entry.size, entry.mtime_ns, now),
+        )
+        previous = row["doc_id"] if row is not None else None
+        return previous if previous not in (None, entry.doc_id) else None
+
     def repipe(self, collection: str, old: str, new: str) -> int:
         with self._transaction() as db:
             return db.execute(
@@ -546,7 +652,9 @@ class Manifest:
             return self._retire_if_orphan(db, collection, row["doc_id"], time.time())
 
     def retire(self, collection: str, doc_id: str) -> list[str]:
-        """Hide a document now and drop its sources; returns the source paths it had."""
+        """Hide a document now and drop its sources, with the members of an archive;
+        returns the source paths dropped."""
+        now = time.time()
         with self._transaction() as db:
             rows = db.execute(
                 "SELECT source FROM sources WHERE collection = ? AND doc_id = ?",
@@ -558,9 +666,25 @@ class Manifest:
             db.execute(
                 "UPDATE documents SET status = 'deleting', updated_at = ? "
                 "WHERE collection = ? AND doc_id = ?",
-                (time.time(), collection, doc_id),
+                (now, collection, doc_id),
             )
-        return [row["source"] for row in rows]
+            dropped = [row["source"] for row in rows]
+            for source in list(dropped):
+                prefix = source + MEMBER_MARK
+                members = db.execute(
+                    "SELECT source, doc_id FROM sources WHERE collection = ? "
+                    "AND substr(source, 1, ?) = ?",
+                    (collection, len(prefix), prefix),
+                ).fetchall()
+                for member in members:
+                    db.execute(
+                        "DELETE FROM sources WHERE collection = ? AND source = ?",
+                        (collection, member["source"]),
+                    )
+                    dropped.append(member["source"])
+                for member_doc in {member["doc_id"] for member in members}:
+                    self._retire_if_orphan(db, collection, member_doc, now)
+        return dropped
 
     def forget(self, collection: str, doc_id: str) -> None:
         """Remove a document's row, once its chunks are gone from the index."""

@@ -20,7 +20,7 @@ import pytest
 from rag.postgres.database import Database
 from rag.postgres.manifest import PgManifest, glob_regex
 from rag.retrieval.filters import Filters, make_filters
-from rag.retrieval.manifest import DocumentManifest, Manifest
+from rag.retrieval.manifest import DocumentManifest, GroupEntry, Manifest
 
 pytestmark = pytest.mark.contract
 
@@ -210,6 +210,58 @@ class DocumentManifestContract:
         assert manifest.visible("alpha", ["d1"]) == set()
         assert manifest.documents("alpha") == []
         assert manifest.visible("beta", ["d1"]) == {"d1"}
+
+    def test_a_group_replaces_an_archives_members_in_one_step(
+        self, manifest: DocumentManifest
+    ) -> None:
+        def entry(source: str, doc_id: str, **more: object) -> GroupEntry:
+            return GroupEntry(source, source.split("!/")[-1], doc_id, 10, 1, **more)  # type: ignore[arg-type]
+
+        zip_ = "/docs/a.zip"
+        for doc_id in ("z1", "m1", "m2"):
+            manifest.begin("alpha", doc_id, f"sha-{doc_id}", PIPELINE)
+        retired = manifest.commit_group(
+            "alpha",
+            [
+                entry(zip_, "z1", title="a.zip"),
+                entry(f"{zip_}!/one.md", "m1", title="One", chunks=2),
+                entry(f"{zip_}!/two.md", "m2", title="Two", chunks=3),
+                entry(
+                    f"{zip_}!/bad.pdf",
+                    "f1",
+                    error_code="malformed",
+                    error="bad.pdf: damaged",
+                    sha256="sha-f1",
+                    pipeline=PIPELINE,
+                ),
+            ],
+            replacing=zip_,
+        )
+        assert retired == []
+        assert manifest.visible("alpha", ["z1", "m1", "m2", "f1"]) == {"z1", "m1", "m2"}
+        assert status(manifest, "f1") == "failed"
+        # The archive changes: one.md is gone, two.md now holds one.md's old bytes, three.md is new.
+        for doc_id in ("z2", "m3"):
+            manifest.begin("alpha", doc_id, f"sha-{doc_id}", PIPELINE)
+        retired = manifest.commit_group(
+            "alpha",
+            [
+                entry(zip_, "z2", title="a.zip"),
+                entry(f"{zip_}!/two.md", "m1"),
+                entry(f"{zip_}!/three.md", "m3", title="Three", chunks=1),
+            ],
+            replacing=zip_,
+        )
+        assert sorted(retired) == ["f1", "m2", "z1"], "m1 is pointed at again, so it stays"
+        assert manifest.visible("alpha", ["z1", "z2", "m1", "m2", "m3"]) == {"z2", "m1", "m3"}
+        assert sorted(manifest.sources_under("alpha", zip_ + "!")) == [
+            f"{zip_}!/three.md", f"{zip_}!/two.md",
+        ]  # fmt: skip
+        # Deleting the archive's document takes its members with it.
+        dropped = manifest.retire("alpha", "z2")
+        assert sorted(dropped) == [zip_, f"{zip_}!/three.md", f"{zip_}!/two.md"]
+        assert manifest.visible("alpha", ["z2", "m1", "m3"]) == set()
+        assert {status(manifest, d) for d in ("z2", "m1", "m3")} == {"deleting"}
 
     def test_collections_are_named_once_each_sorted(self, manifest: DocumentManifest) -> None:
         assert manifest.collections() == []
