@@ -54,8 +54,10 @@ class Member:
 
 @dataclass(frozen=True)
 class _Entry:
-    """A member as the archive lists it, before it is unpacked."""
+    """A member as the archive lists it, before it is unpacked: `key` is its name as
+    the archive spells it, `name` that name made safe (see `_clean`)."""
 
+    key: str
     name: str
     size: int
     packed: int | None  # its compressed size, where the format tells it
@@ -156,6 +158,12 @@ def _inner(
         )
 
 
+def _clean(name: str) -> str:
+    """A member's name as a relative path: no leading '/', no '.' or '..' parts."""
+    parts = [part for part in name.replace("\\", "/").split("/") if part not in ("", ".", "..")]
+    return "/".join(parts) or "(unnamed)"
+
+
 def _skip(entry: _Entry) -> str | None:
     if any(part.startswith(".") for part in PurePosixPath(entry.name).parts):
         return "hidden"
@@ -249,7 +257,8 @@ class _Zip(_Archive):
     def entries(self) -> list[_Entry]:
         return [
             _Entry(
-                info.filename.rstrip("/"),
+                info.filename,
+                _clean(info.filename),
                 info.file_size,
                 info.compress_size,
                 _zip_time(info),
@@ -263,7 +272,7 @@ class _Zip(_Archive):
     def extract(self, wanted: list[tuple[_Entry, Path]]) -> None:
         for entry, target in wanted:
             try:
-                with self.archive.open(self.infos[entry.name]) as source:
+                with self.archive.open(self.infos[entry.key]) as source:
                     _copy(source, target, entry.size, f"{self.shown}{MEMBER_MARK}{entry.name}")
             except (zipfile.BadZipFile, OSError, EOFError) as exc:
                 target.unlink(missing_ok=True)
@@ -290,7 +299,12 @@ class _Tar(_Archive):
     def entries(self) -> list[_Entry]:
         return [
             _Entry(
-                info.name, info.size, None if self.streamed else info.size, info.mtime, info.isreg()
+                info.name,
+                _clean(info.name),
+                info.size,
+                None if self.streamed else info.size,
+                info.mtime,
+                info.isreg(),
             )
             for info in self.infos.values()
             if not info.isdir()
@@ -298,7 +312,7 @@ class _Tar(_Archive):
 
     def extract(self, wanted: list[tuple[_Entry, Path]]) -> None:
         for entry, target in wanted:
-            source = self.archive.extractfile(self.infos[entry.name])
+            source = self.archive.extractfile(self.infos[entry.key])
             if source is None:
                 continue
             with source:
@@ -325,6 +339,7 @@ class _SevenZip(_Archive):
         return [
             _Entry(
                 info.filename,
+                _clean(info.filename),
                 info.uncompressed,
                 None,
                 info.creationtime.timestamp() if info.creationtime else time.time(),
@@ -340,9 +355,9 @@ class _SevenZip(_Archive):
         import tempfile
 
         with tempfile.TemporaryDirectory(dir=wanted[0][1].parent.parent) as into:
-            self.archive.extract(path=into, targets=[entry.name for entry, _ in wanted])
+            self.archive.extract(path=into, targets=[entry.key for entry, _ in wanted])
             for entry, target in wanted:
-                unpacked = Path(into, entry.name).resolve()
+                unpacked = Path(into, entry.key).resolve()
                 if unpacked.is_relative_to(Path(into).resolve()) and unpacked.is_file():
                     if unpacked.stat().st_size > entry.size:
                         raise LimitExceeded(

@@ -13,6 +13,7 @@ from ingest.parsing import Limits, parse
 from rag.config import Settings
 from rag.container import Lore
 from rag.errors import LoreError
+from tests.files import ofd_bytes, pdf_bytes, text_image, write, zip_bytes
 
 pytestmark = pytest.mark.integration
 
@@ -216,16 +217,54 @@ def test_extracted_text_is_limited(tmp_path: Path) -> None:
     assert parse(novel, Limits(max_text_mb=2)).sections
 
 
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "formats"
+
+
+def _generated(folder: Path) -> Path:
+    """Files made here of our own text: CSV in other encodings, OFD with a scanned
+    page, an archive, and files a batch leaves out."""
+    table = "名称,城市,数量\n蓝调,圣路易斯,1\n飞人,费城,2\n"
+    write(folder / "gbk.csv", table.encode("gbk"))
+    write(folder / "utf16.csv", "Team\tCity\tCups\nBlues\tSTL\t1\n".encode("utf-16"))
+    write(
+        folder / "scan.ofd",
+        ofd_bytes(["第一页：预算说明。本年度预算经审议通过。", text_image("BUDGET APPROVED")]),
+    )
+    bundle = {"inner/q1.pdf": pdf_bytes("Revenue rose."), "notes.md": "# Notes\n\nKept.\n"}
+    write(folder / "bundle.zip", zip_bytes({**bundle, "tool.exe": b"MZ"}))
+    write(folder / "tool.exe", b"MZ")
+    write(folder / ".hidden.md", "# Hidden\n")
+    return folder
+
+
 @needs_corpus
-def test_batch_over_the_corpus_handles_every_file(tmp_path: Path) -> None:
+def test_batch_accounts_for_every_file_found_and_a_rerun_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    roots = [CORPUS, FIXTURES, _generated(tmp_path / "made")]
+    found = sum(1 for root in roots for p in root.rglob("*") if p.is_file())
     lore = Lore(Settings(data_dir=tmp_path / "data", embedding_backend="hashing"))
-    report = run_batch(lore, [CORPUS], "formats", BatchOptions(workers=2)).as_json()
-    assert report["files"] == len(EXPECTED)
-    failed = {f["source"]: f["code"] for f in report["failures"]}  # names within CORPUS
+    report = run_batch(lore, roots, "formats", BatchOptions(workers=2)).as_json()
+    outcomes = ("added", "updated", "unchanged", "duplicate", "failed", "skipped")
+    assert report["files"] == found == sum(report[o] for o in outcomes)
+    failed = {f["source"]: f["code"] for f in report["failures"]}  # names within each root
     assert failed == {
         n: e.removeprefix("error:") for n, e in EXPECTED.items() if e.startswith("error:")
     }
-    assert report["added"] == len(EXPECTED) - len(failed)
+    skipped = {s["source"]: s["reason"] for s in report["skipped_files"]}
+    assert skipped == {
+        ".hidden.md": "hidden",
+        "tool.exe": "unsupported_type",
+        "bundle.zip!/tool.exe": "unsupported_type",
+    }
+    assert report["skipped"] == 2, "the archive's member is counted among its members"
+    assert report["archive_members"]["added"] == 2
+    assert all(Path(f["source"]).name in f["error"] for f in report["failures"]), "named"
+
+    again = run_batch(lore, roots, "formats", BatchOptions(workers=2)).as_json()
+    assert again["files"] == found
+    assert (again["unchanged"], again["skipped"]) == (found - 2, 2)
+    assert {f["source"]: f["code"] for f in again["still_failing"]} == failed
 
 
 def test_hostile_upload_names_never_escape(tmp_path: Path) -> None:
@@ -276,3 +315,61 @@ def test_archive_depth_is_limited(tmp_path: Path) -> None:
     with pytest.raises(LoreError, match="nested more than 3 levels") as caught:
         parse(deep, Limits(max_archive_depth=3))
     assert caught.value.code == "limit_exceeded"
+
+
+@pytest.mark.parametrize(
+    ("encoding", "text"),
+    [
+        ("utf-16", "Team,City,Cups\nBlues,STL,1\nFlyers,PHI,2\n"),
+        ("gbk", "名称;城市;数量\n蓝调;圣路易斯;1\n飞人;费城;2\n"),
+        ("utf-8-sig", "Team\tCity\tCups\nBlues\tSTL\t1\nFlyers\tPHI\t2\n"),
+    ],
+)
+def test_csv_in_any_encoding_with_its_delimiter(tmp_path: Path, encoding: str, text: str) -> None:
+    path = write(tmp_path / f"table-{encoding}.csv", text.encode(encoding))
+    (section,) = parse(path).sections
+    assert section.table is not None
+    header = tuple(text.splitlines()[0].replace(";", ",").replace("\t", ",").split(","))
+    assert section.table.header == header
+    assert section.text.splitlines()[0].startswith(f"{header[0]}: ")
+
+
+def test_ofd_files_give_text_per_page() -> None:
+    letter = parse(FIXTURES / "official-letter.ofd")  # ofdrw's test file (Apache-2.0)
+    assert [s.page for s in letter.sections] == [1, 2]
+    assert "关于同意张阿三同志辞职的批复" in letter.sections[0].text
+    assert letter.parser == "ofdkit"
+    spec = parse(FIXTURES / "glyph-spec.ofd")
+    assert spec.title == "11.4 字型变换"
+    assert "CodePosition" in spec.sections[0].text, "a table's rows are kept as lines"
+
+
+def test_ofd_page_that_is_an_image_is_read_by_ocr(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "scan.ofd",
+        ofd_bytes(["第一页：预算说明。", text_image("BUDGET APPROVED")], title="预算批复"),
+    )
+    parsed = parse(path)
+    assert (parsed.title, parsed.parser) == ("预算批复", "ofdkit+ocr")
+    assert [s.page for s in parsed.sections] == [1, 2]
+    assert "BUDGET APPROVED" in parsed.sections[1].text
+    write(tmp_path / "broken.ofd", zip_bytes({"Doc_0/Document.xml": "<x/>"}))
+    with pytest.raises(LoreError) as caught:
+        parse(tmp_path / "broken.ofd")
+    assert caught.value.code == "malformed"
+
+
+# fixture -> (heading of its first section, text it holds)
+OFFICE: dict[str, tuple[str, str]] = {
+    "stanley-cups.xls": ("Stanley Cups", "Team: Blues | Location: STL | Stanley Cups: 1"),
+    "budget.et": ("预算", "部门: 信息中心 | 季度: 一季度 | 预算（万元）: 120"),
+    "leave-notice.wps": ("关于年度休假安排的通知", "带薪年假十五天"),
+    "training.dps": ("数据安全培训", "文件不出内网"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OFFICE))
+def test_legacy_xls_and_wps_files_are_read(name: str) -> None:
+    heading, text = OFFICE[name]
+    sections = parse(FIXTURES / name).sections
+    assert any(s.heading == heading and text in s.text for s in sections), sections[:3]
