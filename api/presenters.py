@@ -121,8 +121,10 @@ def deleted_json(removed: RemovedDocument, admin: bool) -> dict[str, Any]:
 
 
 def ingest_json(result: IngestResult, admin: bool) -> dict[str, Any]:
+    """A file's outcome, and an archive's members' (each named as the file is)."""
     data = asdict(result)
     del data["name"]
+    data["members"] = [ingest_json(member, admin) for member in result.members]
     return _named(data, result.source, result.name, admin)
 
 
@@ -131,7 +133,7 @@ def job_json(job: Job, admin: bool) -> dict[str, Any]:
     data = job.as_json()
     if data["report"] is not None:
         report = dict(data["report"])
-        for key in ("failures", "flagged"):
+        for key in ("failures", "flagged", "skipped_files", "still_failing"):
             report[key] = [{**f, "path": f["path"] if admin else None} for f in report.get(key, [])]
         data["report"] = report
     return data

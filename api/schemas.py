@@ -161,6 +161,11 @@ class IngestOut(BaseModel):
     chunks: int
     error_code: str | None
     error: str | None
+    members: list[IngestOut] = Field(
+        default_factory=list,
+        description="An archive's members, each as a file is (`source` is "
+        "`archive.zip!/folder/member.pdf`); empty for any other file.",
+    )
 
 
 class DeleteOut(BaseModel):

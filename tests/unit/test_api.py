@@ -411,3 +411,30 @@ def test_openai_streamed_content_is_the_plain_content_and_usage_counts_the_promp
     ]
     followed = client.post("/v1/chat/completions", json={**body, "messages": history}).json()
     assert followed["usage"]["prompt_tokens"] > plain["usage"]["prompt_tokens"]
+
+
+def test_an_uploaded_zip_becomes_its_members_and_a_broken_one_changes_nothing(
+    client: TestClient, tmp_path: Path
+) -> None:
+    from tests.files import write, zip_bytes
+
+    bundle = write(
+        tmp_path / "policies.zip",
+        zip_bytes({"leave.md": "# Leave\n\nFifteen days.\n", "tool.exe": b"MZ"}),
+    )
+    result = _upload(client, bundle)
+    assert (result["source"], result["status"]) == ("policies.zip", "added")
+    members = {m["source"]: (m["status"], m["path"]) for m in result["members"]}
+    assert members == {
+        "policies.zip!/leave.md": ("added", result["path"] + "!/leave.md"),
+        "policies.zip!/tool.exe": ("skipped", result["path"] + "!/tool.exe"),
+    }
+    listed = {d["sources"][0] for d in client.get("/v1/documents").json()}
+    assert listed == {"policies.zip", "policies.zip!/leave.md"}
+
+    write(bundle, b"PK\x03\x04 not really a zip")
+    with bundle.open("rb") as handle:
+        refused = client.post("/v1/documents", files={"file": ("policies.zip", handle)})
+    assert (refused.status_code, refused.json()["code"]) == (422, "malformed")
+    listed = {d["sources"][0] for d in client.get("/v1/documents").json()}
+    assert listed == {"policies.zip", "policies.zip!/leave.md"}, "the earlier upload stays"
