@@ -102,13 +102,14 @@ def ingest(
         def on_file(done: int, total: int, result: IngestResult) -> None:
             rate = done / max(time.perf_counter() - began, 1e-6)
             bar.update(task, completed=done, total=total, rate=f"{rate:.1f}")
-            if result.status == "failed":
-                failures.append(f"failed: {result.source}: {result.error}")
-            elif result.flagged:
-                failures.append(
-                    f"flagged: {result.source}: {result.flagged} passage(s) read as "
-                    "instructions to an AI assistant; their citations will say so."
-                )
+            for one in result.members or (result,):  # an archive's: its members'
+                if one.status == "failed":
+                    failures.append(f"failed: {one.source}: {one.error}")
+                elif one.flagged:
+                    failures.append(
+                        f"flagged: {one.source}: {one.flagged} passage(s) read as "
+                        "instructions to an AI assistant; their citations will say so."
+                    )
 
         def on_chunks(embedded: int, parsed: int) -> None:
             # Moves while one large file is embedded, when the file count cannot.
@@ -162,7 +163,7 @@ def _summary(data: dict[str, Any], target: str, report: Path | None) -> str:
         f"{data['chunks']} chunks in {data['seconds']['total']:.1f} s."
     )
     if data["still_failing"]:
-        line += f" {len(data['still_failing'])} unchanged files still cannot be read, as before."
+        line += f" {len(data['still_failing'])} of them failed before and were not read again."
     if (data["skipped"] or data["still_failing"]) and report is None:
         line += " --report FILE lists them."
     return line
