@@ -43,8 +43,8 @@ from rag.governance.audit import SCHEMA_VERSION as AUDIT_SCHEMA
 from rag.governance.audit import AuditLog
 from rag.governance.feedback import SCHEMA_VERSION as FEEDBACK_SCHEMA
 from rag.models import get_spec, status
+from rag.retrieval.manifest import MEMBER_MARK, DocumentRecord
 from rag.retrieval.manifest import SCHEMA_VERSION as MANIFEST_SCHEMA
-from rag.retrieval.manifest import DocumentRecord
 
 Severity = Literal["ok", "warning", "problem"]
 Progress = Callable[[str], None]
@@ -451,7 +451,7 @@ def _rebuild_keywords(lore: Lore, collection: str) -> int:
 def _reindex(lore: Lore, record: DocumentRecord) -> str:
     """Index a document that lacks chunks again from its first file still there; when
     none is, record it failed, so no query sees half of it. Says what was done."""
-    from ingest.pipeline import drop_chunks, ingest_file, pipeline_version
+    from ingest.pipeline import drop_chunks, ingest_file, pipeline_version, purge
 
     collection, doc_id = record.collection, record.doc_id
     lore = lore.for_collection(collection)
@@ -461,6 +461,16 @@ def _reindex(lore: Lore, record: DocumentRecord) -> str:
         if Path(source).is_file():
             result = ingest_file(lore, Path(source), collection, source=source, name=name)
             return f"indexed {name} again ({result.status}, {result.chunks} chunks)"
+        archive, inside, _ = source.partition(MEMBER_MARK)
+        if inside and Path(archive).is_file():
+            # Forgotten, the archive is unpacked again, and this member written anew
+            # (it is `pending`); the others are found unchanged.
+            purge(lore, collection, lore.manifest.detach(collection, archive))
+            shown = name.partition(MEMBER_MARK)[0]
+            ingest_file(lore, Path(archive), collection, source=archive, name=shown)
+            again = lore.manifest.document(collection, doc_id)
+            chunks = again.chunks if again else 0
+            return f"indexed {name} again from {shown} ({chunks} chunks)"
     source = record.sources[0] if record.sources else ""
     lore.manifest.fail(
         collection, doc_id, record.sha256, pipeline_version(lore), source=source, size=0,

@@ -200,3 +200,29 @@ def test_limits_apply_to_each_member_and_a_damaged_archive_fails(
         "broken.zip": "malformed",
         "fake.7z": "malformed",
     }
+
+
+def test_doctor_writes_a_member_whose_chunks_were_lost_again_from_its_archive(
+    hashing_lore: Lore, tmp_path: Path
+) -> None:
+    from ingest.doctor import examine, repair
+
+    folder = tmp_path / "share"
+    write(folder / "bundle.zip", _bundle())
+    _run(hashing_lore, folder)
+    (member,) = [
+        r for r in hashing_lore.manifest.documents("main") if r.names[0].endswith("q1.pdf")
+    ]
+    lost = hashing_lore.store.document_chunks("main", member.doc_id)
+    hashing_lore.store.delete_chunks("main", [c.id for c in lost])
+
+    def index_problems() -> list[str]:
+        findings = examine(hashing_lore).findings
+        return [f.message for f in findings if f.check == "index" and f.severity == "problem"]
+
+    assert index_problems()
+    done = repair(hashing_lore, examine(hashing_lore))
+    assert any("q1.pdf again from bundle.zip" in line for line in done), done
+    assert index_problems() == []
+    assert len(hashing_lore.store.document_chunks("main", member.doc_id)) == len(lost)
+    assert len(hashing_lore.manifest.documents("main")) == 5, "nothing else changed"
