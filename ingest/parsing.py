@@ -805,6 +805,12 @@ def _parse_converted(path: Path, target: str) -> ParsedDocument:
     (docx, xlsx, pptx), then read as that format is."""
     from unstructured.partition.common.common import convert_office_doc
 
+    with path.open("rb") as handle:
+        magic = handle.read(8)
+    # WPS saves compound files (the Office 97 layouts), or zip-based ones in newer
+    # versions. Anything else LibreOffice would read as plain text, bytes and all.
+    if magic != _OLE_MAGIC and not magic.startswith(b"PK\x03\x04"):
+        raise MalformedDocument(f"{path.name}: the file is not a WPS Office document.")
     with tempfile.TemporaryDirectory(prefix="lore-convert-") as scratch:
         # Copied under a plain name: LibreOffice names its output after the input.
         source = Path(scratch) / f"document{path.suffix.lower()}"

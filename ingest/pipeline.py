@@ -21,6 +21,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import logging
+import os
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -48,7 +49,13 @@ from rag.components.embeddings import Vectors
 from rag.components.packaged_embeddings import packaged_token_length
 from rag.container import Lore
 from rag.errors import Busy, DiskFull, EmbedderChanged, InvalidInput, LoreError, NotFound
-from rag.retrieval.manifest import MEMBER_MARK, DocumentRecord, GroupEntry, file_name
+from rag.retrieval.manifest import (
+    MEMBER_MARK,
+    DocumentRecord,
+    GroupEntry,
+    SourceRecord,
+    file_name,
+)
 from rag.types import Chunk
 
 log = logging.getLogger(__name__)
@@ -246,6 +253,27 @@ def _result_for(source: str, name: str, record: DocumentRecord, status: Status) 
     return IngestResult(source, name, record.doc_id, status, record.chunks)
 
 
+def _same_stat(
+    lore: Lore,
+    collection: str,
+    known: SourceRecord | None,
+    name: str,
+    stat: os.stat_result,
+    pipeline: str,
+) -> IngestResult | None:
+    """The `unchanged` result of a file recorded as `known` with the same size and mtime
+    and handled by `pipeline`, recognised without reading it; None otherwise. A file
+    ingested from another folder this time gets its new name."""
+    if known is None or (known.size, known.mtime_ns) != (stat.st_size, stat.st_mtime_ns):
+        return None
+    record = lore.manifest.document(collection, known.doc_id)
+    if record is None or not _handled(record, pipeline):
+        return None
+    if known.name != name:
+        lore.manifest.rename(collection, known.source, name)
+    return _result_for(known.source, name, record, "unchanged")
+
+
 @dataclass(frozen=True)
 class Todo:
     """A file that needs indexing, with what `plan` learned about it."""
@@ -281,12 +309,9 @@ def plan(
     stat = path.stat()
 
     known = manifest.source(collection, source)
-    if known and (known.size, known.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
-        record = manifest.document(collection, known.doc_id)
-        if record is not None and _handled(record, pipeline):
-            if known.name != name:  # ingested from another folder this time
-                manifest.rename(collection, source, name)
-            return _result_for(source, name, record, "unchanged")
+    unchanged = _same_stat(lore, collection, known, name, stat, pipeline)
+    if unchanged is not None:
+        return unchanged
 
     sha256 = file_sha256(path)
     doc_id = document_id(sha256)
@@ -546,10 +571,9 @@ def ingest_archive(
     pipeline = pipeline_version(lore)
     stat = path.stat()
     known = manifest.source(collection, source)
-    if known and (known.size, known.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
-        record = manifest.document(collection, known.doc_id)
-        if record is not None and _handled(record, pipeline):
-            return _result_for(source, name, record, "unchanged")
+    unchanged = _same_stat(lore, collection, known, name, stat, pipeline)
+    if unchanged is not None:
+        return unchanged
     sha256 = file_sha256(path)
     record = manifest.document(collection, document_id(sha256))
     if known and known.doc_id == document_id(sha256) and record and _handled(record, pipeline):

@@ -370,13 +370,9 @@ class PgManifest:
             # Retired once every source points where it will (see the SQLite manifest).
             left: set[str] = set()
             for entry in entries:
-                row = conn.execute(
-                    "SELECT doc_id FROM manifest_sources WHERE collection = %s AND source = %s",
-                    (collection, entry.source),
-                ).fetchone()
-                self._upsert_source(conn, collection, entry, now)
-                if row is not None and row["doc_id"] != entry.doc_id:
-                    left.add(row["doc_id"])
+                previous = self._repoint(conn, collection, entry, now)
+                if previous is not None:
+                    left.add(previous)
             if replacing is not None:
                 rows = conn.execute(
                     "DELETE FROM manifest_sources WHERE collection = %s "
@@ -388,7 +384,12 @@ class PgManifest:
             return [doc for doc in retired if doc is not None]
 
     @staticmethod
-    def _upsert_source(conn: Connection, collection: str, entry: GroupEntry, now: float) -> None:
+    def _repoint(conn: Connection, collection: str, entry: GroupEntry, now: float) -> str | None:
+        """Point `entry.source` at its document; the id it pointed at before, if another."""
+        row = conn.execute(
+            "SELECT doc_id FROM manifest_sources WHERE collection = %s AND source = %s",
+            (collection, entry.source),
+        ).fetchone()
         conn.execute(
             "INSERT INTO manifest_sources (collection, source, name, doc_id, size, mtime_ns, "
             "updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s) "
@@ -398,6 +399,8 @@ class PgManifest:
             (collection, entry.source, pg_text(entry.name), entry.doc_id, entry.size,
              entry.mtime_ns, now),
         )  # fmt: skip
+        previous = row["doc_id"] if row is not None else None
+        return previous if previous not in (None, entry.doc_id) else None
 
     def repipe(self, collection: str, old: str, new: str) -> int:
         with self._db.transaction() as conn:
@@ -510,20 +513,9 @@ class PgManifest:
         mtime_ns: int,
         now: float,
     ) -> str | None:
-        row = conn.execute(
-            "SELECT doc_id FROM manifest_sources WHERE collection = %s AND source = %s",
-            (collection, source),
-        ).fetchone()
-        conn.execute(
-            "INSERT INTO manifest_sources (collection, source, name, doc_id, size, mtime_ns, "
-            "updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s) "
-            "ON CONFLICT (collection, source) DO UPDATE SET name = excluded.name, "
-            "doc_id = excluded.doc_id, size = excluded.size, mtime_ns = excluded.mtime_ns, "
-            "updated_at = excluded.updated_at",
-            (collection, source, pg_text(name or file_name(source)), doc_id, size, mtime_ns, now),
-        )
-        previous = row["doc_id"] if row is not None else None
-        if previous is None or previous == doc_id:
+        entry = GroupEntry(source, name or file_name(source), doc_id, size, mtime_ns)
+        previous = self._repoint(conn, collection, entry, now)
+        if previous is None:
             return None
         return self._retire_if_orphan(conn, collection, previous, now)
 

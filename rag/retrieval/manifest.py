@@ -704,18 +704,9 @@ class Manifest:
         mtime_ns: int,
         now: float,
     ) -> str | None:
-        row = db.execute(
-            "SELECT doc_id FROM sources WHERE collection = ? AND source = ?", (collection, source)
-        ).fetchone()
-        db.execute(
-            "INSERT INTO sources (collection, source, name, doc_id, size, mtime_ns, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (collection, source) DO UPDATE SET "
-            "name = excluded.name, doc_id = excluded.doc_id, size = excluded.size, "
-            "mtime_ns = excluded.mtime_ns, updated_at = excluded.updated_at",
-            (collection, source, name or file_name(source), doc_id, size, mtime_ns, now),
-        )
-        previous = row["doc_id"] if row is not None else None
-        if previous is None or previous == doc_id:
+        entry = GroupEntry(source, name or file_name(source), doc_id, size, mtime_ns)
+        previous = self._repoint(db, collection, entry, now)
+        if previous is None:
             return None
         return self._retire_if_orphan(db, collection, previous, now)
 

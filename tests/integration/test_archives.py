@@ -17,7 +17,7 @@ from ingest.parsing import Limits
 from ingest.pipeline import ingest_paths
 from rag.config import Settings
 from rag.container import Lore
-from rag.errors import LimitExceeded
+from rag.errors import LimitExceeded, LoreError
 from tests.files import docx_bytes, pdf_bytes, write, zip_bytes
 
 pytestmark = pytest.mark.integration
@@ -226,3 +226,24 @@ def test_doctor_writes_a_member_whose_chunks_were_lost_again_from_its_archive(
     assert index_problems() == []
     assert len(hashing_lore.store.document_chunks("main", member.doc_id)) == len(lost)
     assert len(hashing_lore.manifest.documents("main")) == 5, "nothing else changed"
+
+
+def test_password_protected_archives_and_members_fail_as_encrypted(tmp_path: Path) -> None:
+    locked = tmp_path / "locked.7z"
+    with py7zr.SevenZipFile(locked, "w", password="secret") as archive:
+        archive.writestr(b"# Secret\n\nHidden.\n", "secret.md")
+    with pytest.raises(LoreError) as caught:
+        unpack(locked, tmp_path / "7z", Limits())
+    assert caught.value.code == "encrypted"
+
+    # A zip member marked encrypted (bit 0 of its flags, in the local and the central
+    # header; zipfile writes no encryption) is refused unread.
+    data = bytearray(zip_bytes({"open.md": "# Open\n\nRead.\n", "closed.md": "ciphertext"}))
+    for signature, flags_at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        header = data.index(signature, data.index(signature) + 1)  # closed.md's, the second
+        data[header + flags_at] |= 0x1
+    found = unpack(write(tmp_path / "mixed.zip", bytes(data)), tmp_path / "z", Limits())
+    assert {m.name: (m.failure[0] if m.failure else "ok") for m in found} == {
+        "open.md": "ok",
+        "closed.md": "encrypted",
+    }

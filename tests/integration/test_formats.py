@@ -373,3 +373,23 @@ def test_legacy_xls_and_wps_files_are_read(name: str) -> None:
     heading, text = OFFICE[name]
     sections = parse(FIXTURES / name).sections
     assert any(s.heading == heading and text in s.text for s in sections), sections[:3]
+
+
+ENCRYPTED = Path(__file__).resolve().parents[1] / "fixtures" / "encrypted"
+
+
+def test_password_protected_binary_office_and_wps_files_are_encrypted(tmp_path: Path) -> None:
+    locked_wps = write(tmp_path / "locked.wps", (ENCRYPTED / "locked.doc").read_bytes())
+    for path in (ENCRYPTED / "locked.doc", ENCRYPTED / "locked.xls", locked_wps):
+        with pytest.raises(LoreError) as caught:
+            parse(path)
+        assert caught.value.code == "encrypted", path.name
+        assert path.name in str(caught.value)
+
+
+def test_a_wps_file_that_is_not_one_is_malformed_not_read_as_text(tmp_path: Path) -> None:
+    junk = write(tmp_path / "junk.wps", bytes(range(256)) * 12)
+    with pytest.raises(LoreError) as caught:
+        parse(junk)
+    assert caught.value.code == "malformed"
+    assert "junk.wps" in str(caught.value)
