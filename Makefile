@@ -20,10 +20,11 @@ PORT ?= 8000
 # Chromium runs the web page's browser tests (headless). PostgreSQL, Redis and nginx are
 # cluster mode's database, shared rate limits and load balancer (docs/cluster.md,
 # docs/deploy.md); the tests start throwaway servers of their own from them.
-# `make run` uses none of them.
+# `make run` uses none of them. Noto CJK lets chromium draw the Chinese page, so the
+# browser tests' screenshots can be read.
 SYSTEM_PACKAGES := tesseract-ocr tesseract-ocr-chi-sim tesseract-ocr-eng \
 	libreoffice-writer-nogui libreoffice-impress-nogui libreoffice-calc-nogui \
-	chromium postgresql \
+	chromium fonts-noto-cjk postgresql \
 	redis-server nginx
 
 $(INSTALLED): pyproject.toml
@@ -37,6 +38,8 @@ $(INSTALLED): pyproject.toml
 
 # The web page's one third-party script (markdown-it, MIT), from the npm registry at
 # the version package-lock.json pins, copied next to the page; nothing loads from a CDN.
+# axe-core (MPL-2.0, a dev dependency) stays in node_modules: only the browser tests
+# use it, to audit each screen's accessibility.
 WEB_VENDOR := web/vendor/markdown-it.js
 $(WEB_VENDOR): web/package.json web/package-lock.json
 	cd web && npm ci --no-audit --no-fund --ignore-scripts --silent
@@ -49,7 +52,7 @@ install: $(INSTALLED) $(WEB_VENDOR)
 system-deps:
 	@if command -v tesseract >/dev/null && command -v soffice >/dev/null \
 		&& test -e /usr/lib/libreoffice/program/libsclo.so \
-		&& command -v chromium >/dev/null \
+		&& command -v chromium >/dev/null && fc-list :lang=zh | grep -q . \
 		&& ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
 		&& command -v redis-server >/dev/null && command -v nginx >/dev/null \
 		&& tesseract --list-langs 2>/dev/null | grep -q chi_sim; then \

@@ -35,8 +35,10 @@ from api.errors import (
 )
 from api.limits import BodyLimit, GenerationGate, WindowRateLimit
 from api.observability import Metrics, request_id_var
+from api.routes import audit as audit_log
 from api.routes import (
     collections,
+    conversations,
     documents,
     feedback,
     health,
@@ -105,6 +107,9 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
         app.state.lore = components
         # Retention is applied at every start (and by `lore audit prune`).
         await run_in_threadpool(components.audit.prune, settings.audit_retention_days)
+        await run_in_threadpool(
+            components.conversations.prune, settings.conversation_retention_days
+        )
         await run_in_threadpool(_warm_up, components)
         # On one machine the server runs ingest jobs; in cluster mode `lore worker`s do.
         app.state.jobs = await run_in_threadpool(
@@ -248,6 +253,8 @@ def create_app(settings: Settings | None = None, lore: Lore | None = None) -> Fa
     app.include_router(documents.router)
     app.include_router(ingest_jobs.router)
     app.include_router(feedback.router)
+    app.include_router(audit_log.router)
+    app.include_router(conversations.router)
     app.include_router(keys.router)
     app.include_router(openai.router)
     if page.WEB_DIR.is_dir():

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ingest.documents import DocumentDetail, RemovedDocument
+from ingest.documents import DocumentDetail, RemovedDocument, file_type
 from ingest.jobs import Job
 from ingest.pipeline import IngestResult
 from rag.answering.injection import flagged
@@ -95,13 +95,25 @@ def document_json(document: DocumentRecord, admin: bool) -> dict[str, Any]:
     data = asdict(document)
     data["sources"] = list(document.names)
     data["paths"] = list(document.sources) if admin else None
-    del data["collection"], data["pipeline"], data["names"]
+    data["type"] = file_type(document.names[0]) if document.names else None
+    data["pages"] = document.details.pages
+    del data["collection"], data["pipeline"], data["names"], data["details"]
     return data
 
 
 def document_detail_json(detail: DocumentDetail, admin: bool) -> dict[str, Any]:
-    """A document's record, as `document_json`, with its chunks in `chunk_texts`."""
+    """A document's record, as `document_json`, with what is known of its file, its
+    details (rag/retrieval/manifest.py, `DocumentDetails`) and its chunks in `chunk_texts`."""
     data = document_json(detail.record, admin)
+    details = detail.record.details
+    data.update(
+        type=detail.file_type,  # as the document's, from the same name
+        size=detail.size,
+        modified_at=detail.modified_at,
+        uploaded_by=details.uploaded_by,
+        pages=details.pages,
+        warnings=[asdict(warning) for warning in details.warnings],
+    )
     data["chunk_texts"] = [
         {"chunk_id": c.id, "page": c.page, "heading": c.heading, "text": c.text}
         for c in detail.chunks

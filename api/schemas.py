@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from rag.config import COLLECTION_PATTERN
+from rag.governance.conversations import MAX_TITLE, MAX_TURN_JSON_BYTES
 
 FilterValue = Annotated[str, Field(max_length=4096)]
 
@@ -151,6 +152,14 @@ class DocumentOut(BaseModel):
     updated_at: float
     sources: list[str] = Field(description=SOURCES_DOC)
     paths: list[str] | None = Field(default=None, description=PATHS_DOC)
+    type: str | None = Field(
+        description="The file's extension, lower case, without the dot (`pdf`, `docx`; an "
+        "archive member's own); null when its name has none."
+    )
+    pages: int | None = Field(
+        description="How many pages it has; null for a format without pages, or a document "
+        "indexed before this was recorded."
+    )
 
 
 class IngestOut(BaseModel):
@@ -210,7 +219,36 @@ class ChunkOut(BaseModel):
     text: str
 
 
+class DocumentWarningOut(BaseModel):
+    code: str = Field(
+        description="What the parser noticed: `empty_pages` (pages that gave no text), `ocr` "
+        "(text read by OCR), `encoding_guessed` (a text file not in UTF-8), `hidden_text` "
+        "(passages a reader cannot see, left out) or `table_split` (a table without column "
+        "names cut across chunks)."
+    )
+    message: str = Field(description="The same, in a sentence for a reader.")
+    detail: str = Field(
+        default="",
+        description="The sentence's variable part alone: the pages (`2\N{EN DASH}4, 9`) of "
+        "`empty_pages` and `ocr`, the encoding of `encoding_guessed`, the count of "
+        "`hidden_text` and `table_split`; empty for an image read by OCR.",
+    )
+
+
 class DocumentDetailOut(DocumentOut):
+    size: int | None = Field(description="The file's size in bytes; null when unknown.")
+    modified_at: float | None = Field(
+        description="When the file was last modified, in seconds since the epoch (for an "
+        "upload: when it was uploaded); null when unknown."
+    )
+    uploaded_by: str | None = Field(
+        description="Who uploaded it through the API (`key:<key_id>`); null for a file "
+        "ingested from a folder or the command line, or indexed before this was recorded."
+    )
+    warnings: list[DocumentWarningOut] = Field(
+        description="What the parser noticed that a reader of the text should know, "
+        "recorded when the document was indexed."
+    )
     chunk_texts: list[ChunkOut]
 
 
@@ -222,6 +260,22 @@ class CollectionOut(BaseModel):
     name: str
     documents: int = Field(description="Documents visible to queries (indexed).")
     chunks: int
+
+
+class ExamplesOut(BaseModel):
+    """What a collection's empty chat may offer its reader."""
+
+    questions: list[str] = Field(
+        description="Example questions an admin set for the collection (`example_questions`); "
+        "[] otherwise."
+    )
+    headings: list[str] = Field(
+        description="When no questions are set: up to 6 headings of the collection's "
+        "documents, for a client to turn into questions in its reader's language."
+    )
+    source: Literal["settings", "headings", "none"] = Field(
+        description="Where they come from; `none` when there is nothing to offer."
+    )
 
 
 class ReindexIn(BaseModel):
@@ -285,6 +339,31 @@ class NewKeyOut(KeyOut):
     key: str = Field(description="The key itself. It is shown only this once; store it safely.")
 
 
+class MeOut(BaseModel):
+    """The key that made the request: what it is and what it may reach."""
+
+    key_id: str = Field(description="`local` when the server checks no keys.")
+    name: str
+    role: Literal["admin", "writer", "reader"]
+    collections: list[str] = Field(
+        description="What a reader or writer key reaches; an admin key reaches every "
+        "collection and names none."
+    )
+    auth: bool = Field(
+        description="Whether the server checks keys. False: every request is served as an "
+        "admin, without a key (one person on the server's own machine)."
+    )
+
+
+class AuditVerifyOut(BaseModel):
+    """Whether the audit log's hash chain is intact, and if not, where it breaks."""
+
+    ok: bool
+    entries: int = Field(description="Entries found intact: all when `ok`, else those before.")
+    first_bad_seq: int | None = Field(description="The seq of the first entry that fails.")
+    problem: str | None = Field(description="What is wrong with it, in a sentence.")
+
+
 class FeedbackIn(Strict):
     """A rating of one answer, with what was asked and answered and the chunks it drew on."""
 
@@ -303,6 +382,92 @@ class FeedbackIn(Strict):
 class FeedbackOut(BaseModel):
     id: str
     at: str = Field(description="When it was recorded: ISO 8601, UTC.")
+
+
+class FeedbackRecordOut(BaseModel):
+    """A rating as it was given, with what was asked and answered."""
+
+    id: str
+    at: str = Field(description="When it was given: ISO 8601, UTC.")
+    at_epoch: float = Field(description="The same, in seconds since the epoch.")
+    actor: str = Field(description="Who gave it: `key:<key id>`, never the key.")
+    collection: str
+    question: str
+    answer: str
+    chunk_ids: list[str]
+    rating: Literal["up", "down"]
+    comment: str | None
+    request_id: str | None
+
+
+# -- saved conversations ------------------------------------------------------
+
+CONVERSATION_TITLE_DOC = "Empty until the first question names it (its first 80 characters)."
+# The citation objects of an answer, stored as the client sends them back.
+AnswerPassages = Annotated[
+    list[dict[str, Any]],
+    Field(
+        max_length=50,
+        description="As `/v1/query` returned them (its `citations` or `sources` objects). "
+        f"A turn's citations and sources together are at most {MAX_TURN_JSON_BYTES:,} "
+        "bytes as JSON.",
+    ),
+]
+
+
+class ConversationIn(Strict):
+    """A new saved conversation: its title and which documents its questions ask."""
+
+    title: str = Field(default="", max_length=MAX_TITLE, description=CONVERSATION_TITLE_DOC)
+    collection: str | None = Field(
+        default=None, pattern=COLLECTION_PATTERN, description="Default: the server's."
+    )
+    filters: FiltersIn | None = None
+
+
+class ConversationPatch(Strict):
+    """What to change of a saved conversation; a field left out or null stays as it is."""
+
+    title: str | None = Field(default=None, max_length=MAX_TITLE)
+    collection: str | None = Field(default=None, pattern=COLLECTION_PATTERN)
+    filters: FiltersIn | None = Field(default=None, description="Replaces the filters whole.")
+
+
+class ConversationTurnIn(Strict):
+    """A question asked in a conversation and the answer `/v1/query` gave, to keep."""
+
+    question: str = Field(min_length=1, max_length=8000)
+    answer: str = Field(max_length=20000, description="The answer as shown (may be empty).")
+    query: str | None = Field(
+        default=None, max_length=8000, description="The answer's `query`: what was searched for."
+    )
+    declined: bool
+    citations: AnswerPassages = Field(default_factory=list)
+    sources: AnswerPassages = Field(default_factory=list)
+
+
+class ConversationTurnOut(BaseModel):
+    question: str
+    answer: str
+    query: str | None
+    declined: bool
+    citations: list[dict[str, Any]]
+    sources: list[dict[str, Any]]
+    at: float = Field(description="When it was added, in seconds since the epoch.")
+
+
+class ConversationSummaryOut(BaseModel):
+    id: str
+    title: str = Field(description=CONVERSATION_TITLE_DOC)
+    collection: str
+    filters: FiltersIn
+    created_at: float
+    updated_at: float = Field(description="The last turn added or change made.")
+    turn_count: int
+
+
+class ConversationOut(ConversationSummaryOut):
+    turns: list[ConversationTurnOut] = Field(description="Oldest first.")
 
 
 class Ready(BaseModel):

@@ -50,7 +50,13 @@ BACKUP_MANIFEST = "lore-backup.json"
 # Copied with the write gate closed, together with the vector store: they must agree.
 GATED_STORES = ("manifest.sqlite3", "keywords.sqlite3")
 # Each consistent on its own: copied while writes go on.
-RECORD_STORES = ("keys.sqlite3", "audit.sqlite3", "feedback.sqlite3", "jobs.sqlite3")
+RECORD_STORES = (
+    "keys.sqlite3",
+    "audit.sqlite3",
+    "feedback.sqlite3",
+    "conversations.sqlite3",
+    "jobs.sqlite3",
+)
 # What a data directory may hold before a restore: an installed model is not data.
 RESTORABLE_OVER = {"models", "write.lock"}
 
@@ -265,7 +271,7 @@ def backup(settings: Settings, dest: Path, progress: Progress = _quiet) -> Backu
             _copy_chroma(settings.chroma_dir, partial / "chroma")
             mirror(settings.uploads_dir, partial / "uploads")
             paused = time.monotonic() - closed_at
-        progress("copying keys, audit log, feedback and jobs")
+        progress("copying keys, audit log, feedback, conversations and jobs")
         for name in RECORD_STORES:
             copy_sqlite(data / name, partial / name)
         progress("checking the copy")

@@ -27,11 +27,12 @@ from pebble import ProcessExpired, ProcessFuture, ProcessPool
 from ingest.parsing import is_archive
 from ingest.pipeline import (
     EMBED_GROUP,
+    Built,
     ChunkPlan,
     Failure,
     IngestResult,
     Todo,
-    build_chunks,
+    build_document,
     chunk_plan,
     content_key,
     embed_in_steps,
@@ -51,7 +52,6 @@ from rag.components.memory import return_free_memory
 from rag.components.offline import force_offline
 from rag.container import Lore
 from rag.errors import LoreError
-from rag.types import Chunk
 
 
 def default_workers() -> int:
@@ -165,28 +165,28 @@ def _worker_setup(memory_mb: int) -> None:
 
 def parse_in_worker(
     path: str, doc_id: str, sha256: str, source: str, plan: ChunkPlan
-) -> tuple[str, list[Chunk], float]:
-    """Parse and chunk one file; returns title, chunks and the seconds it took."""
+) -> tuple[Built, float]:
+    """Parse and chunk one file; returns what it gave and the seconds it took."""
     return_free_memory()  # what the previous file left behind
     started = time.perf_counter()
     try:
-        title, chunks = build_chunks(Path(path), doc_id, sha256, source, plan)
+        built = build_document(Path(path), doc_id, sha256, source, plan)
     finally:
         # The parse's working memory (a big DOCX: 200 MB) is handed back now, not when
         # the next file comes, since the job may embed this file's chunks for a long time.
         return_free_memory()
-    return title, chunks, time.perf_counter() - started
+    return built, time.perf_counter() - started
 
 
 class _Batch:
     """Parsed documents waiting to be embedded together."""
 
     def __init__(self) -> None:
-        self.items: list[tuple[Todo, str, list[Chunk]]] = []
+        self.items: list[tuple[Todo, Built]] = []
 
     @property
     def chunk_count(self) -> int:
-        return sum(len(chunks) for _, _, chunks in self.items)
+        return sum(len(built.chunks) for _, built in self.items)
 
 
 def run_batch(
@@ -199,6 +199,8 @@ def run_batch(
     selected: list[tuple[Path, str]] | None = None,
     pool: ProcessPool | None = None,
     chunk_progress: ChunkProgress | None = None,
+    *,
+    uploaded_by: str | None = None,
 ) -> BatchReport:
     """Ingest every selected file under `paths`. Failures are reported per file, never raised.
 
@@ -215,7 +217,8 @@ def run_batch(
     other process indexes it meanwhile; one that another process holds is set aside,
     waited for after the rest and planned again (it is then usually found unchanged).
     Files are parsed in `pool` (`parse_pool`) when given, which is left running; else in
-    processes of the batch's own.
+    processes of the batch's own. The documents written are recorded as uploaded by
+    `uploaded_by` (files uploaded through the API; None for any other).
     """
     started = time.perf_counter()
     if selected is None:
@@ -224,17 +227,17 @@ def run_batch(
     with lore.claims.batch(collection) as claims:
         return _run_claimed(
             lore, paths, collection, options, progress, stop, selected, claims, started, pool,
-            chunk_progress,
+            chunk_progress, uploaded_by,
         )  # fmt: skip
 
 
 def _outcome(
     future: ProcessFuture[Any], todo: Todo, options: BatchOptions
-) -> tuple[str, list[Chunk], float] | Failure:
-    """What a parsing process made of a file: its title, chunks and seconds, or why it
-    gave none."""
+) -> tuple[Built, float] | Failure:
+    """What a parsing process made of a file and the seconds it took, or why it gave
+    nothing."""
     try:
-        result: tuple[str, list[Chunk], float] = future.result()
+        result: tuple[Built, float] = future.result()
     except FutureTimeout:
         return Failure("timeout", f"{todo.name}: parsing took longer than {options.timeout_s:g} s.")
     except MemoryError:
@@ -276,6 +279,7 @@ def _run_claimed(
     started: float,
     pool: ProcessPool | None,
     chunk_progress: ChunkProgress | None = None,
+    uploaded_by: str | None = None,
 ) -> BatchReport:
     report = BatchReport(collection)
     parsed = embedded = 0
@@ -308,23 +312,27 @@ def _run_claimed(
         # EMBED_GROUP chunks at a time, so its vectors never all sit in memory.
         nonlocal lore
         lore = lore.for_collection(collection)  # `lore reindex` may have switched it
-        small = [item for item in batch.items if len(item[2]) <= EMBED_GROUP]
-        texts = [c.embedding_text() for _, _, chunks in small for c in chunks]
+        small = [built for _, built in batch.items if len(built.chunks) <= EMBED_GROUP]
+        texts = [c.embedding_text() for built in small for c in built.chunks]
         began = time.perf_counter()
         vectors = embed_in_steps(lore, texts, on_embedded) if texts else None
         report.seconds["embed"] += time.perf_counter() - began
         offset = 0
-        for todo, title, chunks in batch.items:
+        for todo, built in batch.items:
+            chunks, details = built.chunks, built.details(uploaded_by)
             if vectors is None or len(chunks) > EMBED_GROUP:  # big: embedded as it is written
                 written = write(
-                    lore, collection, todo, title, chunks, seconds=report.seconds,
-                    on_embedded=on_embedded,
+                    lore, collection, todo, built.title, chunks, seconds=report.seconds,
+                    on_embedded=on_embedded, details=details,
                 )  # fmt: skip
                 finish(written)
                 continue
             mine = vectors[offset : offset + len(chunks)]
             offset += len(chunks)
-            finish(write(lore, collection, todo, title, chunks, mine, report.seconds))
+            finish(
+                write(lore, collection, todo, built.title, chunks, mine, report.seconds,
+                      details=details)
+            )  # fmt: skip
         batch.items.clear()
         del texts, vectors
         return_free_memory()
@@ -333,14 +341,17 @@ def _run_claimed(
         nonlocal parsed
         outcome = _outcome(future, todo, options)
         if isinstance(outcome, Failure):
-            finish(record_failure(lore, collection, todo, outcome.code, outcome.error))
+            failed = record_failure(
+                lore, collection, todo, outcome.code, outcome.error, uploaded_by
+            )
+            finish(failed)
             return
-        title, chunks, seconds = outcome
+        built, seconds = outcome
         report.seconds["parse"] += seconds
-        parsed += len(chunks)
+        parsed += len(built.chunks)
         if chunk_progress is not None:
             chunk_progress(embedded, parsed)
-        batch.items.append((todo, title, chunks))
+        batch.items.append((todo, built))
         if batch.chunk_count >= options.embed_batch:
             flush(batch)
 
@@ -357,19 +368,22 @@ def _run_claimed(
             timeout=options.timeout_s,
         )
 
-    def parse_member(todo: Todo) -> tuple[str, list[Chunk]] | Failure:
+    def parse_member(todo: Todo) -> Built | Failure:
         outcome = _outcome(schedule(todo), todo, options)
         if isinstance(outcome, Failure):
             return outcome
-        report.seconds["parse"] += outcome[2]
-        return outcome[0], outcome[1]
+        report.seconds["parse"] += outcome[1]
+        return outcome[0]
 
     def start(path: Path, name: str, source: str) -> None:
         if is_archive(path.name):
             # Its members are written together and made visible in one step: the files
             # in flight are finished first, then the archive is handled here.
             drain()
-            finish(ingest_archive(lore, path, collection, source, name, parse_member))
+            archived = ingest_archive(
+                lore, path, collection, source, name, parse_member, uploaded_by=uploaded_by
+            )
+            finish(archived)
             return
         began = time.perf_counter()
         planned = plan_or_failure(path, name, source)

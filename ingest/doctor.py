@@ -41,6 +41,7 @@ from rag.errors import LoreError, NotFound, SchemaMismatch, StoreDamaged
 from rag.governance.access import SCHEMA_VERSION as KEYS_SCHEMA
 from rag.governance.audit import SCHEMA_VERSION as AUDIT_SCHEMA
 from rag.governance.audit import AuditLog
+from rag.governance.conversations import SCHEMA_VERSION as CONVERSATIONS_SCHEMA
 from rag.governance.feedback import SCHEMA_VERSION as FEEDBACK_SCHEMA
 from rag.models import get_spec, status
 from rag.retrieval.manifest import MEMBER_MARK, DocumentRecord
@@ -56,6 +57,7 @@ SQLITE_STORES = {
     "keys.sqlite3": KEYS_SCHEMA,
     "audit.sqlite3": AUDIT_SCHEMA,
     "feedback.sqlite3": FEEDBACK_SCHEMA,
+    "conversations.sqlite3": CONVERSATIONS_SCHEMA,
     "jobs.sqlite3": JOBS_SCHEMA,
 }
 # Small, and read before anything else is done: checked page by page before serving.

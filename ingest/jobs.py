@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -134,6 +134,17 @@ def job_failure(exc: Exception) -> str:
     """The sentence a job that broke on `exc` shows: a LoreError's own, else a fixed one
     (any other exception's text may name paths on the server)."""
     return str(exc) if isinstance(exc, LoreError) else "The ingest job failed unexpectedly."
+
+
+def uploaded_by(lore: Lore, actor: str, paths: Iterable[Path]) -> str | None:
+    """Who uploaded the files a job ingests: its `actor` when every one lies in the
+    uploads folder, where `POST /v1/ingest/jobs` puts the files sent with it; None for a
+    job of a folder on the server or of files named at the command line."""
+    uploads = lore.settings.uploads_dir.resolve()
+    paths = list(paths)
+    if actor and paths and all(path.resolve().is_relative_to(uploads) for path in paths):
+        return actor
+    return None
 
 
 def audit_job(lore: Lore, job: Job) -> None:
@@ -439,8 +450,9 @@ class JobManager:
         status: JobStatus
         try:
             report = run_batch(
-                self._lore, job.paths, job.collection, BatchOptions(), progress, job.cancel
-            )
+                self._lore, job.paths, job.collection, BatchOptions(), progress, job.cancel,
+                uploaded_by=uploaded_by(self._lore, job.actor, job.paths),
+            )  # fmt: skip
         except Exception as exc:  # a job must never take the thread down with it
             status, job.error = "failed", job_failure(exc)
         else:

@@ -18,6 +18,10 @@ Elements become sections that keep their page and the heading path they sit unde
 A table becomes a section of its own that keeps its cells, with the header row
 recognised, so that the chunker can give every piece of it the column names.
 Limits (size, pages, decompressed size) are checked before anything is parsed.
+
+What a reader of the text should know is kept as warnings on the parsed document:
+pages that gave no text, pages read by OCR, an encoding guessed, hidden passages left
+out. They describe the text and never change it.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import unicodedata
 import warnings
 import zipfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -44,6 +48,7 @@ from rag.errors import (
     ParseError,
     UnsupportedFile,
 )
+from rag.types import DocumentWarning
 
 PDF_SUFFIXES = frozenset({".pdf"})
 # OFD (GB/T 33190): China's fixed-layout format, a zip of XML parts, read with ofdkit.
@@ -153,13 +158,51 @@ class ParsedDocument:
 
     `hidden_passages` counts the passages left out because a reader of the document
     cannot see them (an HTML element hidden by its style, a Word paragraph's hidden or
-    white text); see `visible_html`.
+    white text); see `visible_html`. `pages` is the number of pages of a paged format
+    (None for others), and `warnings` what a reader of the text should know.
     """
 
     title: str
     sections: tuple[Section, ...]
     parser: str
     hidden_passages: int = 0
+    pages: int | None = None
+    warnings: tuple[DocumentWarning, ...] = ()
+
+
+def _page_numbers(pages: Sequence[int]) -> str:
+    """'3', '3, 7' or '2-4, 9' (an en dash in a range): the numbers in order, a run of
+    three or more as a range."""
+    runs: list[list[int]] = []
+    for page in sorted(pages):
+        if runs and page == runs[-1][-1] + 1:
+            runs[-1].append(page)
+        else:
+            runs.append([page])
+    parts = [
+        f"{run[0]}\N{EN DASH}{run[-1]}" if len(run) > 2 else ", ".join(map(str, run))
+        for run in runs
+    ]
+    return ", ".join(parts)
+
+
+def _page_list(pages: Sequence[int]) -> str:
+    """'Page 3', 'Pages 3, 7' or 'Pages 2-4, 9'."""
+    return ("Page " if len(pages) == 1 else "Pages ") + _page_numbers(pages)
+
+
+def _page_warnings(read_by_ocr: Sequence[int], empty: Sequence[int]) -> tuple[DocumentWarning, ...]:
+    """The warnings of a paged document: the pages OCR read text from, and those that gave
+    no text at all (no text layer, and nothing OCR could read)."""
+    found = []
+    if empty:
+        message = f"{_page_list(empty)} gave no text."
+        found.append(DocumentWarning("empty_pages", message, _page_numbers(empty)))
+    if read_by_ocr:
+        verb = "was" if len(read_by_ocr) == 1 else "were"
+        message = f"{_page_list(read_by_ocr)} {verb} read by OCR; check the text."
+        found.append(DocumentWarning("ocr", message, _page_numbers(read_by_ocr)))
+    return tuple(found)
 
 
 def check_name(name: str) -> None:
@@ -218,7 +261,10 @@ def parse(path: Path, limits: Limits | None = None) -> ParsedDocument:
     elif suffix in OFD_SUFFIXES:
         parsed = _parse_ofd(path, limits)
     elif suffix in IMAGE_SUFFIXES:
-        parsed = ParsedDocument(path.stem, (Section(_ocr_file(path)),), "tesseract")
+        ocr = DocumentWarning("ocr", "The image was read by OCR; check the text.")
+        parsed = ParsedDocument(
+            path.stem, (Section(_ocr_file(path)),), "tesseract", warnings=(ocr,)
+        )
     elif suffix in TEXT_SUFFIXES:
         parsed = _parse_text(path)
     elif suffix in DELIMITED_SUFFIXES:
@@ -235,7 +281,22 @@ def parse(path: Path, limits: Limits | None = None) -> ParsedDocument:
             f"{path.name}: the file holds {text_bytes / 2**20:.0f} MB of text; the limit is "
             f"{limits.max_text_mb} MB. Split it into smaller files."
         )
-    return parsed
+    return _with_details(parsed)
+
+
+def _with_details(parsed: ParsedDocument) -> ParsedDocument:
+    """`parsed` with its page count (the highest page of a section, unless the parser
+    counted them) and a warning for the hidden passages left out."""
+    pages = parsed.pages
+    if pages is None:
+        pages = max((s.page for s in parsed.sections if s.page is not None), default=None)
+    warnings = parsed.warnings
+    if parsed.hidden_passages:
+        count = parsed.hidden_passages
+        passages = "passage" if count == 1 else "passages"
+        message = f"{count} {passages} a reader of the document cannot see were left out."
+        warnings += (DocumentWarning("hidden_text", message, str(count)),)
+    return replace(parsed, pages=pages, warnings=warnings)
 
 
 def check_archive(path: Path, limits: Limits) -> None:
@@ -343,7 +404,8 @@ def _parse_pdf(path: Path, limits: Limits) -> ParsedDocument:
                 f"{path.name}: the PDF has {len(pdf)} pages; the limit is {limits.max_pages}."
             )
         sections: list[Section] = []
-        ocr_used = False
+        read_by_ocr: list[int] = []
+        empty: list[int] = []
         for index in range(len(pdf)):
             page = pdf[index]
             textpage = page.get_textpage()
@@ -352,16 +414,22 @@ def _parse_pdf(path: Path, limits: Limits) -> ParsedDocument:
                 # No text layer: a scanned page. Render it at 200 dpi and read it.
                 image = page.render(scale=200 / 72).to_pil()
                 sections.append(Section(_ocr_image(image), page=index + 1))
-                ocr_used = True
+                (read_by_ocr if sections[-1].text.strip() else empty).append(index + 1)
             else:
                 sections += _pdf_page_sections(page, textpage, text, index + 1)
             textpage.close()
             page.close()
         metadata_title = (pdf.get_metadata_dict() or {}).get("Title", "").strip()
+        pages = len(pdf)
     finally:
         pdf.close()
     return ParsedDocument(
-        metadata_title or path.stem, tuple(sections), "pdfium+ocr" if ocr_used else "pdfium"
+        metadata_title or path.stem,
+        tuple(sections),
+        # Named by what ran: OCR ran on a page that then gave nothing too.
+        "pdfium+ocr" if read_by_ocr or empty else "pdfium",
+        pages=pages,
+        warnings=_page_warnings(read_by_ocr, empty),
     )
 
 
@@ -385,15 +453,21 @@ def _parse_ofd(path: Path, limits: Limits) -> ParsedDocument:
     except OFDError as exc:
         raise MalformedDocument(f"{path.name}: the OFD file is damaged ({exc}).") from exc
     sections: list[Section] = []
-    ocr_used = False
+    read_by_ocr: list[int] = []
     for number, location, text in pages:
         read = [t for t in map(_ocr_bytes, images.get(location or "", [])) if t.strip()]
         if read:
-            text, ocr_used = "\n\n".join(read), True
+            text = "\n\n".join(read)
+            read_by_ocr.append(number)
         if text.strip():
             sections.append(Section(text, page=number))
-    parser = "ofdkit+ocr" if ocr_used else "ofdkit"
-    return ParsedDocument(title or path.stem, tuple(sections), parser)
+    parser = "ofdkit+ocr" if read_by_ocr else "ofdkit"
+    with_text = {section.page for section in sections}
+    empty = [number for number, _, _ in pages if number not in with_text]
+    warnings = _page_warnings(read_by_ocr, empty)
+    return ParsedDocument(
+        title or path.stem, tuple(sections), parser, pages=len(pages), warnings=warnings
+    )
 
 
 def _ofd_page_images(path: Path, locations: list[str]) -> dict[str, list[bytes]]:
@@ -608,14 +682,20 @@ def _join_cjk_ocr_spaces(text: str) -> str:
 # -- Everything else, through unstructured ----------------------------------------
 
 
-def _decode_text(path: Path) -> str:
+def _decode_text(path: Path) -> tuple[str, tuple[DocumentWarning, ...]]:
+    """The file's text, and a warning when its encoding was guessed: neither UTF-8 (or
+    plain ASCII) nor marked by a byte order mark."""
     from charset_normalizer import from_bytes
 
     data = path.read_bytes()
     best = from_bytes(data).best()
     if best is None:
         raise MalformedDocument(f"{path.name}: the text encoding could not be recognised.")
-    return str(best)
+    if best.encoding in ("utf_8", "ascii") or best.bom:
+        return str(best), ()
+    name = best.encoding.replace("_", "-").upper()
+    message = f"The file is not in UTF-8; its text was read as {name}, the encoding that fit best."
+    return str(best), (DocumentWarning("encoding_guessed", message, name),)
 
 
 def _partition(path: Path) -> tuple[list[Any], int]:
@@ -765,10 +845,11 @@ def _parse_text(path: Path) -> ParsedDocument:
     Plain text has no markup, so there is no heading path to find; running it through
     unstructured's element classifier would only cost time (minutes for a novel).
     """
-    text = _decode_text(path).replace("\r\n", "\n").replace("\r", "\n")
+    text, warnings = _decode_text(path)
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
     if not text.strip():
         raise EmptyDocument(f"{path.name}: the file contains only whitespace.")
-    return ParsedDocument(path.stem, (Section(text),), "text")
+    return ParsedDocument(path.stem, (Section(text),), "text", warnings=warnings)
 
 
 # What a delimited text file may separate its cells with, in the order tried when
@@ -783,7 +864,7 @@ def _parse_delimited(path: Path) -> ParsedDocument:
     import csv
     import io
 
-    text = _decode_text(path)
+    text, warnings = _decode_text(path)
     if not text.strip():
         raise EmptyDocument(f"{path.name}: the file contains only whitespace.")
     sample = text[: 64 * 1024]
@@ -797,7 +878,8 @@ def _parse_delimited(path: Path) -> ParsedDocument:
         raise MalformedDocument(f"{path.name}: the file is not valid CSV ({exc}).") from exc
     grid = [[" ".join(cell.split()) for cell in row] for row in rows]
     table, titles = table_from_grid(grid)
-    return ParsedDocument(path.stem, (Section(table.text(), None, " ".join(titles), table),), "csv")
+    section = Section(table.text(), None, " ".join(titles), table)
+    return ParsedDocument(path.stem, (section,), "csv", warnings=warnings)
 
 
 def _parse_converted(path: Path, target: str) -> ParsedDocument:

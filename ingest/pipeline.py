@@ -14,6 +14,10 @@ the same ingest again converges without duplicates (the LangChain indexing API's
 A file is recorded under two names: `source`, its resolved path on the server, which
 only the server and its admins see, and `name`, what readers call it: its path
 within the folder it was ingested from, or its file name when it came on its own.
+
+Each document written is recorded with its details (`DocumentDetails`): its pages and
+the parser's warnings, and for a file uploaded through the API, the actor who
+uploaded it (`uploaded_by`, given by the interface; None for every other file).
 """
 
 from __future__ import annotations
@@ -51,12 +55,14 @@ from rag.container import Lore
 from rag.errors import Busy, DiskFull, EmbedderChanged, InvalidInput, LoreError, NotFound
 from rag.retrieval.manifest import (
     MEMBER_MARK,
+    NO_DETAILS,
+    DocumentDetails,
     DocumentRecord,
     GroupEntry,
     SourceRecord,
     file_name,
 )
-from rag.types import Chunk
+from rag.types import Chunk, DocumentWarning
 
 log = logging.getLogger(__name__)
 
@@ -147,15 +153,43 @@ def chunk_plan(lore: Lore) -> ChunkPlan:
     return ChunkPlan(settings.chunk_size, settings.chunk_overlap, tokenizer, limits, package)
 
 
+@dataclass(frozen=True)
+class Built:
+    """A file parsed and chunked: its title, its chunks, its number of pages (None for a
+    format without pages) and what a reader of its text should know."""
+
+    title: str
+    chunks: list[Chunk]
+    pages: int | None = None
+    warnings: tuple[DocumentWarning, ...] = ()
+
+    def details(self, uploaded_by: str | None) -> DocumentDetails:
+        """The details to record with the document (see `DocumentDetails`)."""
+        return DocumentDetails(uploaded_by, self.pages, self.warnings)
+
+
 def build_chunks(
     path: Path, doc_id: str, sha256: str, source: str, plan: ChunkPlan
 ) -> tuple[str, list[Chunk]]:
-    """The title and chunks of the file at `path`. Raises LoreError subclasses for bad files."""
+    """The title and chunks of the file at `path` (see `build_document`)."""
+    built = build_document(path, doc_id, sha256, source, plan)
+    return built.title, built.chunks
+
+
+def build_document(path: Path, doc_id: str, sha256: str, source: str, plan: ChunkPlan) -> Built:
+    """The file at `path` parsed and chunked. Raises LoreError subclasses for bad files.
+
+    Besides the parser's warnings, a table without column names cut across chunks is
+    one: a passage of it may hold rows without the rest (a table with column names is
+    cut a row a chunk on purpose, each row naming its columns)."""
     parsed = parse(path, plan.limits)
     chunker = plan.chunker()
     chunks: list[Chunk] = []
+    cut_tables = 0
     for section in parsed.sections:
-        for text in chunker.split_section(section):
+        pieces = chunker.split_section(section)
+        cut_tables += section.table is not None and not section.table.header and len(pieces) > 1
+        for text in pieces:
             index = len(chunks)
             chunks.append(
                 Chunk(
@@ -170,7 +204,16 @@ def build_chunks(
                     heading=section.heading,
                 )
             )
-    return parsed.title, chunks
+    warnings = parsed.warnings
+    if cut_tables:
+        tables = "A table" if cut_tables == 1 else f"{cut_tables} tables"
+        verb = "was" if cut_tables == 1 else "were"
+        message = (
+            f"{tables} without column names {verb} cut across chunks; a passage may hold "
+            "only some of its rows."
+        )
+        warnings += (DocumentWarning("table_split", message, str(cut_tables)),)
+    return Built(parsed.title, chunks, parsed.pages, warnings)
 
 
 def drop_chunks(lore: Lore, collection: str, doc_id: str) -> int:
@@ -329,11 +372,19 @@ def plan(
     )
 
 
-def record_failure(lore: Lore, collection: str, todo: Todo, code: str, error: str) -> IngestResult:
+def record_failure(
+    lore: Lore,
+    collection: str,
+    todo: Todo,
+    code: str,
+    error: str,
+    uploaded_by: str | None = None,
+) -> IngestResult:
     """Record that a planned file could not be read; its source then points at the failure."""
     retired = lore.manifest.fail(
         collection, todo.doc_id, todo.sha256, pipeline_version(lore), source=todo.source,
         size=todo.size, mtime_ns=todo.mtime_ns, code=code, error=error, name=todo.name,
+        details=DocumentDetails(uploaded_by),
     )  # fmt: skip
     purge(lore, collection, retired)
     return IngestResult(todo.source, todo.name, todo.doc_id, "failed", 0, code, error)
@@ -376,8 +427,10 @@ def write(
     vectors: Vectors | None = None,
     seconds: dict[str, float] | None = None,
     on_embedded: EmbedProgress | None = None,
+    details: DocumentDetails = NO_DETAILS,
 ) -> IngestResult:
-    """Write a document's chunks invisibly, then make it visible and retire what it replaces.
+    """Write a document's chunks invisibly, then make it visible with `details` and
+    retire what it replaces.
 
     Without `vectors`, the chunks are embedded here, EMBED_GROUP at a time, each group
     written before the next is embedded, and `on_embedded` (when given) is told as they
@@ -389,14 +442,14 @@ def write(
     try:
         try:
             flagged, embedding, retired = _write_visible(
-                lore, collection, todo, title, chunks, vectors, on_embedded
+                lore, collection, todo, title, chunks, vectors, on_embedded, details
             )
         except EmbedderChanged:
             # `lore reindex` switched the collection to another embedder since this batch
             # began: the document is written again (still invisible), embedded anew.
             lore = lore.for_collection(collection)
             flagged, embedding, retired = _write_visible(
-                lore, collection, todo, title, chunks, None, on_embedded
+                lore, collection, todo, title, chunks, None, on_embedded, details
             )
     except Exception as exc:
         if not is_disk_full(exc):
@@ -431,6 +484,7 @@ def _write_visible(
     chunks: list[Chunk],
     vectors: Vectors | None,
     on_embedded: EmbedProgress | None,
+    details: DocumentDetails,
 ) -> tuple[int, float, str | None]:
     """`write`'s steps up to making the document visible. Returns how many chunks were
     flagged, the seconds spent embedding, and the id of the version it replaced when
@@ -438,7 +492,7 @@ def _write_visible(
     flagged, embedding = _write_pending(lore, collection, todo, chunks, vectors, on_embedded)
     retired = lore.manifest.commit(
         collection, todo.doc_id, title=title, chunks=len(chunks), source=todo.source,
-        size=todo.size, mtime_ns=todo.mtime_ns, name=todo.name,
+        size=todo.size, mtime_ns=todo.mtime_ns, name=todo.name, details=details,
     )  # fmt: skip
     return flagged, embedding, retired
 
@@ -513,12 +567,12 @@ def ingest_file(
     if isinstance(planned, IngestResult):
         return planned
     try:
-        title, chunks = build_chunks(
+        built = build_document(
             path, planned.doc_id, planned.sha256, planned.source, chunk_plan(lore)
         )
     except LoreError as exc:
         return record_failure(lore, collection, planned, exc.code, str(exc))
-    return write(lore, collection, planned, title, chunks)
+    return write(lore, collection, planned, built.title, built.chunks, details=built.details(None))
 
 
 @dataclass(frozen=True)
@@ -529,16 +583,16 @@ class Failure:
     error: str
 
 
-# Parses a planned file into its title and chunks, or says why it could not.
-MemberParser = Callable[[Todo], "tuple[str, list[Chunk]] | Failure"]
+# Parses and chunks a planned file, or says why it could not.
+MemberParser = Callable[[Todo], "Built | Failure"]
 
 
 def parse_here(plan: ChunkPlan) -> MemberParser:
     """A MemberParser that parses in this process."""
 
-    def parse_one(todo: Todo) -> tuple[str, list[Chunk]] | Failure:
+    def parse_one(todo: Todo) -> Built | Failure:
         try:
-            return build_chunks(todo.path, todo.doc_id, todo.sha256, todo.source, plan)
+            return build_document(todo.path, todo.doc_id, todo.sha256, todo.source, plan)
         except LoreError as exc:
             return Failure(exc.code, str(exc))
 
@@ -554,6 +608,7 @@ def ingest_archive(
     parse_one: MemberParser | None = None,
     *,
     refuse: bool = False,
+    uploaded_by: str | None = None,
 ) -> IngestResult:
     """Index the members of the archive at `path`, each a document of its own, recorded
     under `source!/member` and shown as `name!/member`.
@@ -564,7 +619,8 @@ def ingest_archive(
     its old members or its new ones, never a mix. A member that cannot be read, or
     trips a limit, fails alone; an unsupported or hidden one is reported skipped.
     `parse_one` parses a member (by default in this process). An archive that cannot
-    be opened is recorded failed, or with `refuse`, raises its LoreError.
+    be opened is recorded failed, or with `refuse`, raises its LoreError. The archive
+    and its members are recorded as uploaded by `uploaded_by`.
     """
     lore = lore.for_collection(collection)
     manifest = lore.manifest
@@ -591,11 +647,12 @@ def ingest_archive(
         except LoreError as exc:
             if refuse:
                 raise
-            return record_failure(lore, collection, archive, exc.code, str(exc))
+            return record_failure(lore, collection, archive, exc.code, str(exc), uploaded_by)
         try:
             return _ingest_members(
-                lore, collection, archive, members, parse_one or parse_here(plan_for_chunks)
-            )
+                lore, collection, archive, members, parse_one or parse_here(plan_for_chunks),
+                uploaded_by,
+            )  # fmt: skip
         except Exception as exc:
             if not is_disk_full(exc):
                 raise
@@ -604,9 +661,15 @@ def ingest_archive(
 
 
 def _ingest_members(
-    lore: Lore, collection: str, archive: Todo, members: list[Member], parse_one: MemberParser
+    lore: Lore,
+    collection: str,
+    archive: Todo,
+    members: list[Member],
+    parse_one: MemberParser,
+    uploaded_by: str | None,
 ) -> IngestResult:
     manifest = lore.manifest
+    uploaded = DocumentDetails(uploaded_by)
     pipeline = pipeline_version(lore)
     manifest.begin(collection, archive.doc_id, archive.sha256, pipeline)
     entries: list[GroupEntry] = []
@@ -626,7 +689,7 @@ def _ingest_members(
             )
             entries.append(
                 GroupEntry(source, name, document_id(sha256), 0, 0, error_code=code,
-                           error=error, sha256=sha256, pipeline=pipeline)
+                           error=error, sha256=sha256, pipeline=pipeline, details=uploaded)
             )  # fmt: skip
             results.append(
                 IngestResult(source, name, document_id(sha256), "failed", 0, code, error)
@@ -656,13 +719,13 @@ def _ingest_members(
             entries.append(
                 GroupEntry(source, name, doc_id, stat.st_size, stat.st_mtime_ns,
                            error_code=parsed.code, error=parsed.error, sha256=sha256,
-                           pipeline=pipeline)
+                           pipeline=pipeline, details=uploaded)
             )  # fmt: skip
             results.append(
                 IngestResult(source, name, doc_id, "failed", 0, parsed.code, parsed.error)
             )
             continue
-        title, chunks = parsed
+        chunks = parsed.chunks
         try:
             flagged, _ = _write_pending(lore, collection, todo, chunks, None, None)
         except EmbedderChanged:  # `lore reindex` switched the collection: embedded anew
@@ -670,14 +733,14 @@ def _ingest_members(
             flagged, _ = _write_pending(lore, collection, todo, chunks, None, None)
         written.add(doc_id)
         entries.append(
-            GroupEntry(source, name, doc_id, stat.st_size, stat.st_mtime_ns, title=title,
-                       chunks=len(chunks))
+            GroupEntry(source, name, doc_id, stat.st_size, stat.st_mtime_ns, title=parsed.title,
+                       chunks=len(chunks), details=parsed.details(uploaded_by))
         )  # fmt: skip
         status: Status = "updated" if todo.replaces else "added"
         results.append(IngestResult(source, name, doc_id, status, len(chunks), flagged=flagged))
     entries.append(
         GroupEntry(archive.source, archive.name, archive.doc_id, archive.size, archive.mtime_ns,
-                   title=archive.path.name)
+                   title=archive.path.name, details=uploaded)
     )  # fmt: skip
     for retired in manifest.commit_group(collection, entries, replacing=archive.source):
         purge(lore, collection, retired)
@@ -693,14 +756,17 @@ def _sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
 
 
-def ingest_replacing(lore: Lore, staged: Path, final: Path, collection: str) -> IngestResult:
+def ingest_replacing(
+    lore: Lore, staged: Path, final: Path, collection: str, uploaded_by: str | None = None
+) -> IngestResult:
     """Index the file at `staged` as if it were `final`, then move it there.
 
     For uploads: the new bytes replace the file and document of the same name only if
     they can be read. A file that can't be raises its LoreError and changes nothing,
     so an unreadable re-upload never costs the version it was meant to replace.
     `final` lies directly in the collection's uploads folder, so readers know the
-    document by its file name.
+    document by its file name. A document written is recorded as uploaded by
+    `uploaded_by` (the same bytes indexed before keep their record).
     """
     source = str(final.resolve())
     lore = lore.for_collection(collection)
@@ -710,7 +776,9 @@ def ingest_replacing(lore: Lore, staged: Path, final: Path, collection: str) -> 
         _claimed(claims, source)
         if is_archive(final.name):
             # An archive that cannot be opened raises, and changes nothing.
-            result = ingest_archive(lore, staged, collection, source, final.name, refuse=True)
+            result = ingest_archive(
+                lore, staged, collection, source, final.name, refuse=True, uploaded_by=uploaded_by
+            )
             staged.replace(final)
             return result
         planned = plan(lore, staged, collection, source, final.name)
@@ -720,11 +788,42 @@ def ingest_replacing(lore: Lore, staged: Path, final: Path, collection: str) -> 
         if isinstance(planned, IngestResult):
             staged.replace(final)
             return planned
-        title, chunks = build_chunks(
-            staged, planned.doc_id, planned.sha256, source, chunk_plan(lore)
-        )
+        built = build_document(staged, planned.doc_id, planned.sha256, source, chunk_plan(lore))
         staged.replace(final)  # same folder: a rename, which keeps the size and mtime planned on
-        return write(lore, collection, planned, title, chunks)
+        return write(
+            lore, collection, planned, built.title, built.chunks,
+            details=built.details(uploaded_by),
+        )  # fmt: skip
+
+
+def reingest(lore: Lore, collection: str, record: DocumentRecord, path: Path) -> IngestResult:
+    """Parse the document of `record` again from `path` (a file of its, holding its bytes)
+    with the current pipeline, even if nothing changed, and replace its chunks; it keeps
+    its `uploaded_by`.
+
+    The file is parsed before anything changes: one that cannot be read now raises its
+    LoreError, and the document stays as it was. Its chunks are then written as any
+    document's are (`write`), under the same id, since its bytes are the same: it is
+    hidden from queries (`pending`) while they are, as when a new pipeline indexes a
+    document again, and a crash leaves it hidden, without chunks, until it is ingested
+    again (`recover` removes what was written).
+    """
+    lore = lore.for_collection(collection)
+    source = str(path)
+    with lore.claims.batch(collection) as claims:
+        _claimed(claims, source)
+        _claimed(claims, content_key(record.doc_id))
+        known = lore.manifest.source(collection, source)
+        stat = path.stat()
+        todo = Todo(
+            path, source, known.name if known else path.name, record.sha256, record.doc_id,
+            stat.st_size, stat.st_mtime_ns, True,
+        )  # fmt: skip
+        built = build_document(path, todo.doc_id, todo.sha256, source, chunk_plan(lore))
+        return write(
+            lore, collection, todo, built.title, built.chunks,
+            details=built.details(record.details.uploaded_by),
+        )  # fmt: skip
 
 
 def iter_files(paths: Iterable[Path]) -> Iterator[tuple[Path, str]]:

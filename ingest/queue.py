@@ -46,7 +46,7 @@ from procrastinate.types import JSONDict
 from procrastinate.worker import Worker
 
 from ingest.batch import BatchOptions, BatchReport, parse_pool, run_batch
-from ingest.jobs import Job, job_failure
+from ingest.jobs import Job, job_failure, uploaded_by
 from ingest.pipeline import IngestResult, iter_files
 from rag.container import Lore
 from rag.errors import Busy, LoreError, NotFound
@@ -379,8 +379,9 @@ class ClusterJobQueue:
                 stop.set()
 
         return run_batch(
-            self._lore, [], job["collection"], self._options, progress, stop, selected, self._pool
-        )
+            self._lore, [], job["collection"], self._options, progress, stop, selected, self._pool,
+            uploaded_by=uploaded_by(self._lore, job["actor"], (path for path, _ in selected)),
+        )  # fmt: skip
 
     def _conclude(self, job: Row, results: builtins.list[str]) -> Row:
         """How a job ends, once its last part has: its status, report and changed documents."""

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, StringConstraints, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -66,6 +66,13 @@ def _is_ipv4(name: str) -> bool:
     return True
 
 
+# One example question the web page offers on an empty chat (`example_questions`).
+ExampleQuestion = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)
+]
+MAX_EXAMPLE_QUESTIONS = 10
+
+
 class Settings(BaseSettings):
     """Everything Lore can be configured with. See `lore.example.yaml` for each field."""
 
@@ -80,9 +87,10 @@ class Settings(BaseSettings):
     chroma_port: int = Field(default=8000, ge=1, le=65535)
     chroma_ssl: bool = False
     # Cluster mode: a PostgreSQL server (postgresql://user:password@host:port/db) holds
-    # the manifest, keyword index, keys, audit log, feedback and ingest jobs, shared by
-    # every Lore process; vectors then live in a Chroma server (chroma_host). Unset: the
-    # SQLite files in data_dir, for one machine. docs/cluster.md says how to set it up.
+    # the manifest, keyword index, keys, audit log, feedback, saved conversations and
+    # ingest jobs, shared by every Lore process; vectors then live in a Chroma server
+    # (chroma_host). Unset: the SQLite files in data_dir, for one machine.
+    # docs/cluster.md says how to set it up.
     database_url: SecretStr | None = None
 
     # Embedding. `onnx`: the model as int8 ONNX on onnxruntime, made by `lore models
@@ -181,6 +189,12 @@ class Settings(BaseSettings):
     # `lore doctor` reports it: a full disk mid-ingest fails the file, never the index.
     min_free_mb: int = Field(default=1024, ge=0)
     max_question_chars: int = Field(default=2000, ge=1)
+    # The questions the web page offers on an empty chat, by collection (at most 10 of
+    # 300 characters each). A collection without any is offered headings of its
+    # documents instead (GET /v1/collections/{name}/examples).
+    example_questions: dict[
+        str, Annotated[list[ExampleQuestion], Field(max_length=MAX_EXAMPLE_QUESTIONS)]
+    ] = Field(default_factory=dict)
     # Server-side folders an ingest job may read (the API refuses any other path).
     ingest_roots: list[Path] = Field(default_factory=list)
     # Every route but /healthz needs an API key (`lore keys create`). Turning auth off is
@@ -209,6 +223,10 @@ class Settings(BaseSettings):
     # Audit log (<data_dir>/audit.sqlite3): entries older than this many days are
     # removed by `lore audit prune`. 0 keeps them forever.
     audit_retention_days: float = Field(default=365, ge=0)
+    # Saved conversations (<data_dir>/conversations.sqlite3): those not updated for this
+    # many days are removed when the server starts and whenever a key lists its own.
+    # 0 keeps them forever.
+    conversation_retention_days: float = Field(default=90, ge=0)
 
     @field_validator("database_url", mode="before")
     @classmethod
@@ -269,6 +287,16 @@ class Settings(BaseSettings):
     @classmethod
     def _check_collection(cls, value: str) -> str:
         return validate_collection_name(value)
+
+    @field_validator("example_questions")
+    @classmethod
+    def _check_example_collections(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for name in value:
+            try:
+                validate_collection_name(name)
+            except ValueError as exc:
+                raise ValueError(f"example_questions: '{name[:100]}': {exc}") from None
+        return value
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from rag.answering.answerer import Answerer, AnswerLimits
+from rag.answering.examples import ExampleQuestions
 from rag.answering.injection import InjectionDetector, SentenceClassifier
 from rag.components.disk import is_disk_full
 from rag.components.embeddings import (
@@ -45,6 +46,7 @@ from rag.config import Settings
 from rag.errors import ConfigError, EmbedderChanged, ModelMissing
 from rag.governance.access import ApiKeys, KeyStore
 from rag.governance.audit import AuditLog, AuditTrail
+from rag.governance.conversations import ConversationStore, SqliteConversationStore
 from rag.governance.feedback import FeedbackLog, FeedbackStore
 from rag.models import ModelSpec, get_spec, resolve_model_path
 from rag.retrieval.manifest import DocumentManifest, Manifest
@@ -477,6 +479,16 @@ class Lore:
         return FeedbackStore(self.settings.data_dir / "feedback.sqlite3")
 
     @cached_property
+    def conversations(self) -> ConversationStore:
+        if self.parent is not None:
+            return self.parent.conversations
+        if self.settings.cluster:
+            from rag.postgres.conversations import PgConversationStore
+
+            return PgConversationStore(self.database)
+        return SqliteConversationStore(self.settings.data_dir / "conversations.sqlite3")
+
+    @cached_property
     def audit(self) -> AuditTrail:
         if self.parent is not None:
             return self.parent.audit
@@ -487,13 +499,16 @@ class Lore:
         return AuditLog(self.settings.data_dir / "audit.sqlite3")
 
     def close_records(self) -> None:
-        """Close the audit log, the key store and the feedback store, those that are open.
+        """Close the audit log, the key store, the feedback store and the conversations,
+        those that are open.
 
         Using one afterwards opens it again. Nothing else built here holds them, unlike
         the manifest and the keyword index, which the retriever keeps: those stay open.
         """
-        for name in ("audit", "keys", "feedback"):
-            record: AuditTrail | ApiKeys | FeedbackLog | None = self.__dict__.pop(name, None)
+        for name in ("audit", "keys", "feedback", "conversations"):
+            record: AuditTrail | ApiKeys | FeedbackLog | ConversationStore | None = (
+                self.__dict__.pop(name, None)
+            )
             if record is not None:
                 record.close()
 
@@ -568,3 +583,11 @@ class Lore:
             exclude_flagged=self.settings.exclude_flagged_passages,
         )
         return Answerer(self.retriever, self.generator, limits, self.embedder)
+
+    @cached_property
+    def examples(self) -> ExampleQuestions:
+        """What each collection's empty chat offers: its `example_questions`, else
+        headings of its documents, found once a minute at most."""
+        if self.parent is not None:
+            return self.parent.examples
+        return ExampleQuestions(self.settings.example_questions, self.store, self.manifest)

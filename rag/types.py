@@ -33,6 +33,19 @@ class Chunk:
 
 
 @dataclass(frozen=True)
+class DocumentWarning:
+    """Something the parser noticed that a reader of a document's text should know (pages
+    that gave no text, pages read by OCR, a guessed encoding): a stable `code` and a
+    sentence. It describes the text; it never changes the chunks. `detail` is the
+    sentence's variable part alone (the pages "2\N{EN DASH}4, 9", an encoding's name, a
+    count), so an interface can say the same in another language."""
+
+    code: str
+    message: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
 class Passage:
     """A chunk found for a query, with its cosine similarity to the query (higher is closer).
 

@@ -98,15 +98,27 @@ def docx_bytes(paragraphs: list[str]) -> bytes:
 
 def pdf_bytes(text: str) -> bytes:
     """A one-page PDF whose text layer holds `text` (ASCII)."""
-    stream = f"BT /F1 14 Tf 72 720 Td ({text}) Tj ET".encode()
+    return pdf_pages([text])
+
+
+def pdf_pages(pages: list[str]) -> bytes:
+    """A PDF of one page per item of `pages`, each page's text layer holding its item
+    (ASCII; one line a page)."""
+    count = len(pages)
+    kids = " ".join(f"{3 + 2 * i} 0 R" for i in range(count)).encode()
+    font = 3 + 2 * count
     objects = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
-        b"/Resources << /Font << /F1 5 0 R >> >> >>",
-        b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        b"<< /Type /Pages /Kids [%s] /Count %d >>" % (kids, count),
     ]
+    for index, text in enumerate(pages):
+        stream = f"BT /F1 14 Tf 72 720 Td ({text}) Tj ET".encode()
+        objects.append(
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents %d 0 R "
+            b"/Resources << /Font << /F1 %d 0 R >> >> >>" % (4 + 2 * index, font)
+        )
+        objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
+    objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
     out = io.BytesIO()
     out.write(b"%PDF-1.4\n")
     offsets = []

@@ -1,7 +1,7 @@
 // Talking to Lore's public HTTP API, and nothing else. The key stays in this tab's
 // session storage and travels as `Authorization: Bearer`.
 
-import { t } from "/web/i18n.js";
+import { codeSentence, t } from "/web/i18n.js";
 
 const KEY = "lore-api-key";
 
@@ -19,26 +19,31 @@ export function authHeaders(extra = {}) {
   return key ? { ...extra, Authorization: `Bearer ${key}` } : { ...extra };
 }
 
-/** An error the page can show: the API's sentence, in the reader's words where we have them. */
+/** An error the page can show, in the page's language: by the server's stable `code`
+ * where we know it, else by the HTTP status. The server's own (English) sentence is kept
+ * in `message` for the console, not shown. */
 export class ApiError extends Error {
-  constructor(status, message, retryAfter) {
+  constructor(status, message, retryAfter, code = null) {
     super(message);
     this.status = status;
     this.retryAfter = retryAfter;
+    this.code = code;
   }
 
   describe() {
     const retry = this.retryAfter || "?";
+    const known = codeSentence(this.code, { retry });
+    if (known) return known;
     if ([401, 403, 404, 413].includes(this.status)) return t(`e${this.status}`);
     if (this.status === 429 || this.status === 503) return t(`e${this.status}`, { retry });
-    return t("eOther", { status: this.status, message: this.message });
+    return t("eOther", { status: this.status });
   }
 }
 
 async function failure(response) {
   const body = await response.json().catch(() => ({ message: response.statusText }));
   return new ApiError(response.status, body.message || response.statusText,
-    response.headers.get("Retry-After"));
+    response.headers.get("Retry-After"), body.code || null);
 }
 
 /** fetch() against the API with the key; throws ApiError for any non-2xx answer. */
@@ -50,6 +55,18 @@ export async function call(path, options = {}) {
 
 export async function getJson(path) {
   return (await call(path)).json();
+}
+
+/** Fetch `path` with the key and save the answer as a file named `name`. */
+export async function download(path, name) {
+  const blob = await (await call(path)).blob();
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(blob);
+  link.download = name;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
 }
 
 export async function sendJson(path, body, method = "POST") {
@@ -103,7 +120,7 @@ export function uploadJob(files, collection, onProgress) {
       try { body = JSON.parse(request.responseText); } catch { /* not JSON */ }
       if (request.status === 202) resolve(body);
       else reject(new ApiError(request.status, body.message || request.statusText,
-        request.getResponseHeader("Retry-After")));
+        request.getResponseHeader("Retry-After"), body.code || null));
     };
     request.onerror = () => reject(new Error("network error"));
     request.send(form);

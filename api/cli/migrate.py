@@ -21,7 +21,8 @@ def migrate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
 ) -> None:
     """Copy this installation (data_dir: manifest, keyword index, vectors, keys, audit
-    log, feedback) into a cluster's PostgreSQL and Chroma server, then check the copy.
+    log, feedback, saved conversations) into a cluster's PostgreSQL and Chroma server,
+    then check the copy.
 
     The database's schema is brought up to date first. Stop `lore serve` on this machine
     before: the vector store in data_dir is read, and one process at a time may hold it.
@@ -68,7 +69,8 @@ def migrate(
         typer.echo(
             f"Moved {report.documents} documents ({sum(report.collections.values())} chunks in "
             f"{len(report.collections)} collections), {report.keys} API keys, "
-            f"{report.audit_entries} audit entries and {report.feedback} ratings."
+            f"{report.audit_entries} audit entries, {report.feedback} ratings and "
+            f"{report.conversations} saved conversations."
         )
         for problem in problems:
             typer.echo(f"problem: {problem}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
@@ -14,6 +15,7 @@ from api.schemas import (
     CollectionIn,
     CollectionOut,
     ErrorOut,
+    ExamplesOut,
     ReindexIn,
     ReindexOut,
 )
@@ -62,6 +64,20 @@ def get_collection(name: CollectionPath, lore: LoreDep, caller: CallerDep) -> An
     readable(caller, name)
     require_collection(lore.store, name)
     return _collection_out(lore, name)
+
+
+@router.get(
+    "/v1/collections/{name}/examples",
+    response_model=ExamplesOut,
+    responses={404: {"model": ErrorOut}},
+)
+def get_examples(name: CollectionPath, lore: LoreDep, caller: CallerDep) -> Any:
+    """What the collection's empty chat may offer: the example questions an admin set
+    for it (`example_questions`), else up to 6 headings of its documents, for a client
+    to turn into questions in its reader's language."""
+    readable(caller, name)
+    require_collection(lore.store, name)
+    return asdict(lore.examples.for_collection(name))
 
 
 @router.delete(

@@ -1,4 +1,5 @@
-"""Documents: upload one, list them, show one with its chunks, download its file, delete it."""
+"""Documents: upload one, list them, show one with its chunks, download its file, read it
+again, delete it."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from fastapi.responses import FileResponse
 from api import presenters
 from api.answers import audit
 from api.deps import CallerDep, LoreDep, MetricsDep, readable, writable
+from api.observability import Metrics
 from api.schemas import (
     DeleteOut,
     DocumentDetailOut,
@@ -22,9 +24,10 @@ from api.schemas import (
 from api.uploads import safe_filename, stage_upload, unstage
 from ingest import documents
 from ingest.parsing import check_supported
-from ingest.pipeline import ingest_replacing
+from ingest.pipeline import IngestResult, ingest_replacing
 from rag.config import COLLECTION_PATTERN
 from rag.errors import DiskFull
+from rag.governance.access import Principal
 
 router = APIRouter(tags=["documents"])
 
@@ -58,18 +61,32 @@ def upload_document(
     staged = stage_upload(file.file, lore.settings, target, name)
     final = lore.settings.uploads_dir / target / name
     try:
-        result = ingest_replacing(lore, staged, final, target)
+        result = ingest_replacing(lore, staged, final, target, uploaded_by=caller.actor)
     finally:
         unstage(staged)  # the file is gone already on success
+    return _ingested(request, metrics, caller, target, result, "documents.upload", 201)
+
+
+def _ingested(
+    request: Request,
+    metrics: Metrics,
+    caller: Principal,
+    collection: str,
+    result: IngestResult,
+    operation: str,
+    status: int,
+) -> dict[str, Any]:
+    """The answer to indexing one file, counted and audited as `operation`; DiskFull
+    when the disk filled up meanwhile."""
     if result.error_code == DiskFull.code:
         raise DiskFull(result.error or "The server's disk is full.")
     metrics.count_ingested(result)
     audit(
         request,
-        "documents.upload",
-        collection=target,
+        operation,
+        collection=collection,
         doc_ids=[result.doc_id] if result.doc_id else [],
-        status=201,
+        status=status,
     )
     return presenters.ingest_json(result, caller.is_admin)
 
@@ -122,6 +139,33 @@ def download_document(
     path = documents.original_file(lore, target, doc_id)
     audit(request, "documents.download", collection=target, doc_ids=[doc_id], status=200)
     return FileResponse(path, filename=path.name)
+
+
+@router.post(
+    "/v1/documents/{doc_id}/reingest",
+    response_model=IngestOut,
+    responses={
+        403: {"model": ErrorOut},
+        404: {"model": ErrorOut},
+        422: {"model": ErrorOut},
+        507: {"model": ErrorOut},
+    },
+)
+def reingest_document(
+    doc_id: DocIdPath,
+    request: Request,
+    lore: LoreDep,
+    caller: CallerDep,
+    metrics: MetricsDep,
+    collection: CollectionQuery = None,
+) -> Any:
+    """Read the document's original file again with the current parser and chunker, even
+    if it has not changed, and replace its chunks; it keeps its id. 404 when the server
+    no longer holds the file (an archive's member has none of its own); 422 when the
+    file cannot be read now (the document then stays as it was)."""
+    target = writable(caller, collection or lore.settings.collection)
+    result = documents.reingest_document(lore, target, doc_id)
+    return _ingested(request, metrics, caller, target, result, "documents.reingest", 200)
 
 
 @router.delete(

@@ -1,20 +1,18 @@
-"""Ratings of answers: give one, and export them all (admin only)."""
+"""Ratings of answers: give one; list the latest, or export them all (admin only)."""
 
 from __future__ import annotations
 
-import json
-from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import StreamingResponse
 
 from api.answers import audit
 from api.deps import AdminDep, CallerDep, LoreDep, readable
-from api.schemas import ErrorOut, FeedbackIn, FeedbackOut
+from api.exports import SinceQuery, export_responses, ndjson_download, since_moment
+from api.schemas import ErrorOut, FeedbackIn, FeedbackOut, FeedbackRecordOut
 from rag.components.store import require_collection
-from rag.container import Lore
-from rag.retrieval.filters import parse_when
+from rag.config import COLLECTION_PATTERN
 
 router = APIRouter(tags=["feedback"])
 
@@ -44,38 +42,36 @@ def create_feedback(body: FeedbackIn, request: Request, lore: LoreDep, caller: C
 
 
 @router.get(
-    "/v1/feedback/export",
-    response_class=Response,
-    responses={
-        200: {
-            "content": {"application/x-ndjson": {}},
-            "description": "One rating a line, as JSON, oldest first.",
-        },
-        403: {"model": ErrorOut},
-        422: {"model": ErrorOut},
-    },
+    "/v1/feedback",
+    response_model=list[FeedbackRecordOut],
+    responses={403: {"model": ErrorOut}, 422: {"model": ErrorOut}},
 )
-def export_feedback(
+def list_feedback(
     request: Request,
     lore: LoreDep,
     admin: AdminDep,
-    since: Annotated[
-        str | None,
-        Query(
-            max_length=40,
-            description="Only ratings at or after this ISO 8601 date or time (UTC unless it says).",
-        ),
-    ] = None,
-) -> Response:
-    """Every rating (admin only), as JSON lines: id, at, actor, collection, question,
-    answer, chunk_ids, rating, comment, request_id."""
-    moment = parse_when(since) if since is not None else None
-    body = _feedback_lines(lore, moment)
+    rating: Literal["up", "down"] | None = None,
+    collection: Annotated[str | None, Query(pattern=COLLECTION_PATTERN)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> Any:
+    """The latest ratings (admin only), newest first: only those with `rating` and of
+    `collection` when given."""
+    records = lore.feedback.recent(limit, rating=rating, collection=collection)
+    audit(request, "feedback.list", collection=collection, status=200)
+    return [record.as_json() for record in records]
+
+
+@router.get(
+    "/v1/feedback/export",
+    response_class=StreamingResponse,
+    responses=export_responses("One rating a line, as JSON, oldest first."),
+)
+def export_feedback(
+    request: Request, lore: LoreDep, admin: AdminDep, since: SinceQuery = None
+) -> StreamingResponse:
+    """Every rating (admin only), as JSON lines, oldest first: id, at, at_epoch, actor,
+    collection, question, answer, chunk_ids, rating, comment, request_id. An attachment,
+    `lore-feedback.jsonl`."""
+    response = ndjson_download(lore.feedback.export(since_moment(since)), "lore-feedback.jsonl")
     audit(request, "feedback.export", status=200)
-    return Response(body, media_type="application/x-ndjson")
-
-
-def _feedback_lines(lore: Lore, since: datetime | None) -> str:
-    return "".join(
-        json.dumps(record, ensure_ascii=False) + "\n" for record in lore.feedback.export(since)
-    )
+    return response

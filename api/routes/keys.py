@@ -1,4 +1,4 @@
-"""API keys (admin only): make one, list them, revoke one."""
+"""API keys: the caller's own (any key); make one, list them, revoke one (admin only)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,25 @@ from fastapi import APIRouter, Request
 from fastapi import Path as PathParam
 
 from api.answers import audit
-from api.deps import AdminDep, LoreDep
-from api.schemas import ErrorOut, KeyIn, KeyOut, NewKeyOut
+from api.deps import AdminDep, CallerDep, LoreDep
+from api.schemas import ErrorOut, KeyIn, KeyOut, MeOut, NewKeyOut
 
 router = APIRouter(tags=["keys"])
 
 KeyIdPath = Annotated[str, PathParam(pattern=r"^[0-9a-f]{12}$")]
+
+
+@router.get("/v1/me", response_model=MeOut)
+def get_me(lore: LoreDep, caller: CallerDep) -> Any:
+    """The key this request came with (any key): its id, name, role and collections, and
+    whether the server checks keys at all (with auth off, the caller is a local admin)."""
+    return MeOut(
+        key_id=caller.key_id,
+        name=caller.name,
+        role=caller.role,
+        collections=sorted(caller.collections),
+        auth=lore.settings.auth,
+    )
 
 
 @router.post(

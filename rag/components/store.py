@@ -52,6 +52,9 @@ def damaged_vector_store(exc: BaseException) -> bool:
 _WRITE_BATCH = 1000
 # Ids read a page at a time.
 _READ_PAGE = 5000
+# The runs of neighbouring chunks `heading_sample` reads from a large collection: few,
+# since Chroma steps over every chunk before an offset (docs/benchmarks.md, examples).
+_SAMPLE_RUNS = 4
 
 
 class VectorStore(Protocol):
@@ -110,6 +113,13 @@ class VectorStore(Protocol):
     def chunk_pages(self, collection: str, size: int) -> Iterator[list[Chunk]]:
         """Every chunk of the collection, `size` at a time (the last page may be shorter).
         Chunks added or removed meanwhile may be missed or given twice."""
+        ...
+
+    def heading_sample(self, collection: str, size: int) -> list[tuple[str, str]]:
+        """The (doc_id, heading) of at most `size` chunks spread over the whole collection
+        (of every chunk when it holds no more; "" for a chunk under no heading), the same
+        ones while it does not change. Cheap however large the collection: a glimpse of
+        what it holds, not a scan."""
         ...
 
     def list_collections(self) -> list[str]:
@@ -720,6 +730,21 @@ class ChromaStore:
                 )
             ]
             offset += len(page["ids"])
+
+    def heading_sample(self, collection: str, size: int) -> list[tuple[str, str]]:
+        target = self._existing(collection)
+        total = target.count()
+        # Runs of neighbouring chunks (one read each), spread evenly: neighbours mostly
+        # share a document, so the runs reach documents all over the collection.
+        runs = 1 if total <= size else min(_SAMPLE_RUNS, size)
+        pairs: list[tuple[str, str]] = []
+        for run in range(runs):
+            with self._full_disk():
+                page = target.get(
+                    include=["metadatas"], limit=size // runs, offset=run * total // runs
+                )
+            pairs += [(str(m["doc_id"]), str(m.get("heading", ""))) for m in page["metadatas"]]
+        return pairs
 
     def chunk_counts(self, collection: str) -> dict[str, int]:
         # A full scan: for consistency checks, not for every request.

@@ -163,6 +163,13 @@ class FeedbackLog(Protocol):
         zone), oldest first, as `FeedbackRecord.as_json()` dicts."""
         ...
 
+    def recent(
+        self, limit: int, *, rating: Rating | None = None, collection: str | None = None
+    ) -> list[FeedbackRecord]:
+        """The `limit` ratings given last, newest first; only those with `rating` and of
+        `collection` when given."""
+        ...
+
     def close(self) -> None:
         """Let go of the storage; the object is not used afterwards."""
         ...
@@ -249,3 +256,18 @@ class FeedbackStore:
             for row in rows:
                 yield _record(row).as_json()
             last = rows[-1]["seq"]
+
+    def recent(
+        self, limit: int, *, rating: Rating | None = None, collection: str | None = None
+    ) -> list[FeedbackRecord]:
+        """The `limit` ratings given last, newest first; only those with `rating` and of
+        `collection` when given."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM feedback "  # noqa: S608
+                "WHERE (:rating IS NULL OR rating = :rating) "
+                "AND (:collection IS NULL OR collection = :collection) "
+                "ORDER BY seq DESC LIMIT :limit",
+                {"rating": rating, "collection": collection, "limit": limit},
+            ).fetchall()
+        return [_record(row) for row in rows]

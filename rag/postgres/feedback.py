@@ -115,3 +115,18 @@ class PgFeedbackStore:
             for row in rows:
                 yield _record(row).as_json()
             last = rows[-1]["seq"]
+
+    def recent(
+        self, limit: int, *, rating: Rating | None = None, collection: str | None = None
+    ) -> list[FeedbackRecord]:
+        """The `limit` ratings given last, newest first; only those with `rating` and of
+        `collection` when given."""
+        with self._db.connection() as conn:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM feedback_ratings "  # noqa: S608
+                "WHERE (%(rating)s::text IS NULL OR rating = %(rating)s) "
+                "AND (%(collection)s::text IS NULL OR collection = %(collection)s) "
+                "ORDER BY seq DESC LIMIT %(limit)s",
+                {"rating": rating, "collection": collection, "limit": limit},
+            ).fetchall()
+        return [_record(row) for row in rows]

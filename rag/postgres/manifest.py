@@ -1,5 +1,6 @@
 """The document manifest in PostgreSQL, for cluster mode: `DocumentManifest` over the
-tables `manifest_documents` and `manifest_sources` (migrations/sql/0001/10_manifest.sql).
+tables `manifest_documents` and `manifest_sources` (migrations/sql/0001/10_manifest.sql;
+migration 0003 gives each document its `details`).
 
 The rules are those of the SQLite `Manifest` (rag/retrieval/manifest.py), and so are
 the statements, one for one. What SQLite gets from BEGIN IMMEDIATE, one writer at a
@@ -25,6 +26,8 @@ from rag.postgres.database import Database, pg_text
 from rag.retrieval.filters import Filters, epoch_microseconds, name_globs, source_globs
 from rag.retrieval.manifest import (
     MEMBER_MARK,
+    NO_DETAILS,
+    DocumentDetails,
     DocumentRecord,
     GroupEntry,
     SourceRecord,
@@ -201,6 +204,7 @@ class PgManifest:
                     updated_at=row["updated_at"],
                     sources=tuple(source for source, _ in sources),
                     names=tuple(name for _, name in sources),
+                    details=DocumentDetails.from_json(row["details"]),
                 )
             )
         return records
@@ -309,17 +313,19 @@ class PgManifest:
         size: int,
         mtime_ns: int,
         name: str | None = None,
+        details: DocumentDetails = NO_DETAILS,
     ) -> str | None:
-        """Make the document visible and point `source` at it, in one step; returns the
-        document `source` leaves behind, if nothing points at it any more (`deleting`)."""
+        """Make the document visible with `details` and point `source` at it, in one step;
+        returns the document `source` leaves behind, if nothing points at it any more
+        (`deleting`)."""
         now = time.time()
         with self._db.transaction() as conn:
             self._writing(conn, collection)
             conn.execute(
                 "UPDATE manifest_documents SET status = 'indexed', title = %s, chunks = %s, "
-                "error_code = NULL, error = NULL, updated_at = %s "
+                "details = %s, error_code = NULL, error = NULL, updated_at = %s "
                 "WHERE collection = %s AND doc_id = %s",
-                (pg_text(title), chunks, now, collection, doc_id),
+                (pg_text(title), chunks, details.to_json(), now, collection, doc_id),
             )
             return self._point(conn, collection, source, name, doc_id, size, mtime_ns, now)
 
@@ -351,22 +357,24 @@ class PgManifest:
                 if entry.error_code is not None:
                     conn.execute(
                         "INSERT INTO manifest_documents (collection, doc_id, sha256, status, "
-                        "error_code, error, pipeline, created_at, updated_at) "
-                        "VALUES (%s, %s, %s, 'failed', %s, %s, %s, %s, %s) "
+                        "error_code, error, pipeline, created_at, updated_at, details) "
+                        "VALUES (%s, %s, %s, 'failed', %s, %s, %s, %s, %s, %s) "
                         "ON CONFLICT (collection, doc_id) DO UPDATE SET status = 'failed', "
                         "error_code = excluded.error_code, error = excluded.error, "
                         "pipeline = excluded.pipeline, chunks = 0, "
-                        "updated_at = excluded.updated_at",
+                        "updated_at = excluded.updated_at, details = excluded.details",
                         (collection, entry.doc_id, entry.sha256, entry.error_code,
-                         pg_text(entry.error or ""), entry.pipeline, now, now),
+                         pg_text(entry.error or ""), entry.pipeline, now, now,
+                         entry.details.to_json()),
                     )  # fmt: skip
                 elif entry.title is not None:
                     conn.execute(
                         "UPDATE manifest_documents SET status = 'indexed', title = %s, "
-                        "chunks = %s, error_code = NULL, error = NULL, updated_at = %s "
-                        "WHERE collection = %s AND doc_id = %s",
-                        (pg_text(entry.title), entry.chunks, now, collection, entry.doc_id),
-                    )
+                        "chunks = %s, details = %s, error_code = NULL, error = NULL, "
+                        "updated_at = %s WHERE collection = %s AND doc_id = %s",
+                        (pg_text(entry.title), entry.chunks, entry.details.to_json(), now,
+                         collection, entry.doc_id),
+                    )  # fmt: skip
             # Retired once every source points where it will (see the SQLite manifest).
             left: set[str] = set()
             for entry in entries:
@@ -434,21 +442,25 @@ class PgManifest:
         code: str,
         error: str,
         name: str | None = None,
+        details: DocumentDetails = NO_DETAILS,
     ) -> str | None:
-        """Record that a file could not be indexed (`failed`, never visible) and point its
-        source at that record; returns the document it leaves behind, as `commit` does."""
+        """Record that a file could not be indexed (`failed`, never visible, with
+        `details`) and point its source at that record; returns the document it leaves
+        behind, as `commit` does."""
         now = time.time()
         with self._db.transaction() as conn:
             self._writing(conn, collection)
             conn.execute(
                 "INSERT INTO manifest_documents (collection, doc_id, sha256, status, error_code, "
-                "error, pipeline, created_at, updated_at) "
-                "VALUES (%s, %s, %s, 'failed', %s, %s, %s, %s, %s) "
+                "error, pipeline, created_at, updated_at, details) "
+                "VALUES (%s, %s, %s, 'failed', %s, %s, %s, %s, %s, %s) "
                 "ON CONFLICT (collection, doc_id) DO UPDATE SET status = 'failed', "
                 "error_code = excluded.error_code, error = excluded.error, "
-                "pipeline = excluded.pipeline, chunks = 0, updated_at = excluded.updated_at",
-                (collection, doc_id, sha256, code, pg_text(error), pipeline, now, now),
-            )
+                "pipeline = excluded.pipeline, chunks = 0, updated_at = excluded.updated_at, "
+                "details = excluded.details",
+                (collection, doc_id, sha256, code, pg_text(error), pipeline, now, now,
+                 details.to_json()),
+            )  # fmt: skip
             return self._point(conn, collection, source, name, doc_id, size, mtime_ns, now)
 
     def detach(self, collection: str, source: str) -> str | None:

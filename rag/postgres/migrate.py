@@ -3,9 +3,10 @@ cluster mode (PostgreSQL and a Chroma server): `lore migrate`.
 
 What moves: every collection's vectors and chunks, the keyword index (rebuilt from those
 same chunks, as ingest builds it), the manifest's documents and sources, API keys (their
-hashes; every key keeps working), the audit log entry for entry (its hash chain intact)
-and feedback. Pessimistic, as ingest is: a document's chunks are written before its
-manifest row, so a query in the cluster never sees a document without its chunks.
+hashes; every key keeps working), the audit log entry for entry (its hash chain intact),
+feedback and saved conversations. Pessimistic, as ingest is: a document's chunks are
+written before its manifest row, so a query in the cluster never sees a document without
+its chunks.
 
 Every step writes by key and skips what is there already, so a migration that was
 interrupted is finished by running it again. The embedded installation is only read.
@@ -23,11 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from psycopg.types.json import Jsonb
 
 from rag.container import Lore
 from rag.errors import ConfigError
 from rag.governance.audit import AuditLog
-from rag.postgres.database import Database
+from rag.governance.conversations import storable_json
+from rag.postgres.database import Database, pg_text
 from rag.postgres.jobs import Connection
 
 # Chunks moved to the Chroma server and the keyword index per write.
@@ -47,6 +50,8 @@ DOCUMENT_COLUMNS = (
 )
 SOURCE_COLUMNS = "collection, source, doc_id, size, mtime_ns, updated_at, name"
 KEY_COLUMNS = "key_id, name, role, collections, secret_hash, created_at, revoked_at"
+CONVERSATION_COLUMNS = "id, owner, title, collection, filters, created_at, updated_at"
+TURN_COLUMNS = "conversation_id, at, question, answer, query, declined, citations, sources"
 
 
 @dataclass
@@ -58,6 +63,7 @@ class MigrationReport:
     keys: int = 0
     audit_entries: int = 0
     feedback: int = 0
+    conversations: int = 0
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -67,6 +73,7 @@ class MigrationReport:
             "keys": self.keys,
             "audit_entries": self.audit_entries,
             "feedback": self.feedback,
+            "conversations": self.conversations,
         }
 
 
@@ -110,6 +117,7 @@ def migrate(source: Lore, target: Lore, progress: Progress | None = None) -> Mig
     report.keys = _copy_keys(data / "keys.sqlite3", database)
     report.audit_entries = _copy_audit(data / "audit.sqlite3", database)
     report.feedback = _copy_feedback(data / "feedback.sqlite3", database)
+    report.conversations = _copy_conversations(data / "conversations.sqlite3", database)
     return report
 
 
@@ -178,9 +186,12 @@ def _insert(
 
 
 def _copy_manifest(manifest: sqlite3.Connection, database: Database) -> int:
+    # A manifest last opened by a release before schema 3 has no details: the rows get `{}`.
+    found = {row[1] for row in manifest.execute("PRAGMA table_info(documents)")}
+    columns = DOCUMENT_COLUMNS + (", details" if "details" in found else "")
     documents = _rows(
         manifest,
-        f"SELECT {DOCUMENT_COLUMNS} FROM documents WHERE status IN ('indexed', 'failed')",  # noqa: S608
+        f"SELECT {columns} FROM documents WHERE status IN ('indexed', 'failed')",  # noqa: S608
     )
     sources = _rows(
         manifest,
@@ -189,7 +200,7 @@ def _copy_manifest(manifest: sqlite3.Connection, database: Database) -> int:
         "AND d.doc_id = s.doc_id WHERE d.status IN ('indexed', 'failed')",
     )
     with database.transaction() as conn:
-        _insert(conn, "manifest_documents", DOCUMENT_COLUMNS, "collection, doc_id", documents)
+        _insert(conn, "manifest_documents", columns, "collection, doc_id", documents)
         _insert(conn, "manifest_sources", SOURCE_COLUMNS, "collection, source", sources)
     return len(documents)
 
@@ -303,3 +314,48 @@ def _copy_feedback(path: Path, database: Database) -> int:
     with database.transaction() as conn:
         _insert(conn, "feedback_ratings", FEEDBACK_COLUMNS, "id", rows)
     return len(rows)
+
+
+def _jsonb(text: str) -> Jsonb:
+    """A JSON column of SQLite's as PostgreSQL's jsonb can hold it (no NUL in it)."""
+    return Jsonb(storable_json(json.loads(text), pg_text))
+
+
+def _copy_conversations(path: Path, database: Database) -> int:
+    """Copy the saved conversations with their turns. One the cluster holds already (an
+    interrupted migration copied it) is skipped with its turns, which came with it."""
+    with _sqlite(path) as conversations:
+        if conversations is None:
+            return 0
+        made = _rows(
+            conversations,
+            f"SELECT {CONVERSATION_COLUMNS} FROM conversations ORDER BY seq",  # noqa: S608
+        )
+        turns = _rows(
+            conversations,
+            f"SELECT {TURN_COLUMNS} FROM conversation_turns ORDER BY seq",  # noqa: S608
+        )
+    with database.transaction() as conn:
+        there = {
+            row["id"]
+            for row in conn.execute(
+                "SELECT id FROM conversations WHERE id = ANY(%s)", ([row[0] for row in made],)
+            )
+        }
+        _insert(
+            conn,
+            "conversations",
+            CONVERSATION_COLUMNS,
+            "id",
+            [(*row[:4], _jsonb(row[4]), *row[5:]) for row in made if row[0] not in there],
+        )
+        conn.cursor().executemany(
+            f"INSERT INTO conversation_turns ({TURN_COLUMNS}) "  # noqa: S608 (our own names)
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            [
+                (*row[:5], bool(row[5]), _jsonb(row[6]), _jsonb(row[7]))
+                for row in turns
+                if row[0] not in there
+            ],
+        )
+    return len(made)

@@ -16,27 +16,34 @@ business of theirs. It is the file's path within the folder it was ingested from
 (`policies/2024/leave.pdf`), or its file name when it came on its own (an upload, or
 one file named at the command line). Manifests made before names were recorded get
 each file's name when they are opened.
+
+Each version of a document also keeps its `DocumentDetails`: who uploaded it, its
+number of pages and what the parser warned of, recorded when it is made visible (or
+recorded failed). Documents recorded before details were kept have none.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal, Protocol
 
 from rag.components import database
 from rag.components.write_gate import WriteGate, passing
 from rag.retrieval.filters import Filters, epoch_microseconds, name_globs, source_globs
+from rag.types import DocumentWarning
 
 Status = Literal["pending", "indexed", "failed", "deleting"]
 
-# 1: documents and sources; 2: each source has a name (`_add_names` migrates 1).
-SCHEMA_VERSION = 2
+# 1: documents and sources; 2: each source has a name (`_add_names` migrates 1);
+# 3: each document has its details (`_add_details` migrates 2).
+SCHEMA_VERSION = 3
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
     collection  TEXT NOT NULL,
@@ -50,6 +57,7 @@ CREATE TABLE IF NOT EXISTS documents (
     pipeline    TEXT NOT NULL,
     created_at  REAL NOT NULL,
     updated_at  REAL NOT NULL,
+    details     TEXT NOT NULL DEFAULT '{}',
     PRIMARY KEY (collection, doc_id)
 );
 CREATE TABLE IF NOT EXISTS sources (
@@ -64,6 +72,49 @@ CREATE TABLE IF NOT EXISTS sources (
 );
 CREATE INDEX IF NOT EXISTS sources_by_doc ON sources (collection, doc_id);
 """
+
+
+@dataclass(frozen=True)
+class DocumentDetails:
+    """What is known of a document's version besides its chunks: the actor who uploaded
+    it through the API (such as "key:ab12cd"; None for a file ingested from a folder or
+    the command line), its number of pages (None for a format without pages), and what
+    the parser warned of."""
+
+    uploaded_by: str | None = None
+    pages: int | None = None
+    warnings: tuple[DocumentWarning, ...] = ()
+
+    def to_json(self) -> str:
+        """The details as the manifests store them: JSON text (ASCII, so NUL is escaped)."""
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str | None) -> DocumentDetails:
+        """The details `to_json` wrote; none known for `{}` (a record made before details
+        were kept) or for text that is not such JSON."""
+        try:
+            data = json.loads(text or "{}")
+        except ValueError:
+            return NO_DETAILS
+        if not isinstance(data, dict):
+            return NO_DETAILS
+        uploaded_by, pages = data.get("uploaded_by"), data.get("pages")
+        warnings = tuple(
+            DocumentWarning(
+                str(w.get("code", "")), str(w.get("message", "")), str(w.get("detail", ""))
+            )
+            for w in data.get("warnings") or []
+            if isinstance(w, dict)
+        )
+        return cls(
+            uploaded_by if isinstance(uploaded_by, str) else None,
+            pages if isinstance(pages, int) else None,
+            warnings,
+        )
+
+
+NO_DETAILS = DocumentDetails()
 
 
 @dataclass(frozen=True)
@@ -82,6 +133,7 @@ class DocumentRecord:
     sources: tuple[str, ...]
     # The name of each source, in the same order.
     names: tuple[str, ...]
+    details: DocumentDetails = NO_DETAILS
 
 
 @dataclass(frozen=True)
@@ -103,9 +155,9 @@ MEMBER_MARK = "!/"
 class GroupEntry:
     """One source of a group that `commit_group` makes visible at once (an archive and
     its members). With `title` set, the document (begun already) becomes `indexed`
-    with that title and `chunks`; with `error_code` set, it is recorded `failed` (made
-    with `sha256` and `pipeline` when it has no record yet); with neither, the source
-    only points at a document already recorded."""
+    with that title, `chunks` and `details`; with `error_code` set, it is recorded
+    `failed` with `details` (made with `sha256` and `pipeline` when it has no record
+    yet); with neither, the source only points at a document already recorded."""
 
     source: str
     name: str
@@ -118,6 +170,7 @@ class GroupEntry:
     error: str | None = None
     sha256: str = ""
     pipeline: str = ""
+    details: DocumentDetails = NO_DETAILS
 
 
 def file_name(source: str) -> str:
@@ -199,9 +252,10 @@ class DocumentManifest(Protocol):
         size: int,
         mtime_ns: int,
         name: str | None = None,
+        details: DocumentDetails = NO_DETAILS,
     ) -> str | None:
-        """Make the document visible and point `source` at it, in one step. `name` is what
-        readers call the source (its file name if not given).
+        """Make the document visible with `details` and point `source` at it, in one step.
+        `name` is what readers call the source (its file name if not given).
 
         Returns the id of the document `source` pointed at before when nothing points at
         that one any more: it is `deleting` from this same step, and its chunks are to be
@@ -250,9 +304,11 @@ class DocumentManifest(Protocol):
         code: str,
         error: str,
         name: str | None = None,
+        details: DocumentDetails = NO_DETAILS,
     ) -> str | None:
-        """Record that a file could not be indexed (`failed`, never visible) and point its
-        source at that record; returns the document it leaves behind, as `commit` does."""
+        """Record that a file could not be indexed (`failed`, never visible, with
+        `details`) and point its source at that record; returns the document it leaves
+        behind, as `commit` does."""
         ...
 
     def detach(self, collection: str, source: str) -> str | None:
@@ -285,6 +341,7 @@ class Manifest:
         self._db = database.connect(path)
         database.open_schema(self._db, path, SCHEMA_VERSION, _SCHEMA)
         self._add_names()
+        self._add_details()
         database.stamp_schema(self._db, SCHEMA_VERSION)
 
     def _add_names(self) -> None:
@@ -292,10 +349,10 @@ class Manifest:
         file's name (what an upload is called; ingesting a folder again records the
         paths within it). Checked again inside the transaction: another process may
         be opening the same manifest."""
-        if self._has_names():
+        if self._has_column("sources", "name"):
             return
         with self._transaction() as db:
-            if self._has_names():
+            if self._has_column("sources", "name"):
                 return
             db.execute("ALTER TABLE sources ADD COLUMN name TEXT NOT NULL DEFAULT ''")
             rows = db.execute("SELECT collection, source FROM sources").fetchall()
@@ -304,10 +361,21 @@ class Manifest:
                 [(file_name(r["source"]), r["collection"], r["source"]) for r in rows],
             )
 
-    def _has_names(self) -> bool:
+    def _add_details(self) -> None:
+        """Give a manifest made before documents had details a `details` column, each
+        row's `{}` (none known until the file is ingested again). Checked again inside
+        the transaction, as `_add_names` is."""
+        if self._has_column("documents", "details"):
+            return
+        with self._transaction() as db:
+            if not self._has_column("documents", "details"):
+                db.execute("ALTER TABLE documents ADD COLUMN details TEXT NOT NULL DEFAULT '{}'")
+
+    def _has_column(self, table: str, column: str) -> bool:
+        # `table` is one of the fixed names written in this class.
         with self._lock:
-            columns = self._db.execute("PRAGMA table_info(sources)").fetchall()
-        return any(column["name"] == "name" for column in columns)
+            columns = self._db.execute(f"PRAGMA table_info({table})").fetchall()
+        return any(found["name"] == column for found in columns)
 
     def close(self) -> None:
         with self._lock:
@@ -401,6 +469,7 @@ class Manifest:
                     updated_at=row["updated_at"],
                     sources=tuple(source for source, _ in sources),
                     names=tuple(name for _, name in sources),
+                    details=DocumentDetails.from_json(row["details"]),
                 )
             )
         return records
@@ -497,9 +566,10 @@ class Manifest:
         size: int,
         mtime_ns: int,
         name: str | None = None,
+        details: DocumentDetails = NO_DETAILS,
     ) -> str | None:
-        """Make a document visible and point `source` at it, atomically. `name` is what
-        readers call the source (its file name if not given).
+        """Make a document visible with `details` and point `source` at it, atomically.
+        `name` is what readers call the source (its file name if not given).
 
         Returns the id of the document `source` pointed at before, when that one is now
         unreferenced: it was marked `deleting` in the same transaction, and its chunks
@@ -508,10 +578,10 @@ class Manifest:
         now = time.time()
         with self._transaction() as db:
             db.execute(
-                "UPDATE documents SET status = 'indexed', title = ?, chunks = ?, "
+                "UPDATE documents SET status = 'indexed', title = ?, chunks = ?, details = ?, "
                 "error_code = NULL, error = NULL, updated_at = ? "
                 "WHERE collection = ? AND doc_id = ?",
-                (title, chunks, now, collection, doc_id),
+                (title, chunks, details.to_json(), now, collection, doc_id),
             )
             return self._point(db, collection, source, name, doc_id, size, mtime_ns, now)
 
@@ -537,22 +607,23 @@ class Manifest:
                 if entry.error_code is not None:
                     db.execute(
                         "INSERT INTO documents (collection, doc_id, sha256, status, error_code, "
-                        "error, pipeline, created_at, updated_at) "
-                        "VALUES (?, ?, ?, 'failed', ?, ?, ?, ?, ?) "
+                        "error, pipeline, created_at, updated_at, details) "
+                        "VALUES (?, ?, ?, 'failed', ?, ?, ?, ?, ?, ?) "
                         "ON CONFLICT (collection, doc_id) DO UPDATE SET status = 'failed', "
                         "error_code = excluded.error_code, error = excluded.error, "
                         "pipeline = excluded.pipeline, chunks = 0, "
-                        "updated_at = excluded.updated_at",
+                        "updated_at = excluded.updated_at, details = excluded.details",
                         (collection, entry.doc_id, entry.sha256, entry.error_code, entry.error,
-                         entry.pipeline, now, now),
+                         entry.pipeline, now, now, entry.details.to_json()),
                     )  # fmt: skip
                 elif entry.title is not None:
                     db.execute(
                         "UPDATE documents SET status = 'indexed', title = ?, chunks = ?, "
-                        "error_code = NULL, error = NULL, updated_at = ? "
+                        "details = ?, error_code = NULL, error = NULL, updated_at = ? "
                         "WHERE collection = ? AND doc_id = ?",
-                        (entry.title, entry.chunks, now, collection, entry.doc_id),
-                    )
+                        (entry.title, entry.chunks, entry.details.to_json(), now, collection,
+                         entry.doc_id),
+                    )  # fmt: skip
             # Documents left behind are retired once every source points where it will:
             # one left by an entry may be the document of another.
             left: set[str] = set()
@@ -623,17 +694,21 @@ class Manifest:
         code: str,
         error: str,
         name: str | None = None,
+        details: DocumentDetails = NO_DETAILS,
     ) -> str | None:
-        """Record that a file could not be indexed, and point its source at that record."""
+        """Record that a file could not be indexed, with `details`, and point its source at
+        that record."""
         now = time.time()
         with self._transaction() as db:
             db.execute(
                 "INSERT INTO documents (collection, doc_id, sha256, status, error_code, error, "
-                "pipeline, created_at, updated_at) VALUES (?, ?, ?, 'failed', ?, ?, ?, ?, ?) "
+                "pipeline, created_at, updated_at, details) "
+                "VALUES (?, ?, ?, 'failed', ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (collection, doc_id) DO UPDATE SET status = 'failed', "
                 "error_code = excluded.error_code, error = excluded.error, "
-                "pipeline = excluded.pipeline, chunks = 0, updated_at = excluded.updated_at",
-                (collection, doc_id, sha256, code, error, pipeline, now, now),
+                "pipeline = excluded.pipeline, chunks = 0, updated_at = excluded.updated_at, "
+                "details = excluded.details",
+                (collection, doc_id, sha256, code, error, pipeline, now, now, details.to_json()),
             )
             return self._point(db, collection, source, name, doc_id, size, mtime_ns, now)
 

@@ -31,10 +31,12 @@ class Clock:
         return self.now
 
 
-def rate(feedback: FeedbackLog, question: str, rating: Rating = "up") -> None:
+def rate(
+    feedback: FeedbackLog, question: str, rating: Rating = "up", collection: str = "alpha"
+) -> None:
     feedback.add(
         actor="key:ab12cd",
-        collection="alpha",
+        collection=collection,
         question=question,
         answer=f"An answer to {question}",
         chunk_ids=["d1-00001", "d1-00000"],
@@ -87,6 +89,36 @@ class FeedbackLogContract:
         assert [r["question"] for r in feedback.export()] == ["first", "second", "third"]
         since = datetime(2026, 1, 1, 1)  # no time zone: UTC
         assert [r["question"] for r in feedback.export(since)] == ["second", "third"]
+
+    def test_recent_ratings_come_newest_first_up_to_the_limit(
+        self, feedback: FeedbackLog, clock: Clock
+    ) -> None:
+        assert feedback.recent(10) == []
+        for question in ("first", "second", "third"):
+            rate(feedback, question)
+            clock.now += 1
+        assert [r.question for r in feedback.recent(10)] == ["third", "second", "first"]
+        assert [r.question for r in feedback.recent(2)] == ["third", "second"]
+        [newest] = feedback.recent(1)
+        assert newest.as_json() == list(feedback.export())[-1]
+
+    def test_recent_ratings_keep_to_the_rating_and_collection_asked_for(
+        self, feedback: FeedbackLog
+    ) -> None:
+        rate(feedback, "alpha up")
+        rate(feedback, "alpha down", "down")
+        rate(feedback, "beta down", "down", collection="beta")
+        assert [r.question for r in feedback.recent(10, rating="down")] == [
+            "beta down",
+            "alpha down",
+        ]
+        assert [r.question for r in feedback.recent(10, collection="alpha")] == [
+            "alpha down",
+            "alpha up",
+        ]
+        found = feedback.recent(10, rating="down", collection="alpha")
+        assert [r.question for r in found] == ["alpha down"]
+        assert feedback.recent(10, rating="up", collection="beta") == []
 
     def test_a_rating_other_than_up_or_down_is_refused(self, feedback: FeedbackLog) -> None:
         with pytest.raises(ValueError, match="rating"):

@@ -11,6 +11,7 @@ import random
 import sqlite3
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import closing
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
@@ -20,7 +21,14 @@ import pytest
 from rag.postgres.database import Database
 from rag.postgres.manifest import PgManifest, glob_regex
 from rag.retrieval.filters import Filters, make_filters
-from rag.retrieval.manifest import DocumentManifest, GroupEntry, Manifest
+from rag.retrieval.manifest import (
+    NO_DETAILS,
+    DocumentDetails,
+    DocumentManifest,
+    GroupEntry,
+    Manifest,
+)
+from rag.types import DocumentWarning
 
 pytestmark = pytest.mark.contract
 
@@ -263,6 +271,74 @@ class DocumentManifestContract:
         assert manifest.visible("alpha", ["z2", "m1", "m3"]) == set()
         assert {status(manifest, d) for d in ("z2", "m1", "m3")} == {"deleting"}
 
+    def test_each_version_keeps_the_details_it_was_recorded_with(
+        self, manifest: DocumentManifest
+    ) -> None:
+        scanned = DocumentDetails(
+            "key:ab12cd",
+            4,
+            (
+                DocumentWarning("empty_pages", "Page 3 gave no text."),
+                DocumentWarning("ocr", "Pages 1\N{EN DASH}2 were read by OCR; 检查 \x00."),
+            ),
+        )
+        assert ingest(manifest, "d1", "/docs/a.pdf") is None
+        record = manifest.document("alpha", "d1")
+        assert record is not None
+        assert record.details == NO_DETAILS  # nothing told: nothing known
+        manifest.begin("alpha", "d1", "sha-d1", PIPELINE)
+        manifest.commit(
+            "alpha", "d1", title="A", chunks=2, source="/docs/a.pdf", size=10, mtime_ns=1,
+            details=scanned,
+        )  # fmt: skip
+        [listed] = manifest.documents("alpha")
+        assert listed.details == scanned
+        # Another path to the same bytes leaves the details as they are.
+        manifest.attach("alpha", "/docs/copy.pdf", "d1", 10, 1)
+        record = manifest.document("alpha", "d1")
+        assert record is not None
+        assert record.details == scanned
+        # Indexed again, it has the details of that version only.
+        manifest.begin("alpha", "d1", "sha-d1", PIPELINE)
+        manifest.commit(
+            "alpha", "d1", title="A", chunks=2, source="/docs/a.pdf", size=10, mtime_ns=2,
+            details=DocumentDetails(pages=4),
+        )  # fmt: skip
+        record = manifest.document("alpha", "d1")
+        assert record is not None
+        assert record.details == DocumentDetails(None, 4, ())
+        manifest.fail(
+            "alpha", "d2", "sha-d2", PIPELINE, source="/docs/b.pdf", size=5, mtime_ns=1,
+            code="malformed", error="damaged", details=DocumentDetails("key:ab12cd"),
+        )  # fmt: skip
+        failed = manifest.document("alpha", "d2")
+        assert failed is not None
+        assert failed.details == DocumentDetails("key:ab12cd")
+
+    def test_an_archives_members_keep_their_details(self, manifest: DocumentManifest) -> None:
+        uploaded = DocumentDetails("key:ab12cd")
+        member = DocumentDetails("key:ab12cd", 2, (DocumentWarning("ocr", "Page 2 was read."),))
+        for doc_id in ("z1", "m1"):
+            manifest.begin("alpha", doc_id, f"sha-{doc_id}", PIPELINE)
+        manifest.commit_group(
+            "alpha",
+            [
+                GroupEntry("/docs/a.zip", "a.zip", "z1", 10, 1, title="a.zip", details=uploaded),
+                GroupEntry(
+                    "/docs/a.zip!/one.pdf", "a.zip!/one.pdf", "m1", 5, 1, title="One",
+                    chunks=2, details=member,
+                ),
+                GroupEntry(
+                    "/docs/a.zip!/bad.pdf", "a.zip!/bad.pdf", "f1", 0, 0,
+                    error_code="malformed", error="damaged", sha256="sha-f1",
+                    pipeline=PIPELINE, details=uploaded,
+                ),
+            ],
+            replacing="/docs/a.zip",
+        )  # fmt: skip
+        details = {r.doc_id: r.details for r in manifest.documents("alpha")}
+        assert details == {"z1": uploaded, "m1": member, "f1": uploaded}
+
     def test_collections_are_named_once_each_sorted(self, manifest: DocumentManifest) -> None:
         assert manifest.collections() == []
         ingest(manifest, "d1", "/docs/a.md", collection="beta")
@@ -278,6 +354,32 @@ class TestSqliteManifest(DocumentManifestContract):
         manifest = Manifest(tmp_path / "manifest.sqlite3")
         yield manifest
         manifest.close()
+
+    def test_a_manifest_of_schema_2_gains_details_in_place(self, tmp_path: Path) -> None:
+        path = tmp_path / "old.sqlite3"
+        old = Manifest(path)
+        ingest(old, "d1", "/docs/a.md")
+        old.close()
+        with closing(sqlite3.connect(path)) as db:  # as schema 2 left it: no details
+            db.execute("ALTER TABLE documents DROP COLUMN details")
+            db.execute("PRAGMA user_version = 2")
+        manifest = Manifest(path)
+        try:
+            record = manifest.document("alpha", "d1")
+            assert record is not None
+            assert (record.title, record.names, record.details) == ("d1", ("a.md",), NO_DETAILS)
+            manifest.begin("alpha", "d1", "sha-d1", PIPELINE)
+            manifest.commit(
+                "alpha", "d1", title="A", chunks=2, source="/docs/a.md", size=10, mtime_ns=2,
+                details=DocumentDetails("key:ab12cd"),
+            )  # fmt: skip
+            record = manifest.document("alpha", "d1")
+            assert record is not None
+            assert record.details.uploaded_by == "key:ab12cd"
+        finally:
+            manifest.close()
+        with closing(sqlite3.connect(path)) as db:
+            assert db.execute("PRAGMA user_version").fetchone()[0] == 3
 
 
 @pytest.mark.cluster

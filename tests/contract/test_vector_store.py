@@ -92,6 +92,7 @@ class VectorStoreContract:
             lambda: store.delete_chunks("missing", ["d1-00000"]),
             lambda: store.delete_chunks("missing", []),
             lambda: store.chunk_counts("missing"),
+            lambda: store.heading_sample("missing", 10),
         ]
         for read in reads:
             with pytest.raises(NotFound):
@@ -103,6 +104,7 @@ class VectorStoreContract:
         assert store.document_chunks("alpha", "d1") == []
         assert store.chunks_with_vectors("alpha", ["d1-00000"]) == []
         assert store.chunk_counts("alpha") == {}
+        assert store.heading_sample("alpha", 10) == []
 
     def test_add_makes_a_missing_collection(self, filled: VectorStore) -> None:
         assert filled.list_collections() == ["alpha"]
@@ -120,6 +122,24 @@ class VectorStoreContract:
         store.add("alpha", added, vectors(axis(1), axis(0, 1)))
         assert store.document_chunks("alpha", "d1") == [added[1], added[0]]
         assert store.document_chunks("alpha", "d2") == []
+
+    def test_heading_sample_of_a_small_collection_is_every_chunk(self, store: VectorStore) -> None:
+        added = [chunk("d1", 0, heading="Ports > Defaults"), chunk("d1", 1), chunk("d2", 0)]
+        store.add("alpha", added, vectors(axis(1), axis(0, 1), axis(0, 0, 1)))
+        assert sorted(store.heading_sample("alpha", 3)) == [
+            ("d1", ""),
+            ("d1", "Ports > Defaults"),
+            ("d2", ""),
+        ]
+
+    def test_heading_sample_of_a_large_collection_spreads_over_it(self, store: VectorStore) -> None:
+        added = [chunk(f"d{d}", i, heading=f"Part {d}") for d in range(4) for i in range(10)]
+        store.add("alpha", added, vectors(*[axis(1, i + 1) for i in range(40)]))
+        sample = store.heading_sample("alpha", 8)
+        assert 0 < len(sample) <= 8
+        assert {doc_id for doc_id, _ in sample} == {"d0", "d1", "d2", "d3"}
+        assert all(heading == f"Part {doc_id[1:]}" for doc_id, heading in sample)
+        assert store.heading_sample("alpha", 8) == sample
 
     def test_query_returns_the_nearest_first_scored_by_cosine(self, filled: VectorStore) -> None:
         found = filled.query("alpha", axis(1, 0.5), 2)

@@ -53,7 +53,7 @@ def test_a_data_directory_of_the_earlier_release_opens_and_answers(env: dict[str
     assert json.loads(chinese.stdout)[0]["source"] == "规定.txt"
     checked = runner.invoke(app, ["doctor", "--json"], env=env)
     assert checked.exit_code == 0, checked.stdout
-    assert schema_version(data / "manifest.sqlite3") == 2  # migrated and stamped
+    assert schema_version(data / "manifest.sqlite3") == 3  # migrated and stamped
     assert schema_version(data / "keywords.sqlite3") == 2
     verified = runner.invoke(app, ["audit", "verify"], env=env)
     assert verified.exit_code == 0, verified.output

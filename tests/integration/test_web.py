@@ -116,7 +116,7 @@ def test_first_visit_upload_ask_cite_feedback_delete(
     # Delete a document, confirming the dialog.
     page.click("#tab-docs")
     page.once("dialog", lambda dialog: dialog.accept())
-    page.locator("#doc-rows tr", has_text="operations.md").get_by_role("button").click()
+    page.locator("#doc-rows tr", has_text="operations.md").locator("[data-action=delete]").click()
     expect(page.locator("#doc-rows tr")).to_have_count(1)
     _shot(page, "05-after-delete")
 

@@ -135,6 +135,7 @@ CASES = [
     Case("POST", "/v1/collections", "write"),
     Case("GET", "/v1/collections", "any"),
     Case("GET", "/v1/collections/{name}", "read"),
+    Case("GET", "/v1/collections/{name}/examples", "read"),
     Case("DELETE", "/v1/collections/{name}", "write", destructive=True),
     Case("POST", "/v1/collections/{name}/reindex", "admin"),
     Case("GET", "/v1/collections/{name}/reindex", "admin"),
@@ -142,13 +143,25 @@ CASES = [
     Case("GET", "/v1/documents", "read"),
     Case("GET", "/v1/documents/{doc_id}", "read"),
     Case("GET", "/v1/documents/{doc_id}/file", "read"),
+    Case("POST", "/v1/documents/{doc_id}/reingest", "write"),
     Case("DELETE", "/v1/documents/{doc_id}", "write", destructive=True),
     Case("POST", "/v1/ingest/jobs", "write"),
     Case("GET", "/v1/ingest/jobs", "any"),
     Case("GET", "/v1/ingest/jobs/{job_id}", "read"),
     Case("POST", "/v1/ingest/jobs/{job_id}/cancel", "write"),
     Case("POST", "/v1/feedback", "read"),
+    Case("GET", "/v1/feedback", "admin"),
     Case("GET", "/v1/feedback/export", "admin"),
+    Case("GET", "/v1/audit/verify", "admin"),
+    Case("GET", "/v1/audit/export", "admin"),
+    # Every key has conversations of its own: `_call` makes one for the caller first.
+    Case("GET", "/v1/conversations", "any"),
+    Case("POST", "/v1/conversations", "read"),
+    Case("GET", "/v1/conversations/{conversation_id}", "any"),
+    Case("PATCH", "/v1/conversations/{conversation_id}", "any"),
+    Case("DELETE", "/v1/conversations/{conversation_id}", "any", destructive=True),
+    Case("POST", "/v1/conversations/{conversation_id}/turns", "any"),
+    Case("GET", "/v1/me", "any"),
     Case("POST", "/v1/keys", "admin"),
     Case("GET", "/v1/keys", "admin"),
     Case("DELETE", "/v1/keys/{key_id}", "admin", destructive=True),
@@ -166,6 +179,11 @@ def _call(world: World, case: Case, caller: str, docs: Path) -> Any:
         .replace("{job_id}", world.job_id)
         .replace("{key_id}", key_id)
     )
+    if "{conversation_id}" in path:
+        # The caller's own (a key's id is between the first two "_" of the key).
+        owner = world.keys.get(caller, world.keys["admin"]).split("_", 2)[1]
+        made = world.lore.conversations.create(owner, collection="alpha")
+        path = path.replace("{conversation_id}", made.id)
     params = {"collection": "alpha"} if path.startswith("/v1/documents") else None
     bodies: dict[str, Any] = {
         "/v1/query": {"question": "Which port?", "collection": "alpha"},
@@ -184,7 +202,11 @@ def _call(world: World, case: Case, caller: str, docs: Path) -> Any:
         },
         "/v1/embeddings": {"model": "any", "input": "hello"},
         "/v1/collections/alpha/reindex": {"embedding_model": "hashing"},
+        "/v1/conversations": {"collection": "alpha"},
     }
+    if "{conversation_id}" in case.path and case.method in ("PATCH", "POST"):
+        turn = {"question": "Which port?", "answer": "Port 8000 [1].", "declined": False}
+        bodies[path] = turn if path.endswith("/turns") else {"title": "renamed"}
     headers = _headers(world, caller)
     if case.method == "GET" and path.endswith("/reindex"):  # there is one to show
         world.client.post(path, json=bodies[path], headers=_headers(world, "admin"))
@@ -203,7 +225,7 @@ def _call(world: World, case: Case, caller: str, docs: Path) -> Any:
 
 
 def _expected(case: Case, caller: str) -> set[int]:
-    ok = {200, 201, 202}
+    ok = {200, 201, 202, 204}
     if caller in ("none", "wrong", "revoked"):
         return {401}
     if caller == "admin":
@@ -229,7 +251,7 @@ def test_the_matrix_covers_every_route(world: World) -> None:
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.method} {c.path}")
 def test_authorisation_matrix(world: World, docs: Path, case: Case) -> None:
     # Denials first; a destructive route succeeds once, last, for its most limited owner.
-    callers = [c for c in CALLERS if not _expected(case, c) & {200, 201, 202}]
+    callers = [c for c in CALLERS if not _expected(case, c) & {200, 201, 202, 204}]
     allowed = [c for c in CALLERS if c not in callers]
     if case.destructive:
         allowed = allowed[:1]

@@ -79,7 +79,7 @@ def test_stuck_file_times_out_and_the_rest_go_on(
     lore: Lore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root = _tree(tmp_path / "tree")
-    monkeypatch.setattr(ingest.batch, "build_chunks", _slow_parse)  # inherited by forked workers
+    monkeypatch.setattr(ingest.batch, "build_document", _slow_parse)  # inherited by forked workers
     started = time.perf_counter()
     options = BatchOptions(workers=2, timeout_s=1, start_method="fork")
     report = run_batch(lore, [root], "default", options).as_json()
@@ -92,7 +92,7 @@ def test_memory_cap_turns_a_huge_file_into_a_failure(
     lore: Lore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root = _tree(tmp_path / "tree")
-    monkeypatch.setattr(ingest.batch, "build_chunks", _greedy_parse)
+    monkeypatch.setattr(ingest.batch, "build_document", _greedy_parse)
     options = BatchOptions(workers=1, memory_mb=512, start_method="fork")
     report = run_batch(lore, [root], "default", options).as_json()
     assert report["failed"] == 3

@@ -124,6 +124,7 @@ def test_the_example_config_loads_and_matches_the_defaults_it_shows(
         "generation_timeout_s",
         "rate_limit_per_minute",
         "audit_retention_days",
+        "conversation_retention_days",
         "max_upload_mb",
         "context_tokens",
     ):
