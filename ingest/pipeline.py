@@ -535,7 +535,7 @@ def _disk_full(lore: Lore, collection: str, todo: Todo, exc: Exception) -> Inges
     The version it was to replace, if any, still answers: `commit` never ran."""
     message = (
         f"{todo.name}: the disk of the data directory is full ({exc}). Free space, then "
-        "ingest again: files already indexed are unchanged."
+        "ingest again: other files already indexed are unchanged."
     )
     log.error("%s", message)
     try:
@@ -801,12 +801,13 @@ def reingest(lore: Lore, collection: str, record: DocumentRecord, path: Path) ->
     with the current pipeline, even if nothing changed, and replace its chunks; it keeps
     its `uploaded_by`.
 
-    The file is parsed before anything changes: one that cannot be read now raises its
-    LoreError, and the document stays as it was. Its chunks are then written as any
-    document's are (`write`), under the same id, since its bytes are the same: it is
-    hidden from queries (`pending`) while they are, as when a new pipeline indexes a
-    document again, and a crash leaves it hidden, without chunks, until it is ingested
-    again (`recover` removes what was written).
+    The file is parsed and its chunks embedded before anything changes: a file that
+    cannot be read now, or an embedder that fails, raises, and the document stays as it
+    was. Its chunks are then written as any document's are (`write`), under the same id,
+    since its bytes are the same: it is hidden from queries (`pending`) while they are,
+    as when a new pipeline indexes a document again, and a crash or a full disk then
+    leaves it hidden, without chunks, until it is ingested again (`recover` removes what
+    was written). Its vectors are held in memory together, unlike a batch's big files.
     """
     lore = lore.for_collection(collection)
     source = str(path)
@@ -820,8 +821,10 @@ def reingest(lore: Lore, collection: str, record: DocumentRecord, path: Path) ->
             stat.st_size, stat.st_mtime_ns, True,
         )  # fmt: skip
         built = build_document(path, todo.doc_id, todo.sha256, source, chunk_plan(lore))
+        texts = [c.embedding_text() for c in built.chunks]
+        vectors = embed_in_steps(lore, texts, None) if texts else None
         return write(
-            lore, collection, todo, built.title, built.chunks,
+            lore, collection, todo, built.title, built.chunks, vectors,
             details=built.details(record.details.uploaded_by),
         )  # fmt: skip
 

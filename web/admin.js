@@ -86,6 +86,16 @@ function renderKeys() {
 
 async function createKey(submitted) {
   submitted.preventDefault();
+  const button = submitted.submitter;
+  if (button) button.disabled = true; // one click, one key
+  try {
+    await makeKey();
+  } finally {
+    if (button) button.disabled = false;
+  }
+}
+
+async function makeKey() {
   const role = $("key-role").value;
   const chosen = role === "admin" ? []
     : [...document.querySelectorAll("input[name=key-collection]:checked")].map((box) => box.value);
@@ -209,9 +219,20 @@ function renderFeedback() {
   }));
 }
 
-export function forgetAdmin() {
+/** Forget what the admin screen showed: on logout, and (the new key) on leaving it. */
+export function forgetAdmin(all = true) {
   newKey = null;
+  $("new-key").hidden = true;
+  $("new-key-value").textContent = "";
+  if (!all) return;
+  keys = [];
+  collections = [];
+  feedback = [];
   audit = null;
+  for (const id of ["key-rows", "collection-rows", "feedback-rows", "key-collection-boxes"]) {
+    $(id).replaceChildren();
+  }
+  $("audit-result").textContent = "";
 }
 
 export function wireAdmin(onCollectionsChanged) {

@@ -12,7 +12,7 @@ import {
   collectionChanged, forget, loadMarkdown, renderChat, resumeConversation, wireChat,
 } from "/web/chat.js";
 import {
-  closeDetail, detailOpen, refreshDocuments, renderDocuments, wireDocuments,
+  closeDetail, detailOpen, forgetDocuments, refreshDocuments, renderDocuments, wireDocuments,
 } from "/web/documents.js";
 import { forgetAdmin, refreshAdmin, renderAdmin, wireAdmin } from "/web/admin.js";
 
@@ -39,7 +39,16 @@ function renderWho() {
   $("language").setAttribute("lang", currentLanguage() === "zh" ? "en" : "zh-CN");
 }
 
+/** Forget everything the last key saw, so the next one to log in on this tab sees none of it. */
+function forgetAll() {
+  forget();
+  forgetDocuments();
+  forgetAdmin();
+  sessionStorage.removeItem("lore-tab");
+}
+
 function showLogin() {
+  if (session.me) forgetAll();
   session.me = null;
   $("login").hidden = false;
   for (const id of ["chat", "docs", "doc-detail", "admin", "passage"]) $(id).hidden = true;
@@ -60,9 +69,11 @@ async function enter() {
 }
 
 function showTab(name) {
+  const leaving = tab;
   tab = name === "admin" && !isAdmin() ? "chat" : name;
   sessionStorage.setItem("lore-tab", tab);
-  if (tab !== "docs" && detailOpen()) closeDetail();
+  if (detailOpen()) closeDetail(); // the Documents tab opens on the list
+  if (leaving === "admin" && tab !== "admin") forgetAdmin(false); // a new key is shown once
   $("chat").hidden = tab !== "chat";
   $("docs").hidden = tab !== "docs";
   $("admin").hidden = tab !== "admin";
@@ -100,9 +111,7 @@ function wire() {
   });
   $("logout").addEventListener("click", () => {
     setApiKey("");
-    forget();
-    forgetAdmin();
-    sessionStorage.removeItem("lore-tab");
+    forgetAll();
     setStatus("");
     showLogin();
   });
@@ -119,7 +128,11 @@ function wire() {
   });
   wireChat();
   wireDocuments((target) => loadCollections(target));
-  wireAdmin(() => loadCollections(collection()));
+  wireAdmin(async () => {
+    const before = collection();
+    await loadCollections(before);
+    if (collection() !== before) collectionChanged(); // the open one was deleted
+  });
 }
 
 async function start() {
@@ -130,8 +143,8 @@ async function start() {
   try {
     await enter(); // a stored key, or a server with auth off, needs no login
   } catch (error) {
-    if (error instanceof ApiError && error.status === 401) showLogin();
-    else showError(error);
+    if (!(error instanceof ApiError && error.status === 401)) showError(error);
+    showLogin(); // to try again, with this key or another
   }
 }
 

@@ -209,26 +209,30 @@ function history() {
   ]);
 }
 
-/** The conversation on the server, made when its first question is asked. */
-async function saved() {
-  if (current.id) return current;
+/** `conversation` on the server, made when its first question is asked. */
+async function saved(conversation) {
+  if (conversation.id) return conversation;
   const made = await sendJson("/v1/conversations", {
-    collection: current.collection,
-    filters: queryFilters(current.filters) || {},
+    collection: conversation.collection,
+    filters: queryFilters(conversation.filters) || {},
   });
-  current.id = made.id;
-  sessionStorage.setItem(SAVED, made.id);
-  return current;
+  conversation.id = made.id;
+  if (conversation === current) sessionStorage.setItem(SAVED, made.id);
+  return conversation;
 }
 
 export async function ask(question) {
+  // The answer belongs to the conversation it was asked in. Opening another one, a new
+  // one, or logging out stops it (`stop`) before the page moves on.
+  const asked = current;
   $("empty-state").hidden = true;
   addItem("user", question);
   const { item, body } = addItem("assistant", "");
   item.scrollIntoView({ block: "end" });
   body.classList.add("streaming");
   setStatus("searching");
-  running = new AbortController();
+  const controller = new AbortController();
+  running = controller;
   $("stop").hidden = false;
   $("ask").disabled = true;
   let text = "";
@@ -236,7 +240,7 @@ export async function ask(question) {
   try {
     const response = await call("/v1/query", {
       method: "POST",
-      signal: running.signal,
+      signal: controller.signal,
       headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
       body: JSON.stringify({
         question,
@@ -270,33 +274,40 @@ export async function ask(question) {
         else if (data.query !== question) setStatus("searchedFor", { query: data.query });
         else setStatus("");
         feedbackControls(item, turn);
-        current.turns.push(turn);
-        await keep(turn);
+        asked.turns.push(turn);
+        await keep(asked, turn);
       } else if (event === "error") {
-        const error = new ApiError(500, data.message, null, data.code);
-        showError(error);
+        failed(body, text, new ApiError(500, data.message, null, data.code));
       }
     }
   } catch (error) {
     if (error.name === "AbortError") {
       renderAnswer(body, text, sources);
-      setStatus("stopped");
+      if (asked === current) setStatus("stopped");
     } else {
-      showError(error);
+      failed(body, text, error);
     }
   } finally {
     body.classList.remove("streaming");
-    running = null;
-    $("stop").hidden = true;
-    $("ask").disabled = false;
+    if (running === controller) {
+      running = null;
+      $("stop").hidden = true;
+      $("ask").disabled = false;
+    }
   }
 }
 
-/** Save an answered turn in the conversation, so it survives a reload. */
-async function keep(turn) {
+/** An answer that could not be had: said on the status line, and in its empty bubble. */
+function failed(body, text, error) {
+  showError(error);
+  if (!text) body.replaceChildren(element("p", { class: "error" }, $("status").textContent));
+}
+
+/** Save an answered turn in its conversation, so it survives a reload. */
+async function keep(conversation, turn) {
   try {
-    await saved();
-    await sendJson(`/v1/conversations/${current.id}/turns`, {
+    await saved(conversation);
+    await sendJson(`/v1/conversations/${conversation.id}/turns`, {
       question: turn.question,
       answer: turn.answer,
       query: turn.query || null,
@@ -311,8 +322,13 @@ async function keep(turn) {
   }
 }
 
+/** Stop the answer being streamed, at once: the page may move on to another conversation. */
 export function stop() {
-  running?.abort();
+  if (!running) return;
+  running.abort();
+  running = null;
+  $("stop").hidden = true;
+  $("ask").disabled = false;
 }
 
 export function isRunning() {
@@ -393,6 +409,7 @@ async function deleteConversation(conversation) {
 
 /** Open a saved conversation: its turns, its collection and its filters. */
 export async function openConversation(id) {
+  stop();
   try {
     const found = await getJson(`/v1/conversations/${id}`);
     const filters = found.filters || {};
@@ -425,6 +442,7 @@ export async function openConversation(id) {
 
 /** A fresh, empty conversation on the chosen collection (saved once asked in). */
 export function startConversation() {
+  stop();
   current = blank();
   sessionStorage.removeItem(SAVED);
   setStatus("");
@@ -545,6 +563,7 @@ export async function renderChat() {
 
 /** The collection was changed in the header: a conversation keeps to one collection. */
 export function collectionChanged() {
+  stop();
   examples = { collection: null, questions: [], headings: [] };
   if (current.turns.length === 0) {
     current.collection = collection();
@@ -554,12 +573,19 @@ export function collectionChanged() {
   }
 }
 
+/** Forget everything of the key that was logged in: on logout, or when it stops working. */
 export function forget() {
+  stop();
   current = blank();
   listed = [];
+  examples = { collection: null, questions: [], headings: [] };
+  known = { names: [], types: [], count: 0 };
+  shownCitation = null;
   sessionStorage.removeItem(SAVED);
-  $("conversation").replaceChildren();
-  $("conversations").replaceChildren();
+  for (const id of ["conversation", "conversations", "examples", "source-options"]) {
+    $(id).replaceChildren();
+  }
+  $("passage").hidden = true;
 }
 
 export function wireChat() {

@@ -158,6 +158,17 @@ export function detailOpen() {
   return shown !== null;
 }
 
+/** Forget the documents of the key that was logged in. */
+export function forgetDocuments() {
+  closeDetail();
+  documents = [];
+  keyNames = new Map();
+  for (const id of ["doc-rows", "uploads", "doc-chunks", "doc-facts", "doc-warnings"]) {
+    $(id).replaceChildren();
+  }
+  $("docs").hidden = true;
+}
+
 function fact(list, label, value, content = false) {
   list.append(element("dt", {}, label), element("dd", content ? { "data-content": "" } : {}, value));
 }

@@ -162,7 +162,9 @@ def reingest_document(
     """Read the document's original file again with the current parser and chunker, even
     if it has not changed, and replace its chunks; it keeps its id. 404 when the server
     no longer holds the file (an archive's member has none of its own); 422 when the
-    file cannot be read now (the document then stays as it was)."""
+    file cannot be parsed now (the document then stays as it was). Its bytes, and so its
+    id, are the same: while its new chunks are written it is hidden from queries, and a
+    failure then (a full disk, say) leaves it hidden until it is ingested again."""
     target = writable(caller, collection or lore.settings.collection)
     result = documents.reingest_document(lore, target, doc_id)
     return _ingested(request, metrics, caller, target, result, "documents.reingest", 200)

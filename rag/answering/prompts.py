@@ -79,6 +79,9 @@ _CODE = re.compile(
     r"(?![A-Za-z0-9@#$&*+=_-])"
 )
 _DIGIT_GROUPING = re.compile(r"(?<=\d)[,，\s](?=\d{3})")
+# Markdown's emphasis and code marks at a word's edges (**8000**, `8000`, _8000_): the
+# answer's formatting, not part of what it states.
+_EMPHASIS = re.compile(r"(?<![^\s(\[])[*_`]+|[*_`]+(?![^\s.,;:!?)\]。，；：！？）])")
 
 
 def _squashed(text: str) -> str:
@@ -91,7 +94,7 @@ def unstated_codes(answer: str, question: str, sources: Sequence[Citation]) -> l
     out a key invents one, and a cited made-up number reads as a fact."""
     stated = _squashed(" ".join([question, *(s.text for s in sources)]))
     found = []
-    for match in _CODE.finditer(without_markers(answer)):
+    for match in _CODE.finditer(_EMPHASIS.sub("", without_markers(answer))):
         code = match.group().strip(".-").lower()
         if _is_code(code) and code not in stated and code not in found:
             found.append(code)

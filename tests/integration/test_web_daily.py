@@ -438,6 +438,17 @@ def test_an_admin_manages_keys_collections_audit_and_feedback(browser: Any, site
     page.once("dialog", lambda dialog: dialog.accept())
     page.locator("#collection-rows tr[data-collection=contracts]").get_by_role("button").click()
     expect(page.locator("#collection-rows tr[data-collection=contracts]")).to_have_count(0)
+
+    # Logging out leaves nothing of the admin's in the page for the next key.
+    page.fill("#key-name", "Second bot")
+    page.click("#key-form button[type=submit]")
+    expect(page.locator("#new-key")).to_be_visible()
+    page.click("#logout")
+    _log_in(page, site.keys["reader"])
+    expect(page.locator("#tab-admin")).to_be_hidden()
+    assert page.locator("#new-key-value").inner_text() == ""
+    expect(page.locator("#key-rows tr")).to_have_count(0)
+    expect(page.locator("#feedback-rows tr")).to_have_count(0)
     assert errors == []
     context.close()
 
@@ -487,3 +498,42 @@ def test_the_login_screen_and_server_errors_read_in_the_pages_language(
     page.set_viewport_size({"width": 390, "height": 844})
     _screen(page, "28-phone")
     context.close()
+
+
+def test_an_answer_streaming_when_another_conversation_opens_is_stopped_not_saved_there(
+    browser: Any, settings: Settings, docs: Path
+) -> None:
+    """An answer belongs to the conversation it was asked in: opening another one while
+    it streams stops it, and nothing lands in the one opened."""
+    from playwright.sync_api import expect
+
+    from tests.unit.test_service import SlowGenerator, live
+
+    generator = SlowGenerator(delay=0.2, words=200)  # 40 s if left to run
+    with live(settings, generator, docs) as url:
+        made = httpx.post(f"{url}/v1/conversations", json={"title": "Older"}).json()
+        kept = {"question": "Earlier?", "answer": "Earlier.", "declined": False}
+        added = httpx.post(
+            f"{url}/v1/conversations/{made['id']}/turns",
+            json={**kept, "citations": [], "sources": []},
+        )
+        assert added.status_code == 201, added.text
+        context = browser.new_context(locale="en-US")
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        page.goto(url)
+        expect(page.locator("#conversations li")).to_have_count(1)
+        page.fill("#question", "Which port does Lore use?")
+        page.click("#ask")
+        expect(page.locator(".turn.assistant .body").last).to_contain_text("word")
+        page.locator("#conversations .open-conversation").first.click()
+        expect(page.locator(".turn.user .body")).to_have_text(["Earlier?"])
+        expect(page.locator("#stop")).to_be_hidden()
+        deadline = 50
+        while generator.stopped == 0 and deadline:
+            page.wait_for_timeout(100)
+            deadline -= 1
+        assert generator.stopped == 1, "the answer kept streaming after another was opened"
+        listed = httpx.get(f"{url}/v1/conversations").json()
+        assert [(c["title"], c["turn_count"]) for c in listed] == [("Older", 1)]
+        context.close()

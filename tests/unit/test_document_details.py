@@ -198,6 +198,28 @@ def test_a_writer_reads_a_document_again_under_the_same_id(site: Site, docs: Pat
     assert "documents.reingest" in operations
 
 
+def test_a_document_read_again_with_a_failing_embedder_stays_as_it_was(
+    site: Site, docs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uploaded = site.upload(docs / "ports.md")
+    before = site.detail(uploaded["doc_id"])
+
+    def broken(texts: list[str]) -> None:
+        raise RuntimeError("the embedder broke")
+
+    monkeypatch.setattr(site.lore.embedder, "embed_documents", broken)
+    with pytest.raises(RuntimeError, match="the embedder broke"):
+        site.reingest(uploaded["doc_id"], site.writer)
+    monkeypatch.undo()
+    after = site.detail(uploaded["doc_id"])
+    assert after["status"] == "indexed"
+    assert after["chunk_texts"] == before["chunk_texts"]
+    found = site.client.post(
+        "/v1/search", json={"question": "port", "collection": "alpha"}, headers=site.reader
+    )
+    assert found.json()[0]["doc_id"] == uploaded["doc_id"]
+
+
 def test_a_reader_may_not_read_a_document_again(site: Site, docs: Path) -> None:
     uploaded = site.upload(docs / "ports.md")
     refused = site.reingest(uploaded["doc_id"], site.reader)

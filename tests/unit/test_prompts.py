@@ -133,6 +133,10 @@ def test_unstated_codes_are_those_no_passage_or_question_holds() -> None:
     assert unstated("Order X9-77 ships today.", question="Where is order X9-77?") == []
     # Decades, ordinals, measures and dashed words may be written otherwise in the passage.
     assert unstated("In the 1990s and the 19th century, 18km away, oxygen-18, 100-150.") == []
+    # Markdown emphasis is formatting, not part of the number; a made-up code stays made up.
+    assert unstated("The budget is **150,000** yuan [1], code `AB-12`, since _1905_.") == []
+    assert unstated("The key is **Tr0ub4dor-882** [1].") == ["tr0ub4dor-882"]
+    assert unstated("Key: key_2024x9 [1].") == ["key_2024x9"]
 
 
 def test_a_flagged_passage_reaches_the_model_without_its_instructions() -> None:
