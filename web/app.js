@@ -47,9 +47,15 @@ function forgetAll() {
   sessionStorage.removeItem("lore-tab");
 }
 
+/** The tabs and the collection mean something only to a key that is logged in. */
+function showSignedIn(shown) {
+  for (const node of document.querySelectorAll(".signed-in")) node.hidden = !shown;
+}
+
 function showLogin() {
   if (session.me) forgetAll();
   session.me = null;
+  showSignedIn(false);
   $("login").hidden = false;
   for (const id of ["chat", "docs", "doc-detail", "admin", "passage"]) $(id).hidden = true;
   $("logout").hidden = true;
@@ -63,6 +69,7 @@ async function enter() {
   await loadCollections(sessionStorage.getItem("lore-collection") || "default");
   $("login").hidden = true;
   $("logout").hidden = !apiKey();
+  showSignedIn(true);
   renderWho();
   await resumeConversation();
   showTab(sessionStorage.getItem("lore-tab") || "chat");

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+import api.app  # noqa: F401  (imports every module an error may come from)
+import ingest.backup  # noqa: F401  (BackupDamaged)
 from ingest.pipeline import SKIP_REASONS
 from rag import errors
 
