@@ -107,7 +107,6 @@ def document_detail_json(detail: DocumentDetail, admin: bool) -> dict[str, Any]:
     data = document_json(detail.record, admin)
     details = detail.record.details
     data.update(
-        type=detail.file_type,  # as the document's, from the same name
         size=detail.size,
         modified_at=detail.modified_at,
         uploaded_by=details.uploaded_by,

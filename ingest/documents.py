@@ -24,12 +24,11 @@ from rag.types import Chunk
 @dataclass(frozen=True)
 class DocumentDetail:
     """A document's record and its chunks, in their order in the document, with what its
-    first source tells of its file: its type (see `file_type`), and its size in bytes and
-    modification time (seconds since the epoch) when the manifest knows them."""
+    first source tells of its file: its size in bytes and modification time (seconds
+    since the epoch) when the manifest knows them."""
 
     record: DocumentRecord
     chunks: tuple[Chunk, ...]
-    file_type: str | None = None
     size: int | None = None
     modified_at: float | None = None
 
@@ -85,12 +84,11 @@ def document_detail(lore: Lore, collection: str, doc_id: str) -> DocumentDetail:
     chunks = tuple(lore.store.document_chunks(collection, doc_id) if record.chunks else [])
     if not record.sources:
         return DocumentDetail(record, chunks)
-    kind = file_type(record.names[0])
     source = lore.manifest.source(collection, record.sources[0])
     # An archive's member that could not be unpacked is recorded without a size or time.
     if source is None or (source.size, source.mtime_ns) == (0, 0):
-        return DocumentDetail(record, chunks, kind)
-    return DocumentDetail(record, chunks, kind, source.size, source.mtime_ns / 1e9)
+        return DocumentDetail(record, chunks)
+    return DocumentDetail(record, chunks, source.size, source.mtime_ns / 1e9)
 
 
 def original_file(lore: Lore, collection: str, doc_id: str) -> Path:

@@ -10,6 +10,7 @@ import { t, when } from "/web/i18n.js";
 
 const KEPT_TURNS = 3; // earlier question-and-answer pairs sent with a follow-up
 const SAVED = "lore-conversation"; // the open conversation's id, kept across a reload
+const FILTER_FIELDS = ["filter-source", "filter-type", "filter-since", "filter-until"];
 
 // The open conversation: {id (null until its first question is saved), title,
 // collection, filters: {source, type, since, until}, turns: [...]}.
@@ -468,12 +469,10 @@ async function loadChoices() {
     const names = new Set();
     const types = new Set();
     for (const d of documents) {
+      if (d.type) types.add(d.type);
       for (const name of d.sources) {
         names.add(name);
-        const folder = name.includes("/") ? `${name.slice(0, name.lastIndexOf("/") + 1)}` : "";
-        if (folder) names.add(folder);
-        const dot = name.lastIndexOf(".");
-        if (dot > name.lastIndexOf("/")) types.add(name.slice(dot + 1).toLowerCase());
+        if (name.includes("/")) names.add(name.slice(0, name.lastIndexOf("/") + 1));
       }
     }
     known = { names: [...names].sort(), types: [...types].sort(), count: documents.length };
@@ -606,15 +605,13 @@ export function wireChat() {
   $("new-conversation").addEventListener("click", startConversation);
   $("close-passage").addEventListener("click", () => { $("passage").hidden = true; });
   $("download").addEventListener("click", downloadOriginal);
-  for (const id of ["filter-source", "filter-type", "filter-since", "filter-until"]) {
-    $(id).addEventListener("change", changeFilters);
-  }
+  for (const id of FILTER_FIELDS) $(id).addEventListener("change", changeFilters);
   $("filters-form").addEventListener("submit", (submitted) => {
     submitted.preventDefault();
     changeFilters();
   });
   $("clear-filters").addEventListener("click", () => {
-    for (const id of ["filter-source", "filter-type", "filter-since", "filter-until"]) $(id).value = "";
+    for (const id of FILTER_FIELDS) $(id).value = "";
     changeFilters();
   });
   document.addEventListener("keydown", (pressed) => {

@@ -16,10 +16,7 @@ function nameOf(d) {
 }
 
 function typeOf(d) {
-  if (d.type) return d.type;
-  const name = nameOf(d);
-  const dot = name.lastIndexOf(".");
-  return dot > name.lastIndexOf("/") ? name.slice(dot + 1).toLowerCase() : "";
+  return d.type || "";
 }
 
 /** A document's state in the page's language; a failure by its code, not the server's words. */
